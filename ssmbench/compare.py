@@ -1,0 +1,77 @@
+"""How the suite compares generations and logits: same tokens, or a near tie in the reference scores at the
+first difference (the transformers convention); logits within a per-dtype relative tolerance."""
+
+from __future__ import annotations
+
+import torch
+
+# max |actual - expected| / max |expected| allowed for logits computed two ways in one dtype.
+LOGITS_RTOL = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
+# A difference between greedy tokens is accepted only where the reference's top-2 scores are this close
+# (relative to the scores' scale): the two paths then legitimately round to different argmaxes.
+NEAR_TIE = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 3e-2}
+
+
+class Mismatch(AssertionError):
+    pass
+
+
+def first_difference(a: torch.Tensor, b: torch.Tensor) -> int | None:
+    a, b = a.flatten().cpu(), b.flatten().cpu()
+    n = min(len(a), len(b))
+    diff = (a[:n] != b[:n]).nonzero()
+    if len(diff):
+        return int(diff[0])
+    return None if len(a) == len(b) else n
+
+
+def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    actual, expected = actual.double().cpu(), expected.double().cpu()
+    if not torch.isfinite(actual).all() or not torch.isfinite(expected).all():
+        return float("inf")
+    return float((actual - expected).abs().max() / expected.abs().max().clamp_min(1e-12))
+
+
+def assert_logits_close(what: str, actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype) -> None:
+    err = relative_error(actual, expected)
+    tol = LOGITS_RTOL[dtype]
+    if not err <= tol:
+        flat = (actual.double().cpu() - expected.double().cpu()).abs().flatten()
+        idx = int(flat.nan_to_num(float("inf")).argmax())
+        pos = list(torch.unravel_index(torch.tensor(idx), actual.shape))
+        raise Mismatch(
+            f"{what}: relative error {err:.3g} > {tol:g} ({dtype}); worst at index {[int(p) for p in pos]}: "
+            f"{actual.flatten()[idx].item():.6g} vs expected {expected.flatten()[idx].item():.6g}"
+        )
+
+
+def assert_same_generation(
+    what: str,
+    actual: torch.Tensor,
+    expected: torch.Tensor,
+    expected_scores: list[torch.Tensor] | torch.Tensor | None = None,
+    dtype: torch.dtype = torch.float32,
+    decode=None,
+) -> None:
+    """``actual`` and ``expected`` are 1-D new-token sequences. ``expected_scores[i]`` holds the reference's
+    logits (vocab,) for new token i; with them a divergence at a near tie is accepted."""
+    pos = first_difference(actual, expected)
+    if pos is None:
+        return
+    a_tok = int(actual[pos]) if pos < len(actual) else None
+    e_tok = int(expected[pos]) if pos < len(expected) else None
+    detail = ""
+    if expected_scores is not None and a_tok is not None and e_tok is not None and pos < len(expected_scores):
+        scores = expected_scores[pos].double().cpu().flatten()
+        gap = float(scores[e_tok] - scores[a_tok])
+        scale = float(scores.abs().max().clamp_min(1e-12))
+        if gap / scale <= NEAR_TIE[dtype]:
+            return
+        detail = f"; reference scores there: {scores[e_tok]:.6g} for {e_tok}, {scores[a_tok]:.6g} for {a_tok}"
+    text = ""
+    if decode is not None:
+        text = f" (context {decode(expected[:pos].tolist())!r})"
+    raise Mismatch(
+        f"{what}: first difference at new token {pos}: got {a_tok}, expected {e_tok}{detail}{text}; "
+        f"got {actual.tolist()}, expected {expected.tolist()}"
+    )

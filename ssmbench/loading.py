@@ -1,0 +1,107 @@
+"""Loading a ModelSpec into a model and tokenizer on a device, and the small generate helper tests share."""
+
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .compat import dtype_kwargs
+from .registry import ModelSpec
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPE_CHOICES = ("auto", *DTYPES)
+
+
+def resolve_dtype(name: str, spec: ModelSpec) -> torch.dtype:
+    """``auto``: float32 for the tiny checkpoints (exact conformance), bfloat16 for full-size models (as the
+    quickstart runs them)."""
+    if name == "auto":
+        return torch.float32 if spec.source == "tiny" else torch.bfloat16
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; valid: {', '.join(DTYPE_CHOICES)}")
+    return DTYPES[name]
+
+
+def load_tokenizer(spec: ModelSpec):
+    from transformers import AutoTokenizer
+
+    # Synthetic models have no tokenizer of their own: they borrow the tiny checkpoint's, padded with
+    # placeholder tokens up to the real vocabulary size so that every id a random model emits decodes.
+    location = spec.location if spec.source != "synthetic" else str(spec.arch.tiny_path)
+    tok = AutoTokenizer.from_pretrained(location, local_files_only=True)
+    if spec.source == "synthetic":
+        tok.add_tokens([f"<|synthetic{i}|>" for i in range(len(tok), spec.arch.synthetic_config["vocab_size"])])
+    if tok.pad_token is None:  # phi-2's tokenizer has none; the usual practice is EOS as padding
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype, seed: int = 0):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if spec.unavailable:
+        raise FileNotFoundError(spec.unavailable)
+    if spec.source == "synthetic":
+        config = AutoConfig.for_model(spec.arch.model_type, **spec.arch.synthetic_config)
+        torch.manual_seed(seed)
+        with torch.device(device):
+            model = AutoModelForCausalLM.from_config(config, **dtype_kwargs(dtype))
+    else:
+        model = AutoModelForCausalLM.from_pretrained(spec.location, local_files_only=True, **dtype_kwargs(dtype))
+        model.to(device)
+    model.eval()
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = model.config.eos_token_id
+    return model
+
+
+@dataclass
+class LoadedModel:
+    """A model resident on its device with its tokenizer, and how long loading took."""
+
+    spec: ModelSpec
+    model: Any
+    tokenizer: Any
+    device: torch.device
+    dtype: torch.dtype
+    load_seconds: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def encode(self, prompts: list[str] | str) -> dict[str, torch.Tensor]:
+        prompts = [prompts] if isinstance(prompts, str) else prompts
+        batch = self.tokenizer(prompts, return_tensors="pt", padding=True)
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    @torch.no_grad()
+    def generate(self, prompts: list[str] | str, **kwargs) -> Any:
+        kwargs.setdefault("do_sample", False)
+        kwargs.setdefault("pad_token_id", self.tokenizer.pad_token_id)
+        return self.model.generate(**self.encode(prompts), **kwargs)
+
+    @torch.no_grad()
+    def logits(self, input_ids: torch.Tensor, **kwargs) -> torch.Tensor:
+        return self.model(input_ids=input_ids.to(self.device), **kwargs).logits
+
+    def free(self) -> None:
+        self.model = None
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def load(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    start = time.perf_counter()
+    tokenizer = load_tokenizer(spec)
+    model = load_model(spec, device, dtype)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return LoadedModel(spec, model, tokenizer, device, dtype, time.perf_counter() - start)

@@ -1,0 +1,179 @@
+"""The one registry of model architectures and the model sets built from it.
+
+An architecture (``ARCHS``) says how to get a model three ways: the embedded tiny checkpoint, the real
+configuration with random weights (``synthetic``), and the real checkpoint (``pretrained``). A model set
+expands architectures into ``ModelSpec`` entries; every test is parametrized from those, so adding Mamba-2
+or another Transformer is one ``Arch`` entry here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TINY_DIR = REPO_ROOT / "fixtures" / "tiny"
+
+FAMILIES = ("ssm", "attention")
+SOURCES = ("tiny", "synthetic", "pretrained")
+MODEL_SETS = ("auto", "tiny", "synthetic", "pretrained")
+
+
+@dataclass(frozen=True)
+class Arch:
+    key: str  # short name used in options and env vars: --model-path KEY=DIR, SSMBENCH_PATH_KEY
+    family: str  # "ssm" or "attention"
+    model_type: str  # transformers' config.model_type
+    hub_id: str  # the real checkpoint
+    synthetic_config: dict[str, Any]  # the real checkpoint's config values
+    published_params: float  # parameter count of the real checkpoint, as published (3 significant figures)
+
+    @property
+    def tiny_path(self) -> Path:
+        return TINY_DIR / self.key
+
+    @property
+    def env_var(self) -> str:
+        return f"SSMBENCH_PATH_{self.key.upper()}"
+
+
+ARCHS: dict[str, Arch] = {
+    a.key: a
+    for a in (
+        Arch(
+            key="mamba",
+            family="ssm",
+            model_type="mamba",
+            hub_id="state-spaces/mamba-2.8b-hf",
+            synthetic_config=dict(
+                vocab_size=50280, hidden_size=2560, num_hidden_layers=64, state_size=16, expand=2,
+                intermediate_size=5120, conv_kernel=4, time_step_rank=160, use_bias=False, use_conv_bias=True,
+                layer_norm_epsilon=1e-5, residual_in_fp32=True, tie_word_embeddings=True,
+                bos_token_id=0, eos_token_id=0, pad_token_id=0,
+            ),
+            published_params=2.768e9,
+        ),
+        Arch(
+            key="phi",
+            family="attention",
+            model_type="phi",
+            hub_id="microsoft/phi-2",
+            synthetic_config=dict(
+                vocab_size=51200, hidden_size=2560, intermediate_size=10240, num_hidden_layers=32,
+                num_attention_heads=32, num_key_value_heads=32, partial_rotary_factor=0.4, rope_theta=10000.0,
+                max_position_embeddings=2048, hidden_act="gelu_new", layer_norm_eps=1e-5,
+                tie_word_embeddings=False, qk_layernorm=False, bos_token_id=50256, eos_token_id=50256,
+            ),
+            published_params=2.780e9,
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model a test runs against: an architecture from one source."""
+
+    arch: Arch
+    source: str  # "tiny" | "synthetic" | "pretrained"
+    location: str | None = None  # a directory or hub id (tiny / pretrained)
+    unavailable: str | None = field(default=None, compare=False)  # why it cannot load, if it cannot
+
+    @property
+    def name(self) -> str:
+        return f"{self.source}-{self.arch.key}"
+
+    @property
+    def family(self) -> str:
+        return self.arch.family
+
+    @property
+    def large(self) -> bool:
+        """Full-size models: slow to copy or save, GPU only."""
+        return self.source != "tiny"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ModelSetError(ValueError):
+    pass
+
+
+def parse_model_paths(values: list[str] | None, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Local checkpoint overrides from ``--model-path KEY=DIR`` options, then ``SSMBENCH_PATH_KEY``."""
+    environ = os.environ if environ is None else environ
+    paths: dict[str, str] = {}
+    for arch in ARCHS.values():
+        if environ.get(arch.env_var):
+            paths[arch.key] = environ[arch.env_var]
+    for value in values or []:
+        key, sep, path = value.partition("=")
+        if not sep or key not in ARCHS or not path:
+            raise ModelSetError(
+                f"--model-path expects KEY=DIR with KEY one of {', '.join(ARCHS)}; got {value!r}"
+            )
+        paths[key] = path
+    return paths
+
+
+def _hf_cache_location(hub_id: str) -> str | None:
+    """The snapshot directory of ``hub_id`` in the local Hugging Face cache, or None."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
+        return None
+    found = try_to_load_from_cache(hub_id, "config.json")
+    return str(Path(found).parent) if isinstance(found, str) else None
+
+
+def _hf_cache_dir() -> str:
+    try:
+        from huggingface_hub import constants
+
+        return str(constants.HF_HUB_CACHE)
+    except Exception:  # pragma: no cover
+        return "~/.cache/huggingface/hub"
+
+
+def pretrained_spec(arch: Arch, paths: dict[str, str]) -> ModelSpec:
+    """The real checkpoint, from a local path override or the offline HF cache; says why when absent."""
+    if arch.key in paths:
+        path = Path(paths[arch.key]).expanduser()
+        if not (path / "config.json").is_file():
+            return ModelSpec(arch, "pretrained", str(path),
+                             unavailable=f"no checkpoint at {path} (looked for {path / 'config.json'})")
+        return ModelSpec(arch, "pretrained", str(path))
+    cached = _hf_cache_location(arch.hub_id)
+    if cached is None:
+        return ModelSpec(
+            arch, "pretrained", arch.hub_id,
+            unavailable=(f"{arch.hub_id} is not in the local Hugging Face cache ({_hf_cache_dir()}) and no "
+                         f"local path was given (--model-path {arch.key}=DIR or {arch.env_var})"),
+        )
+    return ModelSpec(arch, "pretrained", cached)
+
+
+def resolve_model_set(name: str, *, paths: dict[str, str] | None = None,
+                      archs: list[str] | None = None) -> list[ModelSpec]:
+    """Expand a model set name into specs. ``auto``: the tiny checkpoints, plus for each architecture the
+    real checkpoint where it is available locally, else the synthetic build (full-size models then run on
+    a GPU and skip, saying so, on a CPU)."""
+    if name not in MODEL_SETS:
+        raise ModelSetError(f"unknown model set {name!r}; valid: {', '.join(MODEL_SETS)}")
+    paths = paths or {}
+    selected = [ARCHS[k] for k in (archs or ARCHS)]
+    specs: list[ModelSpec] = []
+    if name in ("tiny", "auto"):
+        specs += [ModelSpec(arch, "tiny", str(arch.tiny_path)) for arch in selected]
+    for arch in selected:
+        if name == "synthetic":
+            specs.append(ModelSpec(arch, "synthetic"))
+        elif name == "pretrained":
+            specs.append(pretrained_spec(arch, paths))
+        elif name == "auto":
+            spec = pretrained_spec(arch, paths)
+            specs.append(spec if spec.unavailable is None else ModelSpec(arch, "synthetic"))
+    return specs

@@ -1,0 +1,106 @@
+"""Builds the embedded tiny checkpoints: a byte-level BPE tokenizer and a small Mamba and Phi, each trained
+briefly on the seeded corpus so their greedy generations are varied (degenerate models would let
+conformance checks pass vacuously). Run through ``python scripts/make_tiny_checkpoints.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from .compat import dtype_kwargs
+from .corpus import make_corpus
+from .registry import ARCHS, TINY_DIR
+
+VOCAB_SIZE = 512
+EOS, PAD = "<|endoftext|>", "<|padding|>"
+
+TINY_CONFIGS = {
+    "mamba": dict(hidden_size=64, num_hidden_layers=4, state_size=16, expand=2, intermediate_size=128,
+                  conv_kernel=4, time_step_rank=8, use_bias=False, use_conv_bias=True, tie_word_embeddings=True),
+    "phi": dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=4, partial_rotary_factor=0.5, rope_theta=10000.0,
+                max_position_embeddings=2048, hidden_act="gelu_new", tie_word_embeddings=False),
+}
+
+
+def build_tokenizer(texts: list[str]):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE, special_tokens=[EOS, PAD],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=EOS, eos_token=EOS, unk_token=EOS)
+
+
+def build_model(key: str, tokenizer):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    arch = ARCHS[key]
+    eos = tokenizer.convert_tokens_to_ids(EOS)
+    pad = tokenizer.convert_tokens_to_ids(PAD) if key == "mamba" else None
+    config = AutoConfig.for_model(arch.model_type, vocab_size=VOCAB_SIZE, bos_token_id=eos, eos_token_id=eos,
+                                  pad_token_id=pad, **TINY_CONFIGS[key])
+    return AutoModelForCausalLM.from_config(config, **dtype_kwargs(torch.float32))
+
+
+def _batches(ids: torch.Tensor, seq_len: int, batch: int, steps: int, gen: torch.Generator):
+    for _ in range(steps):
+        starts = torch.randint(0, ids.numel() - seq_len - 1, (batch,), generator=gen)
+        yield torch.stack([ids[s : s + seq_len] for s in starts.tolist()])
+
+
+def train(model, ids: torch.Tensor, *, steps: int, seq_len: int = 32, batch: int = 24, lr: float = 3e-3,
+          seed: int = 0, log=print) -> float:
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20) * 0.5 * (1 + math.cos(math.pi * s / steps)))
+    model.train()
+    loss_value = float("nan")
+    t0 = time.time()
+    for step, x in enumerate(_batches(ids, seq_len, batch, steps, gen)):
+        loss = model(input_ids=x, labels=x).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        loss_value = loss.item()
+        if step % 50 == 0 or step == steps - 1:
+            log(f"  step {step:4d} loss {loss_value:.3f} ({time.time() - t0:.0f} s)")
+    model.eval()
+    return loss_value
+
+
+def make_all(out_dir: Path = TINY_DIR, *, steps: int = 600, seed: int = 0, log=print) -> dict[str, float]:
+    torch.manual_seed(seed)
+    texts = make_corpus(seed=seed)
+    tokenizer = build_tokenizer(texts)
+    eos = tokenizer.eos_token
+    ids = torch.tensor(tokenizer(eos.join(texts))["input_ids"], dtype=torch.long)
+    losses = {}
+    for key in TINY_CONFIGS:
+        torch.manual_seed(seed)
+        model = build_model(key, tokenizer)
+        n = sum(p.numel() for p in model.parameters())
+        log(f"{key}: {n} parameters, {ids.numel()} corpus tokens")
+        losses[key] = train(model, ids, steps=steps, seed=seed, log=log)
+        model.generation_config.pad_token_id = model.config.pad_token_id
+        model.generation_config.eos_token_id = model.config.eos_token_id
+        target = out_dir / key
+        target.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(target)
+        tok = build_tokenizer(texts)  # fresh copy: each checkpoint carries its own tokenizer files
+        if key == "mamba":  # like the real GPT-NeoX tokenizer: a pad token; phi-2's has none
+            tok.pad_token = PAD
+        tok.save_pretrained(target)
+    return losses

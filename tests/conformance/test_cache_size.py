@@ -1,0 +1,24 @@
+"""Cache size: the bytes transformers really holds after a prefill equal the analytic formula, at several
+context lengths (Mamba: constant; attention: linear in context)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ssmbench.cache import expected_cache_bytes, tensor_bytes
+from ssmbench.compat import find_cache
+
+pytestmark = pytest.mark.conformance
+
+
+@pytest.mark.parametrize("context", [1, 16, 64])
+def test_cache_bytes_match_formula(lm, context):
+    ids = torch.randint(0, lm.tokenizer.vocab_size, (2, context), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = lm.model(input_ids=ids.to(lm.device), use_cache=True)
+    measured = tensor_bytes(find_cache(out))
+    expected = expected_cache_bytes(lm.model.config, lm.spec.family, context, lm.dtype, batch=2)
+    assert measured == expected, (
+        f"{lm.name}: cache holds {measured} bytes after {context} tokens x 2 sequences; formula says {expected}"
+    )

@@ -1,0 +1,79 @@
+"""Checkpoints and dtypes: a save/load round trip is lossless, a requested dtype is honoured, and lower
+precision agrees with float32 where it should (and says so plainly where it is known not to)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from ssmbench.compare import assert_same_generation
+from ssmbench.compat import dtype_kwargs
+from ssmbench.inputs import PROMPTS
+
+pytestmark = pytest.mark.conformance
+
+NEW = 12
+
+
+@pytest.mark.heavy
+def test_save_load_roundtrip_is_exact(lm, tmp_path):
+    enc = lm.encode(PROMPTS[:2])
+    before = lm.logits(enc["input_ids"], attention_mask=enc["attention_mask"])
+    lm.model.save_pretrained(tmp_path)
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path, local_files_only=True, **dtype_kwargs(lm.dtype))
+    reloaded.to(lm.device).eval()
+    with torch.no_grad():
+        after = reloaded(**enc).logits
+    del reloaded
+    assert torch.equal(before, after), (
+        f"{lm.name}: logits changed after save/load; max abs diff {(before - after).abs().max().item():.3g}"
+    )
+
+
+def _load_as(lm, dtype):
+    if lm.spec.source == "synthetic":
+        pytest.skip(f"{lm.name}: synthetic models have no checkpoint to reload in another dtype")
+    return AutoModelForCausalLM.from_pretrained(lm.spec.location, local_files_only=True,
+                                                **dtype_kwargs(dtype)).to(lm.device).eval()
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_requested_dtype_is_loaded(lm, dtype):
+    model = _load_as(lm, dtype)
+    dtypes = {p.dtype for p in model.parameters()}
+    # Mamba keeps A_log and D in float32 by design in some versions; everything else must follow.
+    assert dtype in dtypes and dtypes <= {dtype, torch.float32}, f"{lm.name}: asked {dtype}, got {dtypes}"
+    big = [n for n, p in model.named_parameters() if p.dtype != dtype and p.dim() > 1]
+    assert not big, f"{lm.name}: weight matrices not in {dtype}: {big[:5]}"
+
+
+@pytest.mark.heavy
+def test_bfloat16_generation_agrees_with_float32(lm):
+    ref_model = lm.model if lm.dtype == torch.float32 else _load_as(lm, torch.float32)
+    low = _load_as(lm, torch.bfloat16)
+    enc = lm.encode(PROMPTS[0])
+    common = dict(max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False, pad_token_id=lm.tokenizer.pad_token_id,
+                  return_dict_in_generate=True, output_logits=True)
+    with torch.no_grad():
+        ref = ref_model.generate(**enc, **common)
+        got = low.generate(**enc, **common)
+    plen = enc["input_ids"].shape[1]
+    assert_same_generation(f"{lm.name}: bfloat16 vs float32 greedy", got.sequences[0, plen:],
+                           ref.sequences[0, plen:], [s[0] for s in ref.logits], torch.bfloat16, lm.tokenizer.decode)
+
+
+@pytest.mark.heavy
+def test_float16_logits_are_finite(lm):
+    """phi-2's real weights overflow in float16 attention (NaN logits): on the pretrained set that is
+    reported as an expected failure naming the cause, never as a crash or a silent pass."""
+    model = lm.model if lm.dtype == torch.float16 else _load_as(lm, torch.float16)
+    enc = lm.encode(PROMPTS[0])
+    with torch.no_grad():
+        logits = model(**enc).logits
+    finite = bool(torch.isfinite(logits).all())
+    if not finite and lm.spec.source == "pretrained" and lm.spec.arch.key == "phi":
+        pytest.xfail(f"{lm.name}: float16 logits are not finite: phi-2's attention overflows in float16 "
+                     "(known; use bfloat16 or float32)")
+    assert finite, f"{lm.name}: float16 logits contain {int((~torch.isfinite(logits)).sum())} non-finite values"

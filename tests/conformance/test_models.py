@@ -1,0 +1,34 @@
+"""The models themselves: the tiny checkpoints generate varied text (else the other checks lose their power),
+full-size synthetic builds have the published parameter counts, and every model is in the requested dtype."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ssmbench.inputs import PROMPTS
+
+pytestmark = pytest.mark.conformance
+
+
+def test_parameters_in_requested_dtype(lm):
+    wrong = [n for n, p in lm.model.named_parameters() if p.dim() > 1 and p.dtype != lm.dtype]
+    assert not wrong, f"{lm.name}: weight matrices not in {lm.dtype}: {wrong[:5]}"
+
+
+@pytest.mark.source("tiny", "pretrained")  # random weights have no text quality to check
+def test_greedy_generations_are_not_degenerate(lm):
+    new = 24
+    out = lm.generate(PROMPTS, max_new_tokens=new, min_new_tokens=new)[:, -new:]
+    distinct_overall = len(torch.unique(out))
+    per_prompt = [len(torch.unique(row)) for row in out]
+    assert distinct_overall >= 30, f"{lm.name}: only {distinct_overall} distinct tokens over {len(PROMPTS)} prompts"
+    assert min(per_prompt) >= 6, f"{lm.name}: a continuation repeats itself: distinct per prompt {per_prompt}"
+    assert len({tuple(r.tolist()) for r in out}) == len(PROMPTS), f"{lm.name}: prompts share a continuation"
+
+
+@pytest.mark.source("synthetic", "pretrained")
+def test_full_size_model_has_published_parameter_count(lm):
+    n = sum(p.numel() for p in lm.model.parameters())
+    published = lm.spec.arch.published_params
+    assert abs(n - published) / published < 5e-4, f"{lm.name}: {n:,} parameters; published {published:,.0f}"
