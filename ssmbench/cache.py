@@ -1,6 +1,7 @@
 """Cache and state sizes: measured from the objects transformers returns, and the analytic formulas.
 
-Mamba keeps ``layers x intermediate x (state_size + conv_kernel)`` values per sequence whatever the context;
+Mamba keeps ``layers x intermediate x (state_size + conv_kernel)`` values per sequence whatever the context
+(the SSM state in float32 on transformers 5.x, see compat);
 an attention model keeps K and V, ``2 x layers x kv_heads x head_dim`` values per token.
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
+from .compat import mamba_ssm_state_dtype
 
 
 def tensor_bytes(obj: Any, _seen: set[int] | None = None, _depth: int = 0) -> int:
@@ -38,8 +41,9 @@ def expected_cache_bytes(config: Any, family: str, context: int, dtype: torch.dt
     """Analytic cache size for ``context`` tokens of ``batch`` sequences."""
     elem = torch.empty((), dtype=dtype).element_size()
     if family == "ssm":
-        per_seq = config.num_hidden_layers * config.intermediate_size * (config.state_size + config.conv_kernel)
-        return batch * per_seq * elem
+        state_elem = torch.empty((), dtype=mamba_ssm_state_dtype(dtype)).element_size()
+        per_channel = config.state_size * state_elem + config.conv_kernel * elem
+        return batch * config.num_hidden_layers * config.intermediate_size * per_channel
     if family == "attention":
         heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads

@@ -18,10 +18,17 @@ def dtype_kwargs(dtype: torch.dtype) -> dict[str, Any]:
     return {_DTYPE_KW: dtype}
 
 
+def mamba_ssm_state_dtype(model_dtype: torch.dtype) -> torch.dtype:
+    """The dtype transformers keeps Mamba's SSM state in. 4.x's MambaCache used the model dtype; 5.x keeps
+    the scan's last state as computed, in float32 (measured: 72 bytes per channel and layer in a bfloat16
+    model on 5.17 and 5.24, not the 40 a bfloat16 state would take)."""
+    return torch.float32 if TRANSFORMERS_VERSION.major >= 5 else model_dtype
+
+
 def find_cache(output: Any) -> Any:
     """The cache object a forward pass returned: past_key_values (attention), cache_params (Mamba,
     transformers < 5.2x) or cache (Mamba, newer)."""
-    for key in ("past_key_values", "cache_params", "cache"):
+    for key in ("cache", "past_key_values", "cache_params"):
         value = getattr(output, key, None)
         if value is not None:
             return value

@@ -22,7 +22,7 @@ def test_cached_greedy_equals_uncached(lm):
     cached = lm.generate(PROMPTS[0], use_cache=True, **common)
     assert_same_generation(
         f"{lm.name}: greedy with cache vs without", cached.sequences[0, prompt_len:],
-        without.sequences[0, prompt_len:], [s[0] for s in without.logits], lm.dtype, lm.tokenizer.decode,
+        without.sequences[0, prompt_len:], [s[0] for s in without.logits], lm.dtype, lm.tokenizer.decode, lm.noise_floor,
     )
 
 
@@ -55,4 +55,4 @@ def test_step_decode_logits_match_full_forward(lm, prefill):
     assert torch.equal(out.sequences, ids), f"{lm.name}: forcing failed: {out.sequences.tolist()}"
     stepped = torch.stack(out.logits, dim=1)  # [1, steps, vocab]: logits for positions prefill-1 .. L-2
     assert_logits_close(f"{lm.name}: decode-step logits vs full forward (prefill {prefill})",
-                        stepped, full[:, prefill - 1 : -1], lm.dtype)
+                        stepped, full[:, prefill - 1 : -1], lm.dtype, lm.noise_floor)

@@ -26,5 +26,5 @@ def test_left_padded_batch_equals_single(lm):
         assert_same_generation(
             f"{lm.name}: row {i} of a left-padded batch ({width - plen} pad tokens) vs alone",
             batch[i, width:], single.sequences[0, plen:], [s[0] for s in single.logits], lm.dtype,
-            lm.tokenizer.decode,
+            lm.tokenizer.decode, lm.noise_floor,
         )
