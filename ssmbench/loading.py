@@ -17,12 +17,14 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 DTYPE_CHOICES = ("auto", *DTYPES)
 
 
-def resolve_dtype(name: str, spec: ModelSpec) -> torch.dtype:
-    """``auto``: float32 for models with made-up weights (tiny and synthetic), bfloat16 for real checkpoints
-    (as the quickstart runs them). Random deep Mamba stacks amplify bfloat16 rounding layer by layer (README,
-    "Why synthetic models check in float32"), so two correct code paths disagree there; benchmarks ask for
-    their dtype themselves."""
+def resolve_dtype(name: str, spec: ModelSpec, purpose: str = "conformance") -> torch.dtype:
+    """``auto`` for conformance: float32 for models with made-up weights (tiny and synthetic), bfloat16 for
+    real checkpoints. Random deep Mamba stacks amplify rounding layer by layer (README, "Why synthetic models
+    check in float32"), so two correct code paths can disagree there in bfloat16. ``auto`` for benchmarks:
+    bfloat16 for full-size models (as the quickstart runs them), float32 for the tiny ones."""
     if name == "auto":
+        if purpose == "benchmark":
+            return torch.float32 if spec.source == "tiny" else torch.bfloat16
         return torch.bfloat16 if spec.source == "pretrained" else torch.float32
     if name not in DTYPES:
         raise ValueError(f"unknown dtype {name!r}; valid: {', '.join(DTYPE_CHOICES)}")

@@ -1,0 +1,137 @@
+"""One benchmark point: inputs for a context length, a timed generate() with per-token timestamps, and the
+derived figures (time to first token, time per output token, memory, roofline floor, MBU/MFU, energy)."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from . import devices
+from .cache import expected_cache_bytes, tensor_bytes
+from .loading import LoadedModel
+from .measure import EnergyMeter, Nvml, StepClock, memory_region_end, memory_region_start, synchronize
+
+
+def prompt_ids(lm: LoadedModel, context: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
+    """``batch`` x ``context`` seeded token ids from the tokenizer's ordinary vocabulary (no special ids, so
+    no early end of sequence in the prompt)."""
+    special = set(lm.tokenizer.all_special_ids)
+    high = min(lm.tokenizer.vocab_size, lm.model.config.vocab_size)
+    allowed = torch.tensor([i for i in range(high) if i not in special])
+    gen = torch.Generator().manual_seed(seed + context)
+    idx = torch.randint(0, len(allowed), (batch, context), generator=gen)
+    return allowed[idx].to(lm.device)
+
+
+def weight_bytes(model) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+@dataclass
+class Runs:
+    """What a benchmarked callable collected: per call, the step intervals and the new-token count."""
+
+    intervals: list[list[float]] = field(default_factory=list)
+    new_tokens: list[int] = field(default_factory=list)
+    cache_bytes: int | None = None  # bytes of the cache generate() returned, last call
+
+    def measured(self, rounds: int) -> "Runs":
+        """Drop warm-up calls: keep the last ``rounds`` (pytest-benchmark disabled makes a single call)."""
+        return Runs(self.intervals[-rounds:], self.new_tokens[-rounds:], self.cache_bytes)
+
+    @property
+    def ttft_s(self) -> float:
+        return statistics.median(i[0] for i in self.intervals)
+
+    @property
+    def total_s(self) -> float:
+        return statistics.median(sum(i) for i in self.intervals)
+
+    @property
+    def per_token_s(self) -> float | None:
+        steps = [s for i in self.intervals for s in i[1:]]
+        return statistics.median(steps) if steps else None
+
+
+def generate_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Runs) -> Callable[[], None]:
+    """A callable for pytest-benchmark: one greedy generate of exactly ``new_tokens`` tokens."""
+
+    def call() -> None:
+        clock = StepClock(lm.device)
+        with torch.no_grad():
+            clock.start()
+            out = lm.model.generate(
+                input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens, logits_processor=[clock], pad_token_id=lm.tokenizer.pad_token_id,
+                return_dict_in_generate=True,
+            )
+            synchronize(lm.device)
+        runs.intervals.append(clock.intervals_s())
+        runs.new_tokens.append(out.sequences.shape[1] - ids.shape[1])
+        runs.cache_bytes = tensor_bytes(out.past_key_values) if out.past_key_values is not None else None
+
+    return call
+
+
+@dataclass
+class PointContext:
+    """Memory and energy around one benchmark, started before and read after pytest-benchmark runs it."""
+
+    lm: LoadedModel
+    nvml: Nvml
+    energy: EnergyMeter | None = None
+    _before: int | None = None
+
+    def __enter__(self) -> "PointContext":
+        self._before = memory_region_start(self.lm.device)
+        if self.energy:
+            self.energy.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.memory = memory_region_end(self.lm.device, self._before, self.nvml)
+        self.energy_reading = self.energy.stop() if self.energy else (None, 0.0, "not measured")
+
+
+def point_record(lm: LoadedModel, kind: str, *, context: int, batch: int, new_tokens: int, impl: str,
+                 profile: devices.DeviceProfile) -> dict[str, Any]:
+    params = sum(p.numel() for p in lm.model.parameters())
+    return {
+        "model": lm.name, "arch": lm.spec.arch.key, "family": lm.spec.family, "source": lm.spec.source,
+        "kind": kind, "context": context, "batch": batch, "new_tokens": new_tokens, "status": "ok",
+        "dtype": str(lm.dtype).replace("torch.", ""), "params": params, "weight_bytes": weight_bytes(lm.model),
+        "load_s": lm.load_seconds, "impl": impl if lm.spec.family == "ssm" else "-", "device": profile.name,
+    }
+
+
+def finish_point(point: dict[str, Any], lm: LoadedModel, runs: Runs, ctx: PointContext,
+                 profile: devices.DeviceProfile, calls: int) -> dict[str, Any]:
+    """Fill the derived figures of a measured point; ``calls`` counts warm-up calls too (the energy window
+    spans them)."""
+    context, batch = point["context"], point["batch"]
+    point["median_s"] = runs.total_s
+    point["ttft_s"] = runs.ttft_s
+    point["decode_s_per_token"] = runs.per_token_s
+    point["tokens_per_s"] = batch * point["new_tokens"] / runs.total_s
+    point["extra_peak_bytes"] = ctx.memory.extra_peak
+    point["peak_allocated_bytes"] = ctx.memory.peak_allocated
+    point["nvml_process_bytes"] = ctx.memory.nvml_process
+    point["host_available_bytes"] = ctx.memory.host_available
+    # The returned cache holds context + new_tokens - 1 positions (the last token is never fed back).
+    point["cache_bytes_formula"] = expected_cache_bytes(lm.model.config, lm.spec.family,
+                                                        context + point["new_tokens"] - 1, lm.dtype, batch=batch)
+    point["cache_bytes"] = runs.cache_bytes
+    cache = point["cache_bytes"] if point["cache_bytes"] is not None else point["cache_bytes_formula"]
+    point["floor_s"] = devices.decode_floor_s(point["weight_bytes"], cache, profile)
+    point["mbu"] = (devices.mbu(point["weight_bytes"], cache, runs.per_token_s, profile)
+                    if runs.per_token_s else None)
+    point["prefill_floor_s"] = devices.prefill_floor_s(point["params"], batch * context, profile)
+    point["mfu"] = devices.mfu(point["params"], batch * context, runs.ttft_s, profile)
+    joules, window, why = ctx.energy_reading
+    point["energy_window_s"] = window
+    point["joules_per_token"] = None if joules is None else joules / (batch * point["new_tokens"] * calls)
+    point["energy_note"] = why
+    return point

@@ -1,0 +1,79 @@
+"""Device profiles (peak bandwidth and bf16 peak, from vendor datasheets; ../shared/FACTS.md) and the
+roofline arithmetic: the floor a measured time can never beat, MBU for decode, MFU for prefill."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    key: str  # folder name under baselines/
+    name: str
+    match: tuple[str, ...]  # substrings of torch.cuda.get_device_name() (lowercase)
+    memory_gb: float | None
+    bandwidth_gbs: float | None  # peak DRAM bandwidth, GB/s
+    bf16_tflops: float | None  # dense bf16 peak, TFLOP/s
+    integrated: bool = False  # unified CPU/GPU memory
+    note: str = ""
+
+    @property
+    def known(self) -> bool:
+        return self.bandwidth_gbs is not None
+
+
+PROFILES: tuple[DeviceProfile, ...] = (
+    DeviceProfile("dgx-spark", "DGX Spark (GB10)", ("gb10",), 128, 273, 62, integrated=True,
+                  note="bf16 peak not published; 62 TFLOP/s is a third-party figure"),
+    DeviceProfile("h200", "NVIDIA H200 SXM", ("h200",), 141, 4800, 989),
+    DeviceProfile("h100-sxm", "NVIDIA H100 SXM", ("h100 80gb hbm3", "h100 sxm"), 80, 3350, 989),
+    DeviceProfile("h100-pcie", "NVIDIA H100 PCIe", ("h100 pcie",), 80, 2000, 756),
+    DeviceProfile("a100-80gb", "NVIDIA A100 SXM 80GB", ("a100-sxm4-80gb", "a100 80gb", "a100-sxm-80gb"), 80, 2039, 312),
+    DeviceProfile("l4", "NVIDIA L4", ("nvidia l4",), 24, 300, 121),
+    DeviceProfile("rtx-4090", "NVIDIA GeForce RTX 4090", ("rtx 4090",), 24, 1008, 165,
+                  note="bf16 peak with fp32 accumulate"),
+)
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-") or "unknown"
+
+
+def profile_for(device_name: str) -> DeviceProfile:
+    """The profile of a torch device name; an unknown GPU gets a profile with unknown limits."""
+    lowered = device_name.lower()
+    for profile in PROFILES:
+        if any(m in lowered for m in profile.match):
+            return profile
+    return DeviceProfile(_slug(device_name), device_name, (), None, None, None, note="not in the profile table")
+
+
+def by_key(key: str) -> DeviceProfile:
+    for profile in PROFILES:
+        if profile.key == key:
+            return profile
+    raise KeyError(f"unknown device profile {key!r}; valid: {', '.join(p.key for p in PROFILES)}")
+
+
+def decode_floor_s(weight_bytes: int, cache_bytes: int, profile: DeviceProfile) -> float | None:
+    """Batch-1 decode reads every weight and the cache once per token: the fastest possible token."""
+    if not profile.known:
+        return None
+    return (weight_bytes + cache_bytes) / (profile.bandwidth_gbs * 1e9)
+
+
+def mbu(weight_bytes: int, cache_bytes: int, seconds_per_token: float, profile: DeviceProfile) -> float | None:
+    floor = decode_floor_s(weight_bytes, cache_bytes, profile)
+    return None if floor is None else floor / seconds_per_token
+
+
+def prefill_floor_s(params: int, tokens: int, profile: DeviceProfile) -> float | None:
+    """Prefill is compute-bound: 2 x params x tokens FLOPs at the bf16 peak."""
+    if profile.bf16_tflops is None:
+        return None
+    return 2 * params * tokens / (profile.bf16_tflops * 1e12)
+
+
+def mfu(params: int, tokens: int, seconds: float, profile: DeviceProfile) -> float | None:
+    floor = prefill_floor_s(params, tokens, profile)
+    return None if floor is None else floor / seconds

@@ -1,0 +1,55 @@
+"""Latency and memory of generate() for every model in the set: the quickstart scenario, prefill and decode
+over the context sweep, throughput over batch sizes. Each benchmark asserts on what it measured: exactly the
+tokens asked for, and no time below the device's roofline floor (that would mean a broken measurement)."""
+
+from __future__ import annotations
+
+import pytest
+
+from fixtures.benchmarking import measure_point
+from ssmbench.bench import prompt_ids
+from ssmbench.inputs import QUICKSTART_PROMPT
+
+pytestmark = pytest.mark.benchmark
+
+QUICKSTART_NEW_TOKENS = 50
+
+
+def check(point: dict, new_tokens: int) -> None:
+    assert point["new_tokens_seen"] == [new_tokens], (
+        f"{point['model']}: asked for exactly {new_tokens} new tokens, got {point['new_tokens_seen']}"
+    )
+    per_token, floor = point["decode_s_per_token"], point["floor_s"]
+    if per_token is not None and floor is not None:
+        assert per_token >= floor, (
+            f"{point['model']}: {per_token * 1e3:.3f} ms/token at context {point['context']} is below the "
+            f"roofline floor {floor * 1e3:.3f} ms: the measurement is wrong (a missing synchronize?)"
+        )
+    if point["mfu"] is not None:
+        assert point["mfu"] <= 1.0, f"{point['model']}: prefill MFU {point['mfu']:.2f} > 1: measurement is wrong"
+
+
+def test_latency_quickstart(lm, benchmark, bench):
+    """The DGX Spark quickstart: its prompt, 50 new greedy tokens."""
+    ids = lm.encode(QUICKSTART_PROMPT)["input_ids"]
+    point = measure_point(benchmark, bench, lm, "quickstart", ids, QUICKSTART_NEW_TOKENS)
+    check(point, QUICKSTART_NEW_TOKENS)
+
+
+def test_latency_prefill(lm, benchmark, bench, context):
+    """Time to first token: generate(max_new_tokens=1) on a prompt of ``context`` tokens."""
+    point = measure_point(benchmark, bench, lm, "prefill", prompt_ids(lm, context), 1)
+    check(point, 1)
+
+
+def test_latency_decode(lm, benchmark, bench, context):
+    """Time per output token after a prompt of ``context`` tokens (median of per-step intervals)."""
+    point = measure_point(benchmark, bench, lm, "decode", prompt_ids(lm, context), bench.decode_tokens)
+    check(point, bench.decode_tokens)
+
+
+def test_throughput(lm, benchmark, bench, batch):
+    """Generated tokens per second for ``batch`` prompts of the smallest sweep context."""
+    point = measure_point(benchmark, bench, lm, "throughput", prompt_ids(lm, bench.contexts[0], batch),
+                          bench.decode_tokens)
+    check(point, bench.decode_tokens)
