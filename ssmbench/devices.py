@@ -77,3 +77,19 @@ def prefill_floor_s(params: int, tokens: int, profile: DeviceProfile) -> float |
 def mfu(params: int, tokens: int, seconds: float, profile: DeviceProfile) -> float | None:
     floor = prefill_floor_s(params, tokens, profile)
     return None if floor is None else floor / seconds
+
+
+def projection_table(points: list[dict], profile: DeviceProfile) -> list[str]:
+    """Markdown rows of the roofline floors a device implies for measured points: the weight and cache bytes
+    and parameter counts come from the points (measured elsewhere); the times are projections, not
+    measurements."""
+    rows = ["| model | context | weights + cache (GB) | decode floor (ms/token) | max tokens/s | "
+            "prefill floor (ms) |", "| --- | --- | --- | --- | --- | --- |"]
+    for p in sorted((p for p in points if p.get("kind") == "decode" and p.get("status") == "ok"),
+                    key=lambda p: (p["model"], p["context"])):
+        cache = p["cache_bytes"] if p.get("cache_bytes") is not None else p["cache_bytes_formula"]
+        floor = decode_floor_s(p["weight_bytes"], cache, profile)
+        pre = prefill_floor_s(p["params"], p["context"], profile)
+        rows.append(f"| {p['model']} | {p['context']} | {(p['weight_bytes'] + cache) / 1e9:.2f} | "
+                    f"{floor * 1e3:.2f} | {1 / floor:.0f} | {'n/a' if pre is None else f'{pre * 1e3:.1f}'} |")
+    return rows

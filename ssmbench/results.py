@@ -159,7 +159,7 @@ def summary_lines(store: ResultStore) -> list[str]:
     return lines
 
 
-def write_report(store: ResultStore, folder: Path, floors: dict[str, dict[int, float]] | None = None) -> list[Path]:
+def write_report(store: ResultStore, folder: Path) -> list[Path]:
     """Markdown summary and log-log PNG plots (latency and memory against context, every model, the
     device's roofline floor where known)."""
     import matplotlib
@@ -181,9 +181,9 @@ def write_report(store: ResultStore, folder: Path, floors: dict[str, dict[int, f
             xs, ys = series(store, model, kind, metric)
             if xs:
                 ax.loglog(xs, ys, marker="o", label=model)
-            if kind == "decode" and metric == "decode_s_per_token" and floors and floors.get(model):
-                fx = sorted(floors[model])
-                ax.loglog(fx, [floors[model][c] for c in fx], linestyle="--", label=f"{model} roofline floor")
+            fx, fy = series(store, model, "decode", "floor_s") if metric == "decode_s_per_token" else ([], [])
+            if fx:
+                ax.loglog(fx, fy, linestyle="--", label=f"{model}: roofline floor ({store.meta.get('device', '')})")
         ax.set_xlabel("context (tokens)")
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
