@@ -1,0 +1,110 @@
+"""The regression machinery against stored JSON: refusing baselines from another GPU or model set, and the
+memory gate pytest-benchmark lacks. Unit tests use the committed H200 baseline; the end-to-end tests run the
+suite itself in a subprocess on the tiny models (about 25 s, so selftest tier only, not quick)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from fixtures import benchmarking
+
+ROOT = Path(__file__).resolve().parents[2]
+H200 = ROOT / "baselines" / "h200" / "Linux-CPython-3.12-64bit" / "0001_synthetic-bf16.json"
+
+
+def _session(warnings: list[str]):
+    return SimpleNamespace(storage="baselines/h200",
+                           logger=SimpleNamespace(warning=warnings.append))
+
+
+@pytest.mark.quick
+@pytest.mark.selftest
+def test_compare_refuses_other_gpu_and_model_set():
+    saved = json.loads(H200.read_text())
+    mine = dict(saved["machine_info"], gpu_name="NVIDIA GB10", models="synthetic-mamba")
+    with pytest.raises(pytest.exit.Exception) as err:
+        benchmarking.pytest_benchmark_compare_machine_info(None, _session([]), mine, saved)
+    assert err.value.returncode == pytest.ExitCode.USAGE_ERROR
+    text = str(err.value)
+    assert "gpu_name: baseline 'NVIDIA H200', this run 'NVIDIA GB10'" in text
+    assert "models: baseline 'synthetic-mamba,synthetic-phi'" in text and "baselines/h200" in text
+
+
+@pytest.mark.quick
+@pytest.mark.selftest
+def test_compare_accepts_same_machine_and_warns_on_library_change():
+    saved = json.loads(H200.read_text())
+    warnings: list[str] = []
+    mine = dict(saved["machine_info"], transformers="9.9.9")
+    benchmarking.pytest_benchmark_compare_machine_info(None, _session(warnings), mine, saved)
+    assert len(warnings) == 1 and "transformers" in warnings[0]
+
+
+@pytest.mark.quick
+@pytest.mark.selftest
+def test_memory_gate_flags_growth_past_threshold():
+    saved = json.loads(H200.read_text())
+    mapping = {str(H200): {b["fullname"]: b for b in saved["benchmarks"]}}
+    current = [SimpleNamespace(fullname=b["fullname"], extra_info=copy.deepcopy(b["extra_info"]))
+               for b in saved["benchmarks"]]
+    assert benchmarking.memory_regressions(current, mapping, 10.0) == []
+    grown = next(c for c in current if "prefill[ctx32768-synthetic-phi]" in c.fullname)
+    grown.extra_info["extra_peak_bytes"] = int(grown.extra_info["extra_peak_bytes"] * 1.25)
+    found = benchmarking.memory_regressions(current, mapping, 10.0)
+    assert len(found) == 1 and "ctx32768-synthetic-phi" in found[0] and "+25.0 %" in found[0]
+    assert benchmarking.memory_regressions(current, mapping, 30.0) == []
+
+
+def _pytest(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--rootdir={ROOT}", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def saved_baseline(tmp_path_factory):
+    storage = tmp_path_factory.mktemp("storage")
+    run = _pytest("-m", "benchmark", "--models", "tiny", "-k", "quickstart", f"--benchmark-storage=file://{storage}",
+                  "--benchmark-save=base", f"--results-file={storage / 'points.json'}")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (saved,) = storage.glob("*/0001_base.json")
+    return storage, saved
+
+
+@pytest.mark.selftest
+def test_end_to_end_compare_then_refuse_a_foreign_baseline(saved_baseline):
+    storage, saved = saved_baseline
+    args = ("-m", "benchmark", "--models", "tiny", "-k", "quickstart", f"--benchmark-storage=file://{storage}",
+            "--benchmark-compare=0001", f"--results-file={storage / 'points2.json'}")
+    same = _pytest(*args, "--benchmark-compare-fail=median:1000%")
+    assert same.returncode == 0, same.stdout[-3000:] + same.stderr[-3000:]
+    assert "Comparing against benchmarks from" in same.stdout + same.stderr
+
+    data = json.loads(saved.read_text())
+    data["machine_info"]["gpu_name"] = "NVIDIA H200"
+    saved.write_text(json.dumps(data))
+    foreign = _pytest(*args)
+    assert foreign.returncode == 4, foreign.stdout[-3000:] + foreign.stderr[-3000:]
+    out = foreign.stdout + foreign.stderr
+    assert "refusing to compare" in out and "gpu_name: baseline 'NVIDIA H200', this run 'none'" in out, out[-2000:]
+
+
+@pytest.mark.selftest
+@pytest.mark.parametrize("option, value, valid", [
+    ("--models", "tinyy", "auto, tiny, synthetic, pretrained"),
+    ("--dtype", "fp8", "auto, float32, bfloat16, float16"),
+    ("--device", "tpu", "auto, cpu, cuda"),
+    ("--contexts", "512,abc", "comma-separated positive integers"),
+])
+def test_unknown_option_value_is_a_usage_error_naming_valid_values(option, value, valid):
+    run = _pytest(option, value, "--collect-only", "-q")
+    assert run.returncode == 4, run.stdout[-2000:] + run.stderr[-2000:]
+    out = run.stdout + run.stderr
+    for word in valid.replace(",", "").split():
+        assert word in out, f"{option} {value}: the message does not name {word!r}:\n{out[-1500:]}"

@@ -1,0 +1,36 @@
+"""Device profiles and roofline arithmetic."""
+
+import pytest
+
+from ssmbench import devices
+
+pytestmark = [pytest.mark.quick, pytest.mark.selftest]
+
+
+@pytest.mark.parametrize("torch_name, key", [
+    ("NVIDIA GB10", "dgx-spark"), ("NVIDIA H200", "h200"), ("NVIDIA H100 80GB HBM3", "h100-sxm"),
+    ("NVIDIA H100 PCIe", "h100-pcie"), ("NVIDIA A100-SXM4-80GB", "a100-80gb"), ("NVIDIA L4", "l4"),
+    ("NVIDIA GeForce RTX 4090", "rtx-4090"),
+])
+def test_known_devices_match(torch_name, key):
+    assert devices.profile_for(torch_name).key == key
+
+
+def test_unknown_device_runs_with_unknown_limits():
+    p = devices.profile_for("NVIDIA Imaginary X9")
+    assert not p.known and p.key == "nvidia-imaginary-x9"
+    assert devices.decode_floor_s(10**9, 0, p) is None and devices.mbu(10**9, 0, 0.01, p) is None
+    assert devices.mfu(10**9, 512, 0.1, p) is None
+
+
+def test_floor_mbu_mfu_arithmetic():
+    h200 = devices.by_key("h200")
+    floor = devices.decode_floor_s(4_800_000_000, 0, h200)  # 4.8 GB at 4.8 TB/s
+    assert floor == pytest.approx(1e-3)
+    assert devices.mbu(4_800_000_000, 0, 2e-3, h200) == pytest.approx(0.5)
+    assert devices.mfu(10**9, 1000, 2 * 10**12 / 989e12 * 2, h200) == pytest.approx(0.5)
+
+
+def test_unknown_profile_key_names_valid_ones():
+    with pytest.raises(KeyError, match="h200"):
+        devices.by_key("h300")
