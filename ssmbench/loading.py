@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import gc
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,10 +117,26 @@ class LoadedModel:
             torch.cuda.empty_cache()
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint that exists but cannot be loaded (truncated weights, a bad config): names the path."""
+
+
 def load(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> LoadedModel:
     start = time.perf_counter()
-    tokenizer = load_tokenizer(spec)
-    model = load_model(spec, device, dtype)
+    try:
+        tokenizer = load_tokenizer(spec)
+        model = load_model(spec, device, dtype)
+    except torch.OutOfMemoryError:
+        raise
+    except Exception as exc:
+        if spec.source == "synthetic":
+            raise
+        files = ", ".join(sorted(p.name for p in Path(spec.location).glob("*"))) if spec.location and Path(
+            spec.location).is_dir() else "not a directory"
+        raise CheckpointError(
+            f"{spec.name}: cannot load the checkpoint at {spec.location} ({files}): {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from exc
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return LoadedModel(spec, model, tokenizer, device, dtype, time.perf_counter() - start)

@@ -69,7 +69,7 @@ def crossover(ctx_a: list[int], a: list[float], ctx_b: list[int], b: list[float]
     values_b = dict(zip(ctx_b, b)) | {c: float("inf") for c in oom_b}
     common = sorted(set(ctx_a) & set(values_b))
     if not common:
-        return "not measured on this device" if not ctx_a or not values_b else "no context measured for both"
+        return "not measured in this run" if not ctx_a or not values_b else "no context measured for both"
     wins = [a[ctx_a.index(c)] < values_b[c] for c in common]
     span = f"{common[0]}-{common[-1]}"
     if all(wins):
@@ -134,8 +134,10 @@ def summary_lines(store: ResultStore) -> list[str]:
             if q["status"] == "ok":
                 lines.append(f"  quickstart: {q['new_tokens']} tokens in {q['median_s']:.3f} s "
                              f"({q['tokens_per_s']:.1f} tok/s), extra peak {_fmt(q.get('extra_peak_bytes'), 'GB')} GB")
-        lines.append("  context | prefill ms | MFU % | decode ms/tok | floor ms | MBU % | extra peak GB | cache MB | J/tok")
         contexts = sorted({p["context"] for p in pts if p["kind"] in ("prefill", "decode")})
+        if contexts:
+            lines.append("  context | prefill ms | MFU % | decode ms/tok | floor ms | MBU % | extra peak GB | cache MB "
+                         "| J/tok")
         for c in contexts:
             pre = next(iter(store.select(model=model, kind="prefill", context=c)), {})
             dec = next(iter(store.select(model=model, kind="decode", context=c)), {})

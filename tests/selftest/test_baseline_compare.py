@@ -24,15 +24,22 @@ def _session(warnings: list[str]):
                            logger=SimpleNamespace(warning=warnings.append))
 
 
+def _config():
+    config = SimpleNamespace(stash=pytest.Stash())
+    config.stash[benchmarking.refusals_key] = []
+    config.stash[benchmarking.refused_baselines_key] = []
+    return config
+
+
 @pytest.mark.quick
 @pytest.mark.selftest
 def test_compare_refuses_other_gpu_and_model_set():
     saved = json.loads(H200.read_text())
     mine = dict(saved["machine_info"], gpu_name="NVIDIA GB10", models="synthetic-mamba")
-    with pytest.raises(pytest.exit.Exception) as err:
-        benchmarking.pytest_benchmark_compare_machine_info(None, _session([]), mine, saved)
-    assert err.value.returncode == pytest.ExitCode.USAGE_ERROR
-    text = str(err.value)
+    config = _config()
+    benchmarking.pytest_benchmark_compare_machine_info(config, _session([]), mine, saved)
+    (text,) = config.stash[benchmarking.refusals_key]
+    assert config.stash[benchmarking.refused_baselines_key] == [saved]
     assert "gpu_name: baseline 'NVIDIA H200', this run 'NVIDIA GB10'" in text
     assert "models: baseline 'synthetic-mamba,synthetic-phi'" in text and "baselines/h200" in text
 
@@ -43,7 +50,9 @@ def test_compare_accepts_same_machine_and_warns_on_library_change():
     saved = json.loads(H200.read_text())
     warnings: list[str] = []
     mine = dict(saved["machine_info"], transformers="9.9.9")
-    benchmarking.pytest_benchmark_compare_machine_info(None, _session(warnings), mine, saved)
+    config = _config()
+    benchmarking.pytest_benchmark_compare_machine_info(config, _session(warnings), mine, saved)
+    assert config.stash[benchmarking.refusals_key] == []
     assert len(warnings) == 1 and "transformers" in warnings[0]
 
 
@@ -78,21 +87,35 @@ def saved_baseline(tmp_path_factory):
 
 
 @pytest.mark.selftest
-def test_end_to_end_compare_then_refuse_a_foreign_baseline(saved_baseline):
+def test_end_to_end_compare_then_refuse_foreign_and_corrupt_baselines(saved_baseline, tmp_path):
     storage, saved = saved_baseline
+    points = tmp_path / "points.json"
     args = ("-m", "benchmark", "--models", "tiny", "-k", "quickstart", f"--benchmark-storage=file://{storage}",
-            "--benchmark-compare=0001", f"--results-file={storage / 'points2.json'}")
+            "--benchmark-compare=0001", f"--results-file={points}")
     same = _pytest(*args, "--benchmark-compare-fail=median:1000%")
     assert same.returncode == 0, same.stdout[-3000:] + same.stderr[-3000:]
     assert "Comparing against benchmarks from" in same.stdout + same.stderr
 
-    data = json.loads(saved.read_text())
+    original = saved.read_text()
+    data = json.loads(original)
     data["machine_info"]["gpu_name"] = "NVIDIA H200"
     saved.write_text(json.dumps(data))
-    foreign = _pytest(*args)
-    assert foreign.returncode == 4, foreign.stdout[-3000:] + foreign.stderr[-3000:]
+    points.unlink()
+    foreign = _pytest(*args, "--benchmark-compare-fail=median:5%")
     out = foreign.stdout + foreign.stderr
+    assert foreign.returncode == 4, out[-3000:]
     assert "refusing to compare" in out and "gpu_name: baseline 'NVIDIA H200', this run 'none'" in out, out[-2000:]
+    assert "2 passed" in out, "the run itself must still happen"
+    assert len(json.loads(points.read_text())["points"]) == 2, "the run's own results must still be saved"
+
+    saved.write_text(original[: len(original) // 2])  # a truncated baseline
+    points.unlink()
+    corrupt = _pytest(*args)
+    out = corrupt.stdout + corrupt.stderr
+    assert corrupt.returncode == 4, out[-3000:]
+    assert f"baseline file {saved} is unreadable: JSONDecodeError" in out, out[-2000:]
+    assert len(json.loads(points.read_text())["points"]) == 2
+    saved.write_text(original)
 
 
 @pytest.mark.selftest
@@ -101,6 +124,8 @@ def test_end_to_end_compare_then_refuse_a_foreign_baseline(saved_baseline):
     ("--dtype", "fp8", "auto, float32, bfloat16, float16"),
     ("--device", "tpu", "auto, cpu, cuda"),
     ("--contexts", "512,abc", "comma-separated positive integers"),
+    ("--batch-sizes", "0", "comma-separated positive integers"),
+    ("--model-path", "mambo=/x", "mamba phi"),
 ])
 def test_unknown_option_value_is_a_usage_error_naming_valid_values(option, value, valid):
     run = _pytest(option, value, "--collect-only", "-q")

@@ -1,0 +1,219 @@
+"""Faults lose nothing and explain themselves: NVML missing or unsupported, out of memory mid-sweep, an
+interrupted sweep, missing and corrupt checkpoints, and run-to-run determinism. Fakes stand in for NVML and
+for the GPU, so all of it runs on a CPU."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from fixtures.benchmarking import BenchSettings, measure_point
+from ssmbench import devices, measure, results
+from ssmbench.loading import CheckpointError, load
+from ssmbench.registry import ARCHS, pretrained_spec, resolve_model_set
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.selftest
+
+
+# --- NVML -------------------------------------------------------------------------------------------------
+
+class NVMLError(Exception):
+    pass
+
+
+def fake_pynvml(**behaviour) -> types.ModuleType:
+    """A pynvml whose queries raise NVMLError (NOT_SUPPORTED, as on a DGX Spark) unless given a value."""
+    mod = types.ModuleType("pynvml")
+
+    def query(name):
+        def call(*args):
+            value = behaviour.get(name, NVMLError("Not Supported"))
+            if isinstance(value, Exception):
+                raise value
+            return value
+        return call
+
+    mod.nvmlInit = query("init")
+    mod.nvmlDeviceGetHandleByIndex = query("handle")
+    mod.nvmlDeviceGetComputeRunningProcesses = query("processes")
+    mod.nvmlDeviceGetTotalEnergyConsumption = query("energy")
+    mod.nvmlSystemGetDriverVersion = query("driver")
+    return mod
+
+
+@pytest.mark.quick
+def test_nvml_absent_reads_unavailable_not_zero(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails: no nvidia-ml-py, or no driver
+    nvml = measure.Nvml()
+    assert nvml.handle is None and "ModuleNotFoundError" in nvml.reason
+    assert nvml.process_memory() is None and nvml.energy_mj() is None and nvml.driver() is None
+    meter = measure.EnergyMeter(nvml, min_window_s=0.0)
+    meter.start()
+    assert meter.stop()[0] is None and meter.stop()[2] == "energy counter unavailable"
+
+
+@pytest.mark.quick
+def test_nvml_not_supported_queries_read_unavailable(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(init=None, handle=object(), driver="580.1"))
+    nvml = measure.Nvml()
+    assert nvml.handle is not None and nvml.driver() == "580.1"
+    assert nvml.process_memory() is None, "NOT_SUPPORTED must read as unavailable"
+    assert nvml.energy_mj() is None
+
+
+@pytest.mark.quick
+def test_energy_needs_a_long_enough_window(monkeypatch):
+    readings = iter([1_000_000, 1_250_000])
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(init=None, handle=object()))
+    nvml = measure.Nvml()
+    monkeypatch.setattr(nvml, "energy_mj", lambda: next(readings))
+    meter = measure.EnergyMeter(nvml, min_window_s=3.0)
+    meter.start()
+    joules, window, why = meter.stop()
+    assert joules is None and window < 3.0 and why.startswith("window")
+    readings = iter([1_000_000, 1_250_000])
+    meter = measure.EnergyMeter(nvml, min_window_s=0.0)
+    meter.start()
+    assert meter.stop()[0] == pytest.approx(250.0)  # mJ difference -> J
+
+
+@pytest.mark.quick
+def test_unified_memory_reads_host_available():
+    assert measure.host_available_bytes() > 0
+    reading = measure.memory_region_end(torch.device("cpu"), None, None)
+    assert reading.host_available > 0 and reading.extra_peak is None  # unavailable, not 0
+
+
+# --- out of memory and interruption in a sweep ------------------------------------------------------------
+
+class FakeBenchmark:
+    """pytest-benchmark's fixture, reduced to what measure_point uses."""
+
+    def __init__(self):
+        self.extra_info, self.group = {}, None
+
+    def pedantic(self, target, rounds, warmup_rounds, iterations):
+        for _ in range(warmup_rounds + rounds):
+            target()
+
+
+@pytest.fixture(scope="module")
+def tiny_phi():
+    spec = resolve_model_set("tiny", archs=["phi"])[0]
+    return load(spec, torch.device("cpu"), torch.float32)
+
+
+def _bench(tmp_path) -> BenchSettings:
+    store = results.ResultStore(tmp_path / "points.json", {"device": "fake"})
+    return BenchSettings([8, 16, 32], [1], 2, 1, devices.profile_for("NVIDIA H200"), "-", store, measure.Nvml())
+
+
+@pytest.mark.quick
+def test_out_of_memory_point_is_recorded_and_the_sweep_goes_on(tiny_phi, tmp_path, monkeypatch):
+    bench = _bench(tmp_path)
+    real_generate = tiny_phi.model.generate
+
+    def generate(input_ids, **kwargs):
+        if input_ids.shape[1] >= 16:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 14.00 GiB")
+        return real_generate(input_ids=input_ids, **kwargs)
+
+    monkeypatch.setattr(tiny_phi.model, "generate", generate)
+    outcomes = []
+    for context in bench.contexts:
+        ids = torch.randint(3, 500, (1, context))
+        try:
+            measure_point(FakeBenchmark(), bench, tiny_phi, "prefill", ids, 1)
+            outcomes.append("ok")
+        except pytest.skip.Exception as skip:
+            outcomes.append(str(skip))
+    assert outcomes[0] == "ok" and all("out of memory at prefill context" in o for o in outcomes[1:])
+    saved = json.loads((tmp_path / "points.json").read_text())["points"]
+    assert [p["status"] for p in saved] == ["ok", "oom", "oom"]
+    assert any("16 | out of memory" in line for line in results.summary_lines(bench.store))
+
+
+@pytest.mark.quick
+def test_interrupted_sweep_keeps_the_points_measured_before(tiny_phi, tmp_path, monkeypatch):
+    bench = _bench(tmp_path)
+    measure_point(FakeBenchmark(), bench, tiny_phi, "prefill", torch.randint(3, 500, (1, 8)), 1)
+
+    def interrupted(**kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tiny_phi.model, "generate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        measure_point(FakeBenchmark(), bench, tiny_phi, "prefill", torch.randint(3, 500, (1, 16)), 1)
+    saved = json.loads((tmp_path / "points.json").read_text())["points"]
+    assert [(p["context"], p["status"]) for p in saved] == [(8, "ok")]
+
+
+# --- checkpoints ------------------------------------------------------------------------------------------
+
+@pytest.mark.quick
+def test_missing_local_checkpoint_names_the_path(tmp_path):
+    spec = pretrained_spec(ARCHS["mamba"], {"mamba": str(tmp_path / "nowhere")})
+    assert spec.unavailable and str(tmp_path / "nowhere" / "config.json") in spec.unavailable
+
+
+@pytest.mark.quick
+def test_hub_id_missing_from_offline_cache_names_id_and_cache(monkeypatch, tmp_path):
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path))
+    spec = pretrained_spec(ARCHS["phi"], {})
+    assert "microsoft/phi-2" in spec.unavailable and "SSMBENCH_PATH_PHI" in spec.unavailable
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("damage", ["truncated weights", "bad config"])
+def test_corrupt_checkpoint_fails_loudly_with_its_path(tmp_path, damage):
+    target = tmp_path / "ckpt"
+    shutil.copytree(ARCHS["mamba"].tiny_path, target)
+    if damage == "truncated weights":
+        data = (target / "model.safetensors").read_bytes()
+        (target / "model.safetensors").write_bytes(data[: len(data) // 3])
+    else:
+        (target / "config.json").write_text("{ not json")
+    spec = pretrained_spec(ARCHS["mamba"], {"mamba": str(target)})
+    with pytest.raises(CheckpointError, match=f"cannot load the checkpoint at {target}"):
+        load(spec, torch.device("cpu"), torch.float32)
+
+
+def test_missing_checkpoint_skips_every_test_of_that_model_with_the_path(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--rootdir={ROOT}", "-m", "quick", "--models",
+         "pretrained", f"--model-path=mamba={tmp_path}/absent", "-rs", "-k", "test_greedy_shape_and_prefix"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert f"pretrained-mamba: no checkpoint at {tmp_path}/absent" in run.stdout
+    assert "microsoft/phi-2 is not in the local Hugging Face cache" in run.stdout
+
+
+# --- determinism ------------------------------------------------------------------------------------------
+
+GENERATE_SCRIPT = """
+import torch
+from ssmbench.registry import resolve_model_set
+from ssmbench.loading import load
+from ssmbench.inputs import PROMPTS
+for spec in resolve_model_set("tiny"):
+    lm = load(spec, torch.device("cpu"), torch.float32)
+    print(spec.name, lm.generate(PROMPTS, max_new_tokens=12, min_new_tokens=12).tolist())
+    torch.manual_seed(0)
+    print(spec.name, lm.generate(PROMPTS[0], do_sample=True, max_new_tokens=12, min_new_tokens=12).tolist())
+"""
+
+
+def test_two_runs_generate_identical_tokens():
+    outputs = [subprocess.run([sys.executable, "-c", GENERATE_SCRIPT], cwd=ROOT, capture_output=True, text=True,
+                              timeout=300, check=True).stdout for _ in range(2)]
+    assert outputs[0].count("tiny-") == 4 and outputs[0] == outputs[1]
