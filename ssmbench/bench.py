@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import torch
 
-from . import devices
+from . import devices, impl
 from .cache import expected_cache_bytes, tensor_bytes
 from .loading import LoadedModel
 from .measure import EnergyMeter, Nvml, StepClock, memory_region_end, memory_region_start, synchronize
@@ -56,8 +56,17 @@ class Runs:
         return statistics.median(steps) if steps else None
 
 
-def generate_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Runs) -> Callable[[], None]:
+BACKEND_KWARGS = {
+    "eager": {},
+    # A static cache makes transformers compile the decode step (torch.compile, CUDA graphs) on a GPU.
+    "compiled": {"cache_implementation": "static"},
+}
+
+
+def generate_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Runs,
+                  backend: str = "eager") -> Callable[[], None]:
     """A callable for pytest-benchmark: one greedy generate of exactly ``new_tokens`` tokens."""
+    extra = BACKEND_KWARGS[backend]
 
     def call() -> None:
         clock = StepClock(lm.device)
@@ -66,7 +75,7 @@ def generate_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Run
             out = lm.model.generate(
                 input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=new_tokens,
                 min_new_tokens=new_tokens, logits_processor=[clock], pad_token_id=lm.tokenizer.pad_token_id,
-                return_dict_in_generate=True,
+                return_dict_in_generate=True, **extra,
             )
             synchronize(lm.device)
         runs.intervals.append(clock.intervals_s())
@@ -96,14 +105,15 @@ class PointContext:
         self.energy_reading = self.energy.stop() if self.energy else (None, 0.0, "not measured")
 
 
-def point_record(lm: LoadedModel, kind: str, *, context: int, batch: int, new_tokens: int, impl: str,
-                 profile: devices.DeviceProfile) -> dict[str, Any]:
+def point_record(lm: LoadedModel, kind: str, *, context: int, batch: int, new_tokens: int,
+                 profile: devices.DeviceProfile, backend: str = "eager") -> dict[str, Any]:
     params = sum(p.numel() for p in lm.model.parameters())
     return {
         "model": lm.name, "arch": lm.spec.arch.key, "family": lm.spec.family, "source": lm.spec.source,
         "kind": kind, "context": context, "batch": batch, "new_tokens": new_tokens, "status": "ok",
         "dtype": str(lm.dtype).replace("torch.", ""), "params": params, "weight_bytes": weight_bytes(lm.model),
-        "load_s": lm.load_seconds, "impl": impl if lm.spec.family == "ssm" else "-", "device": profile.name,
+        "load_s": lm.load_seconds, "device": profile.name, "backend": backend,
+        "impl": impl.model_implementation(lm.model) if lm.spec.family == "ssm" else "-",
     }
 
 

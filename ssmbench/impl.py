@@ -64,3 +64,34 @@ def summarize(ops: dict[str, str]) -> str:
 def scan_on_reference(ops: dict[str, str]) -> bool:
     """The slow case worth a warning: the sequence scan itself runs the per-token PyTorch loop."""
     return ops.get("selective_scan") == REFERENCE
+
+
+def model_implementation(model: Any) -> str:
+    """What a loaded Mamba model runs: hub kernels when transformers' ``kernelize`` swapped them in for this
+    model, else what the module resolved for the model's device."""
+    if getattr(model, "_use_kernels", False):
+        return "hub-kernels (kernelize)"
+    return summarize(mamba_ops(model.device.type))
+
+
+def kernels_available(device_type: str = "cuda") -> bool:
+    return device_type == "cuda" and mamba_ops("cuda").get("selective_scan") not in (REFERENCE, "unknown")
+
+
+class reference_path:
+    """Context manager: Mamba runs transformers' reference PyTorch implementation even where kernels are
+    installed (5.x: each wrapper's original torch function; 4.x: the fast-path flag off)."""
+
+    def __enter__(self):
+        self.mod = importlib.import_module("transformers.models.mamba.modeling_mamba")
+        self.saved: dict[str, Any] = {}
+        names = ["is_fast_path_available"] if hasattr(self.mod, "is_fast_path_available") else list(MAMBA_OPS.values())
+        for name in names:
+            self.saved[name] = getattr(self.mod, name)
+            value = self.saved[name]
+            setattr(self.mod, name, False if name == "is_fast_path_available" else getattr(value, "__wrapped__", value))
+        return self
+
+    def __exit__(self, *exc):
+        for name, value in self.saved.items():
+            setattr(self.mod, name, value)

@@ -57,9 +57,13 @@ def loglog_slope(xs: list[float], ys: list[float]) -> float | None:
     return float(np.polyfit(x, y, 1)[0])
 
 
-def series(store: ResultStore, model: str, kind: str, metric: str) -> tuple[list[int], list[float]]:
-    pts = sorted((p for p in store.select(model=model, kind=kind, status="ok") if p.get(metric) is not None),
-                 key=lambda p: p["context"])
+def backend_of(point: dict[str, Any]) -> str:
+    return point.get("backend", "eager")
+
+
+def series(store: ResultStore, model: str, kind: str, metric: str, backend: str = "eager") -> tuple[list[int], list[float]]:
+    pts = sorted((p for p in store.select(model=model, kind=kind, status="ok")
+                  if p.get(metric) is not None and backend_of(p) == backend), key=lambda p: p["context"])
     return [p["context"] for p in pts], [p[metric] for p in pts]
 
 
@@ -100,7 +104,7 @@ def crossovers(store: ResultStore) -> dict[str, dict[str, str]]:
             ssm, attn = fams["ssm"], fams["attention"]
             found = {}
             for name, (kind, metric, verb) in PAIR_METRICS.items():
-                oom = [p["context"] for p in store.select(model=attn, kind=kind, status="oom")]
+                oom = [p["context"] for p in store.select(model=attn, kind=kind, status="oom") if backend_of(p) == "eager"]
                 found[f"{verb} ({name})"] = crossover(*series(store, ssm, kind, metric),
                                                       *series(store, attn, kind, metric), oom)
             out[f"{ssm} vs {attn}"] = found
@@ -130,17 +134,17 @@ def summary_lines(store: ResultStore) -> list[str]:
         size = f"{params / 1e9:.3f} B" if params >= 1e8 else f"{params / 1e6:.2f} M"
         lines.append(f"{model}  ({size} params, {first['dtype']}, loaded in {first.get('load_s', 0):.2f} s, "
                      f"impl {first.get('impl', '-')})")
-        for q in store.select(model=model, kind="quickstart"):
-            if q["status"] == "ok":
-                lines.append(f"  quickstart: {q['new_tokens']} tokens in {q['median_s']:.3f} s "
-                             f"({q['tokens_per_s']:.1f} tok/s), extra peak {_fmt(q.get('extra_peak_bytes'), 'GB')} GB")
+        for q in store.select(model=model, kind="quickstart", status="ok"):
+            lines.append(f"  quickstart ({backend_of(q)}): {q['new_tokens']} tokens in {q['median_s']:.3f} s "
+                         f"({q['tokens_per_s']:.1f} tok/s), extra peak {_fmt(q.get('extra_peak_bytes'), 'GB')} GB"
+                         + (f", first call {q['first_call_s']:.1f} s" if backend_of(q) != "eager" else ""))
         contexts = sorted({p["context"] for p in pts if p["kind"] in ("prefill", "decode")})
         if contexts:
             lines.append("  context | prefill ms | MFU % | decode ms/tok | floor ms | MBU % | extra peak GB | cache MB "
                          "| J/tok")
         for c in contexts:
-            pre = next(iter(store.select(model=model, kind="prefill", context=c)), {})
-            dec = next(iter(store.select(model=model, kind="decode", context=c)), {})
+            pre = next((p for p in store.select(model=model, kind="prefill", context=c) if backend_of(p) == "eager"), {})
+            dec = next((p for p in store.select(model=model, kind="decode", context=c) if backend_of(p) == "eager"), {})
             if "oom" in (pre.get("status"), dec.get("status")):
                 lines.append(f"  {c:7d} | out of memory" + (" (prefill)" if pre.get("status") == "oom" else " (decode)"))
                 continue
@@ -151,6 +155,14 @@ def summary_lines(store: ResultStore) -> list[str]:
                 f"{_fmt(dec.get('cache_bytes'), 'MB'):>8} | "
                 f"{'n/a' if dec.get('joules_per_token') is None else format(dec['joules_per_token'], '.3f'):>5}"
             )
+        for d in sorted((p for p in store.select(model=model, kind="decode") if backend_of(p) != "eager"),
+                        key=lambda p: p["context"]):
+            if d["status"] != "ok":
+                lines.append(f"  {backend_of(d)} decode @ {d['context']}: out of memory")
+                continue
+            lines.append(f"  {backend_of(d)} decode @ {d['context']}: {_fmt(d['decode_s_per_token'], 'ms')} ms/token, "
+                         f"MBU {_fmt(d.get('mbu'), '%')} %, first call {d['first_call_s']:.1f} s (compilation "
+                         f"~{'n/a' if d.get('compile_s') is None else format(d['compile_s'], '.1f')} s)")
         for t in store.select(model=model, kind="throughput", status="ok"):
             lines.append(f"  throughput batch {t['batch']:3d} @ {t['context']}: {t['tokens_per_s']:.1f} tok/s")
         for t in store.select(model=model, kind="throughput", status="oom"):

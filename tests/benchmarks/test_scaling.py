@@ -14,8 +14,8 @@ FLAT_DECODE = 0.15  # |slope| of Mamba's decode time per token: constant work pe
 
 
 def _series(bench, spec, kind, metric, offset=0):
-    pts = sorted((p for p in bench.store.select(model=spec.name, kind=kind, status="ok") if p.get(metric)),
-                 key=lambda p: p["context"])
+    pts = sorted((p for p in bench.store.select(model=spec.name, kind=kind, status="ok")
+                  if p.get(metric) and p.get("backend", "eager") == "eager"), key=lambda p: p["context"])
     if len(pts) < 3:
         pytest.skip(f"{spec.name}: {len(pts)} {kind} points measured in this run; a slope needs 3 "
                     "(run with the latency benchmarks, e.g. pytest -m benchmark)")

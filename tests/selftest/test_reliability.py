@@ -113,7 +113,7 @@ def tiny_phi():
 
 def _bench(tmp_path) -> BenchSettings:
     store = results.ResultStore(tmp_path / "points.json", {"device": "fake"})
-    return BenchSettings([8, 16, 32], [1], 2, 1, devices.profile_for("NVIDIA H200"), "-", store, measure.Nvml())
+    return BenchSettings([8, 16, 32], [1], ["eager"], 2, 1, devices.profile_for("NVIDIA H200"), "-", store, measure.Nvml())
 
 
 @pytest.mark.quick

@@ -1,0 +1,53 @@
+"""Fast paths compute what the default path computes: Mamba's CUDA kernels against transformers' reference
+PyTorch loop, and the compiled decode backend (static cache) against eager decoding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ssmbench import impl
+from ssmbench.bench import BACKEND_KWARGS
+from ssmbench.compare import assert_logits_close, assert_same_generation
+from ssmbench.inputs import PROMPTS
+
+pytestmark = pytest.mark.conformance
+
+NEW = 16
+
+
+def _greedy(lm, prompt, **kwargs):
+    return lm.generate(prompt, max_new_tokens=NEW, min_new_tokens=NEW, return_dict_in_generate=True,
+                       output_logits=True, **kwargs)
+
+
+@pytest.mark.family("ssm")
+def test_kernels_match_reference_path(lm):
+    if not impl.kernels_available(lm.device.type):
+        pytest.skip(f"{lm.name}: transformers resolved no Mamba CUDA kernels here "
+                    f"({impl.model_implementation(lm.model)}, device {lm.device.type}); install mamba-ssm")
+    enc = lm.encode(PROMPTS[:2])
+    with torch.no_grad():
+        fast_logits = lm.model(**enc).logits
+        fast = _greedy(lm, PROMPTS[0])
+        with impl.reference_path():
+            ref_logits = lm.model(**enc).logits
+            ref = _greedy(lm, PROMPTS[0])
+    assert_logits_close(f"{lm.name}: prefill logits, kernels vs reference loop", fast_logits, ref_logits, lm.dtype,
+                        lm.noise_floor)
+    plen = lm.encode(PROMPTS[0])["input_ids"].shape[1]
+    assert_same_generation(f"{lm.name}: greedy decode, kernels vs reference loop", fast.sequences[0, plen:],
+                           ref.sequences[0, plen:], [s[0] for s in ref.logits], lm.dtype, lm.tokenizer.decode,
+                           lm.noise_floor)
+
+
+@pytest.mark.heavy  # compiles the decode step: ~40 s per full-size model
+def test_compiled_backend_matches_eager(lm):
+    if lm.device.type != "cuda":
+        pytest.skip(f"{lm.name}: the compiled backend needs a GPU (transformers compiles generate() on CUDA only)")
+    plen = lm.encode(PROMPTS[1])["input_ids"].shape[1]
+    eager = _greedy(lm, PROMPTS[1])
+    compiled = _greedy(lm, PROMPTS[1], **BACKEND_KWARGS["compiled"])
+    assert_same_generation(f"{lm.name}: greedy, compiled (static cache) vs eager", compiled.sequences[0, plen:],
+                           eager.sequences[0, plen:], [s[0] for s in eager.logits], lm.dtype, lm.tokenizer.decode,
+                           lm.noise_floor)
