@@ -25,6 +25,13 @@ def mamba_ssm_state_dtype(model_dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if TRANSFORMERS_VERSION.major >= 5 else model_dtype
 
 
+def kept_in_float32(model, name: str) -> bool:
+    """Parameters a model class declares to stay in float32 whatever dtype is asked for (transformers 4.x
+    keeps Mamba's A_log so; 5.x does not)."""
+    keep = getattr(model, "_keep_in_fp32_modules", None) or ()
+    return any(part in name.split(".") for part in keep)
+
+
 def find_cache(output: Any) -> Any:
     """The cache object a forward pass returned: past_key_values (attention), cache_params (Mamba,
     transformers < 5.2x) or cache (Mamba, newer)."""
@@ -33,3 +40,27 @@ def find_cache(output: Any) -> Any:
         if value is not None:
             return value
     raise LookupError(f"no cache in {type(output).__name__}; fields: {list(output.keys())}")
+
+
+# Behaviour that really differs between supported transformers versions: the tests stay, and where a
+# difference holds they are marked strict xfail with this text (so a fix upstream shows up as XPASS).
+# key -> (families it affects, predicate on the installed version, what differs)
+KNOWN_DIFFERENCES = {
+    "mamba-decode-after-1-token-prompt": (
+        ("ssm",), lambda v: (v.major, v.minor) == (4, 46),
+        "transformers 4.46 (seen on 4.46.3; fine on 5.17 and 5.24; other versions unchecked): Mamba's cached decode after a 1-token "
+        "prompt diverges from the full forward pass (its slow path keys prefill vs decode on cache_position "
+        "length); no upstream issue found",
+    ),
+    "mamba-a-log-dtype": (
+        ("ssm",), lambda v: (v.major, v.minor) == (4, 46),
+        "transformers 4.46 (seen on 4.46.3; fine on 5.17 and 5.24; other versions unchecked): Mamba's A_log stays float32 when "
+        "from_pretrained is asked for bfloat16 or float16 (the mixer creates it in float32)",
+    ),
+}
+
+
+def known_difference(key: str, family: str) -> str | None:
+    """The reason text when difference ``key`` holds for this version and model family, else None."""
+    families, holds, reason = KNOWN_DIFFERENCES[key]
+    return reason if family in families and holds(TRANSFORMERS_VERSION) else None

@@ -85,7 +85,8 @@ class LoadedModel:
     def encode(self, prompts: list[str] | str) -> dict[str, torch.Tensor]:
         prompts = [prompts] if isinstance(prompts, str) else prompts
         batch = self.tokenizer(prompts, return_tensors="pt", padding=True)
-        return {k: v.to(self.device) for k, v in batch.items()}
+        # Only what both families' generate() takes (a generic tokenizer may add token_type_ids).
+        return {k: batch[k].to(self.device) for k in ("input_ids", "attention_mask")}
 
     @torch.no_grad()
     def generate(self, prompts: list[str] | str, **kwargs) -> Any:

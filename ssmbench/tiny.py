@@ -5,6 +5,7 @@ conformance checks pass vacuously). Run through ``python scripts/make_tiny_check
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -81,6 +82,24 @@ def train(model, ids: torch.Tensor, *, steps: int, seq_len: int = 32, batch: int
     return loss_value
 
 
+def make_portable(folder: Path) -> None:
+    """Rewrite what transformers 5.x saves so that 4.46 (the oldest supported) reads it too: the generic
+    tokenizer class both know, and the config keys 4.x looks for at the top level."""
+    tok_cfg = folder / "tokenizer_config.json"
+    data = json.loads(tok_cfg.read_text())
+    data["tokenizer_class"] = "PreTrainedTokenizerFast"
+    data["model_input_names"] = ["input_ids", "attention_mask"]  # 4.x would add token_type_ids
+    tok_cfg.write_text(json.dumps(data, indent=2) + "\n")
+    cfg = folder / "config.json"
+    data = json.loads(cfg.read_text())
+    data.setdefault("torch_dtype", data.get("dtype", "float32"))
+    rope = data.get("rope_parameters") or {}
+    for key in ("rope_theta", "partial_rotary_factor"):
+        if key in rope:
+            data.setdefault(key, rope[key])
+    cfg.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
 def make_all(out_dir: Path = TINY_DIR, *, steps: int = 600, seed: int = 0, log=print) -> dict[str, float]:
     torch.manual_seed(seed)
     texts = make_corpus(seed=seed)
@@ -103,4 +122,5 @@ def make_all(out_dir: Path = TINY_DIR, *, steps: int = 600, seed: int = 0, log=p
         if key == "mamba":  # like the real GPT-NeoX tokenizer: a pad token; phi-2's has none
             tok.pad_token = PAD
         tok.save_pretrained(target)
+        make_portable(target)
     return losses

@@ -7,6 +7,7 @@ import pytest
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from ssmbench.compat import known_difference
 from ssmbench.compare import assert_logits_close, assert_same_generation
 from ssmbench.inputs import PROMPTS
 
@@ -40,9 +41,12 @@ class ForceTokens(LogitsProcessor):
 
 
 @pytest.mark.parametrize("prefill", [1, 7])
-def test_step_decode_logits_match_full_forward(lm, prefill):
+def test_step_decode_logits_match_full_forward(lm, prefill, request):
     """Prefill ``prefill`` tokens, then decode the rest of a fixed sequence one token at a time through the
     cache; each step's logits must equal the full (cache-free) forward pass at that position."""
+    reason = known_difference("mamba-decode-after-1-token-prompt", lm.spec.family)
+    if reason and prefill == 1:
+        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
     ids = lm.generate(PROMPTS[2], max_new_tokens=20, min_new_tokens=20)[:, :24]  # a natural sequence
     full = lm.logits(ids, use_cache=False)
     rest = ids[:, prefill:]

@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from ssmbench.compare import assert_same_generation
-from ssmbench.compat import dtype_kwargs
+from ssmbench.compat import dtype_kwargs, kept_in_float32, known_difference
 from ssmbench.inputs import PROMPTS
 
 pytestmark = pytest.mark.conformance
@@ -40,12 +40,15 @@ def _load_as(lm, dtype):
 
 @pytest.mark.heavy
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
-def test_requested_dtype_is_loaded(lm, dtype):
+def test_requested_dtype_is_loaded(lm, dtype, request):
+    reason = known_difference("mamba-a-log-dtype", lm.spec.family)
+    if reason:
+        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
     model = _load_as(lm, dtype)
     dtypes = {p.dtype for p in model.parameters()}
-    # Mamba keeps A_log and D in float32 by design in some versions; everything else must follow.
+    # A model class may declare parameters that stay in float32 (4.x Mamba: A_log); everything else follows.
     assert dtype in dtypes and dtypes <= {dtype, torch.float32}, f"{lm.name}: asked {dtype}, got {dtypes}"
-    big = [n for n, p in model.named_parameters() if p.dtype != dtype and p.dim() > 1]
+    big = [n for n, p in model.named_parameters() if p.dtype != dtype and p.dim() > 1 and not kept_in_float32(model, n)]
     assert not big, f"{lm.name}: weight matrices not in {dtype}: {big[:5]}"
 
 
