@@ -1,0 +1,66 @@
+"""Which GPUs a run may use, and pinning one pytest-xdist worker to each, before CUDA initialises. Counting
+goes through NVML, not torch.cuda, so that nothing initialises CUDA with the wrong mask."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import MutableMapping
+
+
+class PinningError(ValueError):
+    pass
+
+
+def physical_gpu_count() -> int:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return int(pynvml.nvmlDeviceGetCount())
+    except Exception:  # no driver, no NVML: no GPU for this purpose
+        return 0
+
+
+def visible_gpus(environ: MutableMapping[str, str], physical_count: int) -> list[str]:
+    """The GPUs this process may use: the caller's CUDA_VISIBLE_DEVICES if set (ids or UUIDs, in order),
+    else every physical GPU."""
+    mask = environ.get("CUDA_VISIBLE_DEVICES")
+    if mask is None:
+        return [str(i) for i in range(physical_count)]
+    return [m.strip() for m in mask.split(",") if m.strip() and m.strip() != "-1"]
+
+
+def worker_index(worker_id: str) -> int:
+    match = re.fullmatch(r"gw(\d+)", worker_id)
+    if not match:
+        raise PinningError(f"not an xdist worker id: {worker_id!r}")
+    return int(match.group(1))
+
+
+def check_worker_count(workers: int, gpus: list[str]) -> None:
+    """More workers than GPUs would put two workers (and two models) on one GPU: refuse."""
+    if gpus and workers > len(gpus):
+        raise PinningError(
+            f"-n {workers} asks for more workers than the {len(gpus)} visible GPU(s) ({', '.join(gpus)}); "
+            f"use -n {len(gpus)} or -n auto (one worker per GPU)"
+        )
+
+
+def pin_worker(worker_id: str, environ: MutableMapping[str, str], physical_count: int) -> str | None:
+    """Restrict this worker to its own GPU by rewriting CUDA_VISIBLE_DEVICES; None when there is no GPU."""
+    gpus = visible_gpus(environ, physical_count)
+    if not gpus:
+        return None
+    index = worker_index(worker_id)
+    check_worker_count(index + 1, gpus)
+    environ["CUDA_VISIBLE_DEVICES"] = gpus[index]
+    return gpus[index]
+
+
+def pin_this_process() -> str | None:
+    """Called first thing in an xdist worker; no-op in the controller or without xdist."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return None
+    return pin_worker(worker, os.environ, physical_gpu_count())
