@@ -1,3 +1,3 @@
 """Root conftest: the suite's plugin and fixtures live in fixtures/ on top of the ssmbench package."""
 
-pytest_plugins = ["fixtures.plugin", "fixtures.models", "fixtures.benchmarking"]
+pytest_plugins = ["fixtures.plugin", "fixtures.parallel", "fixtures.models", "fixtures.benchmarking"]
