@@ -99,7 +99,7 @@ def crossovers(store: ResultStore) -> dict[str, dict[str, str]]:
     by_source: dict[str, dict[str, str]] = {}
     for p in store.points:
         by_source.setdefault(p["source"], {})[p["family"]] = p["model"]
-    for source, fams in by_source.items():
+    for fams in by_source.values():
         if {"ssm", "attention"} <= fams.keys():
             ssm, attn = fams["ssm"], fams["attention"]
             found = {}

@@ -217,3 +217,26 @@ def test_two_runs_generate_identical_tokens():
     outputs = [subprocess.run([sys.executable, "-c", GENERATE_SCRIPT], cwd=ROOT, capture_output=True, text=True,
                               timeout=300, check=True).stdout for _ in range(2)]
     assert outputs[0].count("tiny-") == 4 and outputs[0] == outputs[1]
+
+
+@pytest.mark.quick
+def test_baseline_save_is_atomic(tmp_path, monkeypatch):
+    """pytest-benchmark's save goes through the suite's atomic writer: a crash mid-write leaves no file."""
+    import os
+
+    from pytest_benchmark.storage.file import FileStorage
+
+    from fixtures import benchmarking
+
+    storage = FileStorage(str(tmp_path), logger=types.SimpleNamespace(info=lambda *a: None), default_machine_id="m")
+    monkeypatch.setattr(FileStorage, "save", benchmarking._atomic_save)
+    storage.save({"benchmarks": [], "machine_info": {}}, "ok")
+    assert json.loads((tmp_path / "m" / "0001_ok.json").read_text())["benchmarks"] == []
+
+    def crash(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        storage.save({"benchmarks": [], "machine_info": {}}, "crashed")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["0001_ok.json"]
