@@ -117,10 +117,11 @@ def point_record(lm: LoadedModel, kind: str, *, context: int, batch: int, new_to
     }
 
 
-def finish_point(point: dict[str, Any], lm: LoadedModel, runs: Runs, ctx: PointContext,
-                 profile: devices.DeviceProfile, calls: int) -> dict[str, Any]:
-    """Fill the derived figures of a measured point; ``calls`` counts warm-up calls too (the energy window
-    spans them)."""
+def finish_point(point: dict[str, Any], lm: LoadedModel, all_runs: Runs, rounds: int, ctx: PointContext,
+                 profile: devices.DeviceProfile) -> dict[str, Any]:
+    """Fill the derived figures of a measured point from every call made (warm-up included: the energy
+    window and the first call span it; the timings use the last ``rounds``)."""
+    runs, calls = all_runs.measured(rounds), len(all_runs.new_tokens)
     context, batch = point["context"], point["batch"]
     point["median_s"] = runs.total_s
     point["ttft_s"] = runs.ttft_s
@@ -134,14 +135,17 @@ def finish_point(point: dict[str, Any], lm: LoadedModel, runs: Runs, ctx: PointC
     point["cache_bytes_formula"] = expected_cache_bytes(lm.model.config, lm.spec.family,
                                                         context + point["new_tokens"] - 1, lm.dtype, batch=batch)
     point["cache_bytes"] = runs.cache_bytes
-    cache = point["cache_bytes"] if point["cache_bytes"] is not None else point["cache_bytes_formula"]
-    point["floor_s"] = devices.decode_floor_s(point["weight_bytes"], cache, profile)
-    point["mbu"] = (devices.mbu(point["weight_bytes"], cache, runs.per_token_s, profile)
-                    if runs.per_token_s else None)
+    read = devices.decode_read_bytes(point)
+    point["floor_s"] = devices.decode_floor_s(read, 0, profile)
+    point["mbu"] = devices.mbu(read, 0, runs.per_token_s, profile) if runs.per_token_s else None
     point["prefill_floor_s"] = devices.prefill_floor_s(point["params"], batch * context, profile)
     point["mfu"] = devices.mfu(point["params"], batch * context, runs.ttft_s, profile)
     joules, window, why = ctx.energy_reading
     point["energy_window_s"] = window
     point["joules_per_token"] = None if joules is None else joules / (batch * point["new_tokens"] * calls)
     point["energy_note"] = why
+    # The first call (the warm-up) includes compilation: reported on its own, never in per-token figures.
+    point["first_call_s"] = sum(all_runs.intervals[0])
+    point["compile_s"] = max(0.0, point["first_call_s"] - point["median_s"]) if calls > 1 else None
+    point["new_tokens_seen"] = sorted(set(all_runs.new_tokens))
     return point

@@ -55,6 +55,13 @@ def by_key(key: str) -> DeviceProfile:
     raise KeyError(f"unknown device profile {key!r}; valid: {', '.join(p.key for p in PROFILES)}")
 
 
+def decode_read_bytes(point: dict) -> int:
+    """Bytes a decode step reads for a measured point: the weights and the cache (as measured, else the
+    formula's figure)."""
+    cache = point["cache_bytes"] if point.get("cache_bytes") is not None else point["cache_bytes_formula"]
+    return point["weight_bytes"] + cache
+
+
 def decode_floor_s(weight_bytes: int, cache_bytes: int, profile: DeviceProfile) -> float | None:
     """Batch-1 decode reads every weight and the cache once per token: the fastest possible token."""
     if not profile.known:
@@ -87,9 +94,9 @@ def projection_table(points: list[dict], profile: DeviceProfile) -> list[str]:
             "prefill floor (ms) |", "| --- | --- | --- | --- | --- | --- |"]
     for p in sorted((p for p in points if p.get("kind") == "decode" and p.get("status") == "ok"),
                     key=lambda p: (p["model"], p["context"])):
-        cache = p["cache_bytes"] if p.get("cache_bytes") is not None else p["cache_bytes_formula"]
-        floor = decode_floor_s(p["weight_bytes"], cache, profile)
+        read = decode_read_bytes(p)
+        floor = decode_floor_s(read, 0, profile)
         pre = prefill_floor_s(p["params"], p["context"], profile)
-        rows.append(f"| {p['model']} | {p['context']} | {(p['weight_bytes'] + cache) / 1e9:.2f} | "
+        rows.append(f"| {p['model']} | {p['context']} | {read / 1e9:.2f} | "
                     f"{floor * 1e3:.2f} | {1 / floor:.0f} | {'n/a' if pre is None else f'{pre * 1e3:.1f}'} |")
     return rows

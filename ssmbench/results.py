@@ -42,7 +42,9 @@ class ResultStore:
             atomic_write_text(self.path, json.dumps({"meta": self.meta, "points": self.points}, indent=1))
 
     def select(self, **match) -> list[dict[str, Any]]:
-        return [p for p in self.points if all(p.get(k) == v for k, v in match.items())]
+        """Points whose fields equal ``match``; ``backend`` counts a point without one as eager."""
+        return [p for p in self.points
+                if all((backend_of(p) if k == "backend" else p.get(k)) == v for k, v in match.items())]
 
     def models(self) -> list[str]:
         return list(dict.fromkeys(p["model"] for p in self.points))
@@ -62,8 +64,8 @@ def backend_of(point: dict[str, Any]) -> str:
 
 
 def series(store: ResultStore, model: str, kind: str, metric: str, backend: str = "eager") -> tuple[list[int], list[float]]:
-    pts = sorted((p for p in store.select(model=model, kind=kind, status="ok")
-                  if p.get(metric) is not None and backend_of(p) == backend), key=lambda p: p["context"])
+    pts = sorted((p for p in store.select(model=model, kind=kind, status="ok", backend=backend)
+                  if p.get(metric) is not None), key=lambda p: p["context"])
     return [p["context"] for p in pts], [p[metric] for p in pts]
 
 
@@ -104,7 +106,7 @@ def crossovers(store: ResultStore) -> dict[str, dict[str, str]]:
             ssm, attn = fams["ssm"], fams["attention"]
             found = {}
             for name, (kind, metric, verb) in PAIR_METRICS.items():
-                oom = [p["context"] for p in store.select(model=attn, kind=kind, status="oom") if backend_of(p) == "eager"]
+                oom = [p["context"] for p in store.select(model=attn, kind=kind, status="oom", backend="eager")]
                 found[f"{verb} ({name})"] = crossover(*series(store, ssm, kind, metric),
                                                       *series(store, attn, kind, metric), oom)
             out[f"{ssm} vs {attn}"] = found
@@ -143,8 +145,8 @@ def summary_lines(store: ResultStore) -> list[str]:
             lines.append("  context | prefill ms | MFU % | decode ms/tok | floor ms | MBU % | extra peak GB | cache MB "
                          "| J/tok")
         for c in contexts:
-            pre = next((p for p in store.select(model=model, kind="prefill", context=c) if backend_of(p) == "eager"), {})
-            dec = next((p for p in store.select(model=model, kind="decode", context=c) if backend_of(p) == "eager"), {})
+            pre = next(iter(store.select(model=model, kind="prefill", context=c, backend="eager")), {})
+            dec = next(iter(store.select(model=model, kind="decode", context=c, backend="eager")), {})
             if "oom" in (pre.get("status"), dec.get("status")):
                 lines.append(f"  {c:7d} | out of memory" + (" (prefill)" if pre.get("status") == "oom" else " (decode)"))
                 continue

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ssmbench.results import loglog_slope
+from ssmbench.results import loglog_slope, series
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.after_sweep]
 
@@ -13,18 +13,18 @@ SLOPE_TOLERANCE = 0.05
 FLAT_DECODE = 0.15  # |slope| of Mamba's decode time per token: constant work per token, any context
 
 
-def _series(bench, spec, kind, metric, offset=0):
-    pts = sorted((p for p in bench.store.select(model=spec.name, kind=kind, status="ok")
-                  if p.get(metric) and p.get("backend", "eager") == "eager"), key=lambda p: p["context"])
-    if len(pts) < 3:
-        pytest.skip(f"{spec.name}: {len(pts)} {kind} points measured in this run; a slope needs 3 "
+def _series(bench, spec, kind, metric):
+    xs, ys = series(bench.store, spec.name, kind, metric)
+    if len(xs) < 3:
+        pytest.skip(f"{spec.name}: {len(xs)} {kind} points measured in this run; a slope needs 3 "
                     "(run with the latency benchmarks, e.g. pytest -m benchmark)")
-    return [p["context"] + (p["new_tokens"] - 1 if offset else 0) for p in pts], [p[metric] for p in pts]
+    return xs, ys
 
 
 def test_cache_scaling_shape(spec, bench):
     """Mamba's state is the same at any context (slope 0); a KV cache grows linearly (slope 1)."""
-    xs, ys = _series(bench, spec, "decode", "cache_bytes", offset=True)
+    contexts, ys = _series(bench, spec, "decode", "cache_bytes")
+    xs = [c + bench.decode_tokens - 1 for c in contexts]  # positions the returned cache holds
     slope = loglog_slope(xs, ys)
     expected = 0.0 if spec.family == "ssm" else 1.0
     assert abs(slope - expected) <= SLOPE_TOLERANCE, (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ssmbench.bench import weight_bytes
 from ssmbench.compare import assert_same_generation
 from ssmbench.compat import dtype_kwargs
 from ssmbench.inputs import PROMPTS
@@ -21,7 +22,7 @@ def test_sharded_over_two_gpus_generates_the_same(lm):
     pytest.importorskip("accelerate", reason="device_map='auto' needs accelerate")
     from transformers import AutoModelForCausalLM
 
-    total = sum(p.numel() * p.element_size() for p in lm.model.parameters())
+    total = weight_bytes(lm.model)
     # Too little room on GPU 0 for the whole model: accelerate must put part of it on GPU 1.
     sharded = AutoModelForCausalLM.from_pretrained(lm.spec.location, device_map="auto", local_files_only=True,
                                                    max_memory={0: total // 2, 1: total * 4}, **dtype_kwargs(lm.dtype))
