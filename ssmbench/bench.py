@@ -4,6 +4,7 @@ derived figures (time to first token, time per output token, memory, roofline fl
 from __future__ import annotations
 
 import statistics
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -61,12 +62,40 @@ BACKEND_KWARGS = {
     # A static cache makes transformers compile the decode step (torch.compile, CUDA graphs) on a GPU.
     "compiled": {"cache_implementation": "static"},
 }
+BACKENDS = ("eager", "compiled", "graphed")
+# How each backend decodes, as recorded in a point's ``decode_path``.
+TRANSFORMERS_EAGER = "transformers generate(), eager"
+TRANSFORMERS_STATIC = "transformers generate(), static cache compiled"
+SUITE_GRAPH = "suite CUDA graph of the one-token step"
+
+
+def decode_path(lm: LoadedModel, backend: str) -> str:
+    """What ``backend`` runs for this model: ``compiled`` is transformers' static-cache compile where
+    transformers offers it for the model, else (Mamba on 4.x) the suite's CUDA graph; ``graphed`` is the
+    suite's graph (Mamba only)."""
+    from . import compat
+
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    if backend == "eager":
+        return TRANSFORMERS_EAGER
+    if lm.spec.family != "ssm":
+        if backend == "graphed":
+            raise ValueError(f"{lm.name}: the graphed backend captures Mamba's fixed-size recurrent step; "
+                             "for attention models use 'compiled' (transformers' static cache)")
+        return TRANSFORMERS_STATIC
+    if backend == "compiled" and compat.static_cache_compile_offered(lm.model):
+        return TRANSFORMERS_STATIC
+    return SUITE_GRAPH
 
 
 def generate_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Runs,
                   backend: str = "eager") -> Callable[[], None]:
-    """A callable for pytest-benchmark: one greedy generate of exactly ``new_tokens`` tokens."""
-    extra = BACKEND_KWARGS[backend]
+    """A callable for pytest-benchmark: one greedy decode of exactly ``new_tokens`` tokens, through
+    generate() or, for the suite's CUDA graph, through ``graphs.GraphedMambaDecoder``."""
+    if decode_path(lm, backend) == SUITE_GRAPH:
+        return _graphed_call(lm, ids, new_tokens, runs)
+    extra = BACKEND_KWARGS["compiled" if backend != "eager" else "eager"]
 
     def call() -> None:
         clock = StepClock(lm.device)
@@ -81,6 +110,33 @@ def generate_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Run
         runs.intervals.append(clock.intervals_s())
         runs.new_tokens.append(out.sequences.shape[1] - ids.shape[1])
         runs.cache_bytes = tensor_bytes(out.past_key_values) if out.past_key_values is not None else None
+
+    return call
+
+
+_DECODERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def graphed_decoder(lm: LoadedModel):
+    """One decoder per loaded model (its captured graphs are reused across points of the same batch size)."""
+    from .graphs import GraphedMambaDecoder
+
+    if lm.model not in _DECODERS:
+        _DECODERS[lm.model] = GraphedMambaDecoder(lm.model)
+    return _DECODERS[lm.model]
+
+
+def _graphed_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Runs) -> Callable[[], None]:
+    decoder = graphed_decoder(lm)
+
+    def call() -> None:
+        clock = StepClock(lm.device)
+        clock.start()
+        tokens = decoder.generate(ids, new_tokens, on_token=lambda: clock(None, None))
+        synchronize(lm.device)
+        runs.intervals.append(clock.intervals_s())
+        runs.new_tokens.append(tokens.shape[1])
+        runs.cache_bytes = decoder.state_bytes(ids.shape[0])
 
     return call
 
@@ -113,6 +169,7 @@ def point_record(lm: LoadedModel, kind: str, *, context: int, batch: int, new_to
         "kind": kind, "context": context, "batch": batch, "new_tokens": new_tokens, "status": "ok",
         "dtype": str(lm.dtype).replace("torch.", ""), "params": params, "weight_bytes": weight_bytes(lm.model),
         "load_s": lm.load_seconds, "device": profile.name, "backend": backend,
+        "decode_path": decode_path(lm, backend),
         "impl": impl.model_implementation(lm.model) if lm.spec.family == "ssm" else "-",
     }
 

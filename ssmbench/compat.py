@@ -32,6 +32,15 @@ def kept_in_float32(model, name: str) -> bool:
     return any(part in name.split(".") for part in keep)
 
 
+def static_cache_compile_offered(model) -> bool:
+    """Whether generate(cache_implementation="static") compiles this model's decode step. transformers 4.x
+    declares it per class (``_supports_static_cache``; False for Mamba, whose generate() then silently stays
+    eager); 5.x dropped the flag and compiles every model's decode with a static cache (Mamba included: its
+    state is fixed-size) on a GPU."""
+    flag = getattr(model, "_supports_static_cache", None)
+    return True if flag is None else bool(flag)
+
+
 def find_cache(output: Any) -> Any:
     """The cache object a forward pass returned: past_key_values (attention), cache_params (Mamba,
     transformers < 5.2x) or cache (Mamba, newer)."""

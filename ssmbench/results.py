@@ -158,13 +158,14 @@ def summary_lines(store: ResultStore) -> list[str]:
                 f"{'n/a' if dec.get('joules_per_token') is None else format(dec['joules_per_token'], '.3f'):>5}"
             )
         for d in sorted((p for p in store.select(model=model, kind="decode") if backend_of(p) != "eager"),
-                        key=lambda p: p["context"]):
+                        key=lambda p: (backend_of(p), p["context"])):
             if d["status"] != "ok":
                 lines.append(f"  {backend_of(d)} decode @ {d['context']}: out of memory")
                 continue
             lines.append(f"  {backend_of(d)} decode @ {d['context']}: {_fmt(d['decode_s_per_token'], 'ms')} ms/token, "
                          f"MBU {_fmt(d.get('mbu'), '%')} %, first call {d['first_call_s']:.1f} s (compilation "
-                         f"~{'n/a' if d.get('compile_s') is None else format(d['compile_s'], '.1f')} s)")
+                         f"~{'n/a' if d.get('compile_s') is None else format(d['compile_s'], '.1f')} s)"
+                         + (f" [{d['decode_path']}]" if d.get("decode_path") else ""))
         for t in store.select(model=model, kind="throughput", status="ok"):
             lines.append(f"  throughput batch {t['batch']:3d} @ {t['context']}: {t['tokens_per_s']:.1f} tok/s")
         for t in store.select(model=model, kind="throughput", status="oom"):

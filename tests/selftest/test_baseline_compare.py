@@ -126,7 +126,7 @@ def test_end_to_end_compare_then_refuse_foreign_and_corrupt_baselines(saved_base
     ("--contexts", "512,abc", "comma-separated positive integers"),
     ("--batch-sizes", "0", "comma-separated positive integers"),
     ("--model-path", "mambo=/x", "mamba phi"),
-    ("--backends", "eager,jit", "eager compiled"),
+    ("--backends", "eager,jit", "eager compiled graphed"),
 ])
 def test_unknown_option_value_is_a_usage_error_naming_valid_values(option, value, valid):
     run = _pytest(option, value, "--collect-only", "-q")

@@ -1,0 +1,57 @@
+"""Which decode path each backend runs, per model family and transformers version (fake models stand in for
+the 4.x class flag), and what the suite's graph decoder refuses."""
+
+import types
+
+import pytest
+import torch
+
+from ssmbench import bench, compat, graphs
+
+pytestmark = [pytest.mark.quick, pytest.mark.selftest]
+
+
+def _lm(family, supports_static=None):
+    model = types.SimpleNamespace()
+    if supports_static is not None:
+        model._supports_static_cache = supports_static  # transformers 4.x declares it per class
+    return types.SimpleNamespace(spec=types.SimpleNamespace(family=family), name=f"fake-{family}", model=model)
+
+
+@pytest.mark.parametrize("family,flag,backend,path", [
+    ("ssm", None, "eager", bench.TRANSFORMERS_EAGER),
+    ("ssm", None, "compiled", bench.TRANSFORMERS_STATIC),  # 5.x: the flag is gone, Mamba compiles
+    ("ssm", False, "compiled", bench.SUITE_GRAPH),  # 4.x Mamba: static cache silently ignored
+    ("ssm", None, "graphed", bench.SUITE_GRAPH),
+    ("attention", True, "compiled", bench.TRANSFORMERS_STATIC),
+    ("attention", None, "compiled", bench.TRANSFORMERS_STATIC),
+])
+def test_decode_path(family, flag, backend, path):
+    assert bench.decode_path(_lm(family, flag), backend) == path
+
+
+def test_graphed_refuses_attention_models_and_unknown_backends():
+    with pytest.raises(ValueError, match="attention models use 'compiled'"):
+        bench.decode_path(_lm("attention"), "graphed")
+    with pytest.raises(ValueError, match="valid: eager, compiled, graphed"):
+        bench.decode_path(_lm("ssm"), "jit")
+
+
+def test_static_cache_flag_reading():
+    assert compat.static_cache_compile_offered(types.SimpleNamespace(_supports_static_cache=False)) is False
+    assert compat.static_cache_compile_offered(types.SimpleNamespace()) is True
+
+
+def test_state_tensors_line_up_and_skip_duplicates():
+    a, b = torch.zeros(2), torch.ones(3)
+    layer = types.SimpleNamespace(conv={0: a}, rec={0: b}, again=a, device=torch.device("cpu"), n=2)
+    cache = types.SimpleNamespace(layers=[layer, types.SimpleNamespace(conv={0: torch.zeros(4)})])
+    found = graphs.state_tensors(cache)
+    assert [t.shape[0] for t in found] == [2, 3, 4]
+    assert found[0] is a
+
+
+def test_capture_refused_off_cuda():
+    model = types.SimpleNamespace(device=torch.device("cpu"), forward=lambda input_ids=None, cache=None: None)
+    with pytest.raises(ValueError, match="needs a CUDA model"):
+        graphs.GraphedMambaDecoder(model, capture=True)
