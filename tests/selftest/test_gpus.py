@@ -44,3 +44,32 @@ def test_worker_ids():
     assert gpus.worker_index("gw12") == 12
     with pytest.raises(gpus.PinningError):
         gpus.worker_index("master")
+
+
+def test_costliest_model_group_is_handed_out_first(monkeypatch, pytestconfig):
+    """With two workers, the two full-size models go out first (one per worker), not after the tiny ones
+    that xdist's count-ordered queue puts in front."""
+    if not hasattr(pytestconfig.option, "dist"):
+        pytest.skip("pytest-xdist is not active in this run (-p no:xdist or not installed)")
+    import xdist.scheduler as scheduler
+    from collections import OrderedDict
+
+    from fixtures import parallel
+    from fixtures.plugin import settings
+
+    large = sorted(s.name for s in settings(pytestconfig).specs if s.large)
+    if len(large) < 2:
+        pytest.skip(f"needs two full-size models in the model set; this run has {large}")
+    monkeypatch.setattr(pytestconfig.option, "dist", "loadgroup")
+    monkeypatch.setattr(pytestconfig.option, "tx", ["2*popen"])
+    taken = []
+    monkeypatch.setattr(scheduler.LoadGroupScheduling, "_assign_work_unit",
+                        lambda self, node: taken.append(self.workqueue.popitem(last=False)[0]))
+    sched = parallel.pytest_xdist_make_scheduler(pytestconfig, None)
+    queue = [("tiny-mamba", 60), ("tiny-phi", 55), (large[0], 12), ("tests/t.py::test_one", 1), (large[1], 10)]
+    sched.workqueue = OrderedDict((scope, {f"{scope}::{i}": False for i in range(n)}) for scope, n in queue)
+    for _ in queue:
+        sched._assign_work_unit(None)
+    assert taken[:2] == [large[0], large[1]] and taken[2:] == ["tiny-mamba", "tiny-phi", "tests/t.py::test_one"]
+    monkeypatch.setattr(pytestconfig.option, "dist", "load")
+    assert parallel.pytest_xdist_make_scheduler(pytestconfig, None) is None  # other modes: xdist's own

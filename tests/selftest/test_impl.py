@@ -41,9 +41,12 @@ def test_summaries():
     assert mixed.startswith("mixed (") and "causal_conv1d=torch-reference" in mixed
 
 
-def test_this_cpu_runs_the_reference_loop():
+def test_off_cuda_mamba_runs_the_reference_loop():
+    """On a CPU every operation is the reference loop -- or, where kernels are installed (a GPU machine), a
+    kernel named as unused off CUDA; never reported as running."""
     ops = impl.mamba_ops("cpu")
-    assert set(ops) == set(impl.MAMBA_OPS) and impl.scan_on_reference(ops)
+    assert set(ops) == set(impl.MAMBA_OPS)
+    assert all(v == impl.REFERENCE or v.endswith("(unused off CUDA)") for v in ops.values()), ops
     assert not impl.kernels_available("cpu")
 
 
