@@ -16,5 +16,5 @@ run() {  # name, timeout, pytest args...
   local rc=$?
   echo "$name rc=$rc wall_s=$(python3 -c "print(round($(date +%s.%N) - $start, 1))")" >> "$OUT/walls.txt"
 }
-run n2 270 -n 2
+run n2 270 -n 2 -v  # -v: each line names the worker that ran the test
 run n0 320 -n 0
