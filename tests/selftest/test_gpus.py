@@ -73,3 +73,16 @@ def test_costliest_model_group_is_handed_out_first(monkeypatch, pytestconfig):
     assert taken[:2] == [large[0], large[1]] and taken[2:] == ["tiny-mamba", "tiny-phi", "tests/t.py::test_one"]
     monkeypatch.setattr(pytestconfig.option, "dist", "load")
     assert parallel.pytest_xdist_make_scheduler(pytestconfig, None) is None  # other modes: xdist's own
+
+
+@pytest.mark.parametrize("nodeid, expected", [
+    ("tests/conformance/test_cache.py::test_step[tiny-mamba-7]", "tiny-mamba"),
+    ("tests/benchmarks/test_latency.py::test_latency_decode[ctx512-eager-synthetic-mamba]", "synthetic-mamba"),
+    ("tests/conformance/test_models.py::test_dtype[synthetic-phi-torch.float16]", "synthetic-phi"),
+    ("tests/selftest/test_gpus.py::test_worker_ids", None),
+    ("tests/selftest/test_backends.py::test_decode_path[ssm-None-eager-x]", None),
+])
+def test_model_of_a_test_comes_from_its_id(nodeid, expected):
+    from fixtures import parallel
+
+    assert parallel.model_of(nodeid, {"tiny-mamba", "tiny-phi", "synthetic-mamba", "synthetic-phi"}) == expected

@@ -1,0 +1,28 @@
+"""End to end under pytest-xdist (two CPU workers): every model's tests run on one worker, whatever the
+pytest version (pytest >= 9.2 drops xdist's own group tags: pytest-dev/pytest-xdist#1386)."""
+
+import re
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.selftest
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_each_model_stays_on_one_worker(pytestconfig):
+    if not hasattr(pytestconfig.option, "dist"):
+        pytest.skip("pytest-xdist is not active in this run (-p no:xdist or not installed)")
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--rootdir={ROOT}", "-n", "2",
+                          "-v", "-m", "quick", "--device", "cpu", "--models", "tiny",
+                          "tests/conformance/test_models.py", "tests/conformance/test_cache_size.py"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    workers = defaultdict(set)
+    for worker, model in re.findall(r"^\[(gw\d+)\].*\[(tiny-(?:mamba|phi))[\]-]", run.stdout, re.M):
+        workers[model].add(worker)
+    assert set(workers) == {"tiny-mamba", "tiny-phi"}, run.stdout[-3000:]
+    assert all(len(w) == 1 for w in workers.values()), f"a model's tests ran on several workers: {dict(workers)}"
