@@ -66,11 +66,13 @@ def test_costliest_model_group_is_handed_out_first(monkeypatch, pytestconfig):
     monkeypatch.setattr(scheduler.LoadGroupScheduling, "_assign_work_unit",
                         lambda self, node: taken.append(self.workqueue.popitem(last=False)[0]))
     sched = parallel.pytest_xdist_make_scheduler(pytestconfig, None)
-    queue = [("tiny-mamba", 60), ("tiny-phi", 55), (large[0], 12), ("tests/t.py::test_one", 1), (large[1], 10)]
+    heavy = f"{large[1]}/test_compiled_backend_matches_eager"
+    queue = [("tiny-mamba", 60), ("tiny-phi", 55), (large[0], 12), ("tests/t.py::test_one", 1), (large[1], 10),
+             (heavy, 1)]
     sched.workqueue = OrderedDict((scope, {f"{scope}::{i}": False for i in range(n)}) for scope, n in queue)
     for _ in queue:
         sched._assign_work_unit(None)
-    assert taken[:2] == [large[0], large[1]] and taken[2:] == ["tiny-mamba", "tiny-phi", "tests/t.py::test_one"]
+    assert taken == [heavy, large[0], large[1], "tiny-mamba", "tiny-phi", "tests/t.py::test_one"]
     monkeypatch.setattr(pytestconfig.option, "dist", "load")
     assert parallel.pytest_xdist_make_scheduler(pytestconfig, None) is None  # other modes: xdist's own
 
