@@ -38,10 +38,11 @@ class Runs:
     intervals: list[list[float]] = field(default_factory=list)
     new_tokens: list[int] = field(default_factory=list)
     cache_bytes: int | None = None  # bytes of the cache generate() returned, last call
+    capture_s: float | None = None  # suite CUDA graph: seconds its capture took (inside the first call)
 
     def measured(self, rounds: int) -> "Runs":
         """Drop warm-up calls: keep the last ``rounds`` (pytest-benchmark disabled makes a single call)."""
-        return Runs(self.intervals[-rounds:], self.new_tokens[-rounds:], self.cache_bytes)
+        return Runs(self.intervals[-rounds:], self.new_tokens[-rounds:], self.cache_bytes, self.capture_s)
 
     @property
     def ttft_s(self) -> float:
@@ -137,6 +138,7 @@ def _graphed_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Run
         runs.intervals.append(clock.intervals_s())
         runs.new_tokens.append(tokens.shape[1])
         runs.cache_bytes = decoder.state_bytes(ids.shape[0])
+        runs.capture_s = decoder.capture_s.get(ids.shape[0])
 
     return call
 
@@ -204,5 +206,6 @@ def finish_point(point: dict[str, Any], lm: LoadedModel, all_runs: Runs, rounds:
     # The first call (the warm-up) includes compilation: reported on its own, never in per-token figures.
     point["first_call_s"] = sum(all_runs.intervals[0])
     point["compile_s"] = max(0.0, point["first_call_s"] - point["median_s"]) if calls > 1 else None
+    point["capture_s"] = all_runs.capture_s
     point["new_tokens_seen"] = sorted(set(all_runs.new_tokens))
     return point

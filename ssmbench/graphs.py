@@ -131,7 +131,7 @@ class GraphedMambaDecoder:
                 for _ in range(self.WARMUP_STEPS):
                     self._step(slot)
             torch.cuda.current_stream().wait_stream(side)
-            for t, s in zip(slot.states + [slot.token], saved):  # the warm-up must not advance the real state
+            for t, s in zip(slot.states + [slot.token], saved, strict=True):  # the warm-up must not advance the real state
                 t.copy_(s)
             if saved_position is not None:
                 position.copy_(saved_position)
@@ -148,7 +148,7 @@ class GraphedMambaDecoder:
         if len(fresh) != len(slot.states) or any(a.shape != b.shape for a, b in zip(fresh, slot.states)):
             raise RuntimeError(f"the prefill cache ({len(fresh)} tensors) does not match the captured state "
                                f"({len(slot.states)} tensors): cache layout changed between calls")
-        for static, new in zip(slot.states, fresh):
+        for static, new in zip(slot.states, fresh, strict=True):
             static.copy_(new)
         slot.token.copy_(first.view(-1, 1))
         if slot.advance_position:
