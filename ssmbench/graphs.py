@@ -98,6 +98,7 @@ class GraphedMambaDecoder:
             raise ValueError(f"CUDA-graph capture needs a CUDA model; this one is on {self.device}")
         self.cache_arg = cache_argument(model)
         self.with_position = takes_cache_position(model)
+        self.keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
         self.slots: dict[tuple[int, bool], _Slot] = {}
         self.capture_s: dict[int, float] = {}
 
@@ -163,7 +164,9 @@ class GraphedMambaDecoder:
         if new_tokens < 1:
             raise ValueError(f"new_tokens must be >= 1, got {new_tokens}")
         batch, prompt_len = input_ids.shape
-        out = self.model(input_ids=input_ids, use_cache=True, return_dict=True)
+        # Prefill keeps the last position's logits only, as generate() does (4.x Mamba computes them all).
+        keep = {"logits_to_keep": 1} if self.keeps_logits else {}
+        out = self.model(input_ids=input_ids, use_cache=True, return_dict=True, **keep)
         first = out.logits[:, -1].argmax(-1)
         tokens = torch.empty(batch, new_tokens, dtype=torch.long, device=input_ids.device)
         tokens[:, 0] = first
