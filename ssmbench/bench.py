@@ -10,8 +10,9 @@ from typing import Any, Callable
 
 import torch
 
-from . import devices, impl
+from . import compat, devices, impl
 from .cache import expected_cache_bytes, tensor_bytes
+from .graphs import GraphedMambaDecoder
 from .loading import LoadedModel
 from .measure import EnergyMeter, Nvml, StepClock, memory_region_end, memory_region_start, synchronize
 
@@ -74,8 +75,6 @@ def decode_path(lm: LoadedModel, backend: str) -> str:
     """What ``backend`` runs for this model: ``compiled`` is transformers' static-cache compile where
     transformers offers it for the model, else (Mamba on 4.x) the suite's CUDA graph; ``graphed`` is the
     suite's graph (Mamba only)."""
-    from . import compat
-
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
     if backend == "eager":
@@ -96,17 +95,14 @@ def generate_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Run
     generate() or, for the suite's CUDA graph, through ``graphs.GraphedMambaDecoder``."""
     if decode_path(lm, backend) == SUITE_GRAPH:
         return _graphed_call(lm, ids, new_tokens, runs)
-    extra = BACKEND_KWARGS["compiled" if backend != "eager" else "eager"]
+    extra = BACKEND_KWARGS[backend]
 
     def call() -> None:
         clock = StepClock(lm.device)
         with torch.no_grad():
             clock.start()
-            out = lm.model.generate(
-                input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=new_tokens,
-                min_new_tokens=new_tokens, logits_processor=[clock], pad_token_id=lm.tokenizer.pad_token_id,
-                return_dict_in_generate=True, **extra,
-            )
+            out = lm.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, logits_processor=[clock],
+                              return_dict_in_generate=True, **extra)
             synchronize(lm.device)
         runs.intervals.append(clock.intervals_s())
         runs.new_tokens.append(out.sequences.shape[1] - ids.shape[1])
@@ -120,8 +116,6 @@ _DECODERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 def graphed_decoder(lm: LoadedModel):
     """One decoder per loaded model (its captured graphs are reused across points of the same batch size)."""
-    from .graphs import GraphedMambaDecoder
-
     if lm.model not in _DECODERS:
         _DECODERS[lm.model] = GraphedMambaDecoder(lm.model)
     return _DECODERS[lm.model]
@@ -137,8 +131,9 @@ def _graphed_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Run
         synchronize(lm.device)
         runs.intervals.append(clock.intervals_s())
         runs.new_tokens.append(tokens.shape[1])
-        runs.cache_bytes = decoder.state_bytes(ids.shape[0])
-        runs.capture_s = decoder.capture_s.get(ids.shape[0])
+        slot = decoder.slot_for(ids.shape[0])
+        runs.cache_bytes = tensor_bytes(slot.cache) if slot else None  # no slot: a 1-token call never decodes
+        runs.capture_s = slot.capture_s if slot else None
 
     return call
 

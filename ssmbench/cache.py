@@ -14,27 +14,38 @@ import torch
 from .compat import mamba_ssm_state_dtype
 
 
-def tensor_bytes(obj: Any, _seen: set[int] | None = None, _depth: int = 0) -> int:
-    """Bytes held by every distinct tensor reachable from ``obj`` (attributes, lists, tuples, dicts)."""
-    seen = set() if _seen is None else _seen
-    if _depth > 6 or id(obj) in seen:
-        return 0
-    seen.add(id(obj))
-    if isinstance(obj, torch.Tensor):
-        key = obj.untyped_storage().data_ptr()
-        if key in seen:
-            return 0
-        seen.add(key)
-        return obj.untyped_storage().nbytes()
-    if isinstance(obj, dict):
-        items = obj.values()
-    elif isinstance(obj, (list, tuple)):
-        items = obj
-    elif hasattr(obj, "__dict__") and not isinstance(obj, (type, torch.nn.Module)):
-        items = vars(obj).values()
-    else:
-        return 0
-    return sum(tensor_bytes(v, seen, _depth + 1) for v in items)
+def reachable_tensors(obj: Any) -> list[torch.Tensor]:
+    """Every distinct tensor reachable from ``obj`` (attributes, lists, tuples, dicts; modules excluded), in
+    a fixed traversal order: two caches of the same structure line up tensor for tensor."""
+    found: list[torch.Tensor] = []
+    seen: set[int] = set()
+
+    def walk(value: Any, depth: int) -> None:
+        if depth > 6 or id(value) in seen:
+            return
+        seen.add(id(value))
+        if isinstance(value, torch.Tensor):
+            found.append(value)
+            return
+        if isinstance(value, dict):
+            items = value.values()
+        elif isinstance(value, (list, tuple)):
+            items = value
+        elif hasattr(value, "__dict__") and not isinstance(value, (type, torch.nn.Module)):
+            items = vars(value).values()
+        else:
+            return
+        for item in items:
+            walk(item, depth + 1)
+
+    walk(obj, 0)
+    return found
+
+
+def tensor_bytes(obj: Any) -> int:
+    """Bytes held by every distinct tensor storage reachable from ``obj`` (views of one storage count once)."""
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in reachable_tensors(obj)}
+    return sum(storages.values())
 
 
 def expected_cache_bytes(config: Any, family: str, context: int, dtype: torch.dtype, batch: int = 1) -> int:

@@ -64,3 +64,9 @@ def pin_this_process() -> str | None:
     if not worker:
         return None
     return pin_worker(worker, os.environ, physical_gpu_count())
+
+
+def group_name(model: str, heavy_test: str | None = None) -> str:
+    """A test's xdist_group: its model's name, or ``model/test_function`` for a heavy check of a full-size
+    model (a unit of its own, see fixtures/parallel.py)."""
+    return f"{model}/{heavy_test}" if heavy_test else model

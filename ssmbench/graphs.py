@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import torch
 
+from .cache import reachable_tensors
 from .compat import find_cache
 
 
@@ -45,32 +46,6 @@ def _kernels_forward_4x(model: Any) -> bool:
     return bool(getattr(mod, "is_fast_path_available", False)) and model.device.type == "cuda"
 
 
-def state_tensors(cache: Any) -> list[torch.Tensor]:
-    """Every distinct tensor a cache object holds, in a fixed traversal order (attributes, lists, dict values),
-    so two caches of the same structure line up tensor for tensor."""
-    found: list[torch.Tensor] = []
-    seen: set[int] = set()
-
-    def walk(obj: Any, depth: int) -> None:
-        if depth > 6 or id(obj) in seen:
-            return
-        seen.add(id(obj))
-        if isinstance(obj, torch.Tensor):
-            found.append(obj)
-        elif isinstance(obj, dict):
-            for value in obj.values():
-                walk(value, depth + 1)
-        elif isinstance(obj, (list, tuple)):
-            for value in obj:
-                walk(value, depth + 1)
-        elif hasattr(obj, "__dict__") and not isinstance(obj, (type, torch.nn.Module, torch.device, torch.dtype)):
-            for value in vars(obj).values():
-                walk(value, depth + 1)
-
-    walk(cache, 0)
-    return found
-
-
 @dataclass
 class _Slot:
     """Static buffers (and, on CUDA, the captured graph) for one batch size."""
@@ -79,14 +54,14 @@ class _Slot:
     token: torch.Tensor  # [batch, 1] the token the next step consumes
     position: torch.Tensor | None  # 4.x cache_position
     advance_position: bool  # the position lives on the device and is advanced inside the step
-    states: list[torch.Tensor] = field(default_factory=list)
+    states: list[torch.Tensor] = field(default_factory=list)  # the cache's tensors, updated in place
     graph: Any = None
-    logits: torch.Tensor | None = None
+    capture_s: float | None = None  # seconds the capture (warm-up included) took
 
 
 class GraphedMambaDecoder:
     """Greedy decoding of a Mamba model with the one-token step captured in a CUDA graph (``capture=None``:
-    capture on CUDA only). ``capture_s`` holds the seconds each batch size's capture took."""
+    capture on CUDA only)."""
 
     WARMUP_STEPS = 2  # run before capture, on a side stream: kernel autotuning and lazy inits stay out of the graph
 
@@ -100,7 +75,6 @@ class GraphedMambaDecoder:
         self.with_position = takes_cache_position(model)
         self.keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
         self.slots: dict[tuple[int, bool], _Slot] = {}
-        self.capture_s: dict[int, float] = {}
 
     # -- one step ----------------------------------------------------------------------------------------
     def _step(self, slot: _Slot) -> None:
@@ -108,8 +82,7 @@ class GraphedMambaDecoder:
         if self.with_position:
             kwargs["cache_position"] = slot.position
         logits = self.model(input_ids=slot.token, **kwargs).logits
-        slot.logits = logits[:, -1]
-        slot.token.copy_(slot.logits.argmax(-1, keepdim=True))
+        slot.token.copy_(logits[:, -1].argmax(-1, keepdim=True))
         if slot.advance_position:
             slot.position.add_(1)
 
@@ -121,7 +94,7 @@ class GraphedMambaDecoder:
             else:
                 position, advance = torch.tensor([prompt_len], device=self.device), True
         slot = _Slot(cache, first.view(-1, 1).clone(), position, advance)
-        slot.states = state_tensors(cache)
+        slot.states = reachable_tensors(cache)
         if self.capture:
             start = time.perf_counter()
             saved = [t.clone() for t in slot.states + [slot.token]]
@@ -140,12 +113,12 @@ class GraphedMambaDecoder:
             with torch.cuda.graph(slot.graph):
                 self._step(slot)
             torch.cuda.synchronize()
-            self.capture_s[first.shape[0]] = time.perf_counter() - start
+            slot.capture_s = time.perf_counter() - start
         return slot
 
     def _load(self, slot: _Slot, cache: Any, first: torch.Tensor, prompt_len: int) -> None:
         """Put a fresh prefill's state into the slot's static buffers."""
-        fresh = state_tensors(cache)
+        fresh = reachable_tensors(cache)
         if len(fresh) != len(slot.states) or any(a.shape != b.shape for a, b in zip(fresh, slot.states)):
             raise RuntimeError(f"the prefill cache ({len(fresh)} tensors) does not match the captured state "
                                f"({len(slot.states)} tensors): cache layout changed between calls")
@@ -174,10 +147,10 @@ class GraphedMambaDecoder:
             on_token()
         if new_tokens == 1:
             return tokens
-        key = (batch, _kernels_forward_4x(self.model))
-        slot = self.slots.get(key)
+        slot = self.slot_for(batch)
         if slot is None:
-            slot = self.slots[key] = self._new_slot(find_cache(out), first, prompt_len)
+            slot = self.slots[(batch, _kernels_forward_4x(self.model))] = self._new_slot(find_cache(out), first,
+                                                                                         prompt_len)
         else:
             self._load(slot, find_cache(out), first, prompt_len)
         for i in range(1, new_tokens):
@@ -190,6 +163,6 @@ class GraphedMambaDecoder:
                 on_token()
         return tokens
 
-    def state_bytes(self, batch: int) -> int:
-        slot = next((s for (b, _), s in self.slots.items() if b == batch), None)
-        return 0 if slot is None else sum(t.numel() * t.element_size() for t in slot.states)
+    def slot_for(self, batch: int) -> _Slot | None:
+        """The static state (and graph) that decodes batches of this size on the model's current path."""
+        return self.slots.get((batch, _kernels_forward_4x(self.model)))

@@ -89,10 +89,15 @@ class LoadedModel:
         return {k: batch[k].to(self.device) for k in ("input_ids", "attention_mask")}
 
     @torch.no_grad()
-    def generate(self, prompts: list[str] | str, **kwargs) -> Any:
+    def generate(self, prompts: list[str] | str | torch.Tensor, **kwargs) -> Any:
+        """generate() on text prompts (tokenized, left-padded) or on an unpadded batch of token ids."""
         kwargs.setdefault("do_sample", False)
         kwargs.setdefault("pad_token_id", self.tokenizer.pad_token_id)
-        return self.model.generate(**self.encode(prompts), **kwargs)
+        if isinstance(prompts, torch.Tensor):
+            inputs = {"input_ids": prompts, "attention_mask": torch.ones_like(prompts)}
+        else:
+            inputs = self.encode(prompts)
+        return self.model.generate(**inputs, **kwargs)
 
     @torch.no_grad()
     def logits(self, input_ids: torch.Tensor, **kwargs) -> torch.Tensor:

@@ -50,12 +50,9 @@ def test_step_decode_logits_match_full_forward(lm, prefill, request):
     ids = lm.generate(PROMPTS[2], max_new_tokens=20, min_new_tokens=20)[:, :24]  # a natural sequence
     full = lm.logits(ids, use_cache=False)
     rest = ids[:, prefill:]
-    out = lm.model.generate(
-        input_ids=ids[:, :prefill], attention_mask=torch.ones_like(ids[:, :prefill]), do_sample=False,
-        max_new_tokens=rest.shape[1], min_new_tokens=rest.shape[1], use_cache=True,
-        logits_processor=LogitsProcessorList([ForceTokens(rest)]), return_dict_in_generate=True,
-        output_logits=True, pad_token_id=lm.tokenizer.pad_token_id,
-    )
+    out = lm.generate(ids[:, :prefill], max_new_tokens=rest.shape[1], min_new_tokens=rest.shape[1], use_cache=True,
+                      logits_processor=LogitsProcessorList([ForceTokens(rest)]), return_dict_in_generate=True,
+                      output_logits=True)
     assert torch.equal(out.sequences, ids), f"{lm.name}: forcing failed: {out.sequences.tolist()}"
     stepped = torch.stack(out.logits, dim=1)  # [1, steps, vocab]: logits for positions prefill-1 .. L-2
     assert_logits_close(f"{lm.name}: decode-step logits vs full forward (prefill {prefill})",

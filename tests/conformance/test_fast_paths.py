@@ -18,6 +18,7 @@ NEW = 16
 
 
 def _greedy(lm, prompt, **kwargs):
+    """Eager greedy generate of exactly NEW tokens from text prompts or token ids, with the logits."""
     return lm.generate(prompt, max_new_tokens=NEW, min_new_tokens=NEW, return_dict_in_generate=True,
                        output_logits=True, **kwargs)
 
@@ -42,12 +43,6 @@ def test_kernels_match_reference_path(lm):
                            lm.noise_floor)
 
 
-def _eager_greedy(lm, ids):
-    return lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=NEW,
-                             min_new_tokens=NEW, pad_token_id=lm.tokenizer.pad_token_id, return_dict_in_generate=True,
-                             output_logits=True)
-
-
 @pytest.mark.family("ssm")
 def test_graphed_decode_matches_eager(lm):
     """The suite's CUDA-graph decode (captured on a GPU; on a CPU the same static-state loop, uncaptured)
@@ -58,7 +53,7 @@ def test_graphed_decode_matches_eager(lm):
     for context, batch in [(9, 1), (23, 1), (5, 1), (14, 2)]:
         ids = prompt_ids(lm, context, batch=batch, seed=1)
         with torch.no_grad():
-            eager = _eager_greedy(lm, ids)
+            eager = _greedy(lm, ids)
             graphed = decoder.generate(ids, NEW)
         for row in range(batch):
             assert_same_generation(

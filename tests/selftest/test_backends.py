@@ -6,7 +6,7 @@ import types
 import pytest
 import torch
 
-from ssmbench import bench, compat, graphs
+from ssmbench import bench, cache, compat, graphs
 
 pytestmark = [pytest.mark.quick, pytest.mark.selftest]
 
@@ -42,11 +42,11 @@ def test_static_cache_flag_reading():
     assert compat.static_cache_compile_offered(types.SimpleNamespace()) is True
 
 
-def test_state_tensors_line_up_and_skip_duplicates():
+def test_reachable_tensors_line_up_and_skip_duplicates():
     a, b = torch.zeros(2), torch.ones(3)
     layer = types.SimpleNamespace(conv={0: a}, rec={0: b}, again=a, device=torch.device("cpu"), n=2)
-    cache = types.SimpleNamespace(layers=[layer, types.SimpleNamespace(conv={0: torch.zeros(4)})])
-    found = graphs.state_tensors(cache)
+    fake_cache = types.SimpleNamespace(layers=[layer, types.SimpleNamespace(conv={0: torch.zeros(4)})])
+    found = cache.reachable_tensors(fake_cache)
     assert [t.shape[0] for t in found] == [2, 3, 4]
     assert found[0] is a
 

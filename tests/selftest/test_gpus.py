@@ -66,7 +66,7 @@ def test_costliest_model_group_is_handed_out_first(monkeypatch, pytestconfig):
     monkeypatch.setattr(scheduler.LoadGroupScheduling, "_assign_work_unit",
                         lambda self, node: taken.append(self.workqueue.popitem(last=False)[0]))
     sched = parallel.pytest_xdist_make_scheduler(pytestconfig, None)
-    heavy = f"{large[1]}/test_compiled_backend_matches_eager"
+    heavy = gpus.group_name(large[1], "test_compiled_backend_matches_eager")
     queue = [("tiny-mamba", 60), ("tiny-phi", 55), (large[0], 12), ("tests/t.py::test_one", 1), (large[1], 10),
              (heavy, 1)]
     sched.workqueue = OrderedDict((scope, {f"{scope}::{i}": False for i in range(n)}) for scope, n in queue)
