@@ -1,5 +1,6 @@
-"""End to end under pytest-xdist (two CPU workers): every model's tests run on one worker, whatever the
-pytest version (pytest >= 9.2 drops xdist's own group tags: pytest-dev/pytest-xdist#1386)."""
+"""End to end under pytest-xdist (two CPU workers): every test carries its model's xdist group tag and every
+model's tests run on one worker, whatever the pytest version (pytest >= 9.2 drops xdist's own group tags,
+pytest-dev/pytest-xdist#1386; the suite puts them back)."""
 
 import re
 import subprocess
@@ -22,7 +23,11 @@ def test_each_model_stays_on_one_worker(pytestconfig):
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     workers = defaultdict(set)
-    for worker, model in re.findall(r"^\[(gw\d+)\].*\[(tiny-(?:mamba|phi))[\]-]", run.stdout, re.M):
+    lines = re.findall(r"^\[(gw\d+)\] .*?(tests/\S+)", run.stdout, re.M)
+    assert lines, run.stdout[-3000:]
+    for worker, nodeid in lines:
+        model = re.search(r"\[(tiny-(?:mamba|phi))[\]-]", nodeid).group(1)
+        assert nodeid.endswith(f"@{model}"), f"{nodeid}: no xdist group tag '@{model}', so xdist cannot group it"
         workers[model].add(worker)
     assert set(workers) == {"tiny-mamba", "tiny-phi"}, run.stdout[-3000:]
     assert all(len(w) == 1 for w in workers.values()), f"a model's tests ran on several workers: {dict(workers)}"
