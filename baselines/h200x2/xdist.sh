@@ -6,6 +6,11 @@ set -u
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 mkdir -p /tmp/kernels && tar -xJf .kernels/mamba-kernels-h200.tar.xz -C /tmp/kernels
 export PYTHONPATH=/tmp/kernels
+if [ -n "${PYTEST_WHEEL:-}" ]; then  # another pytest than the image's (run 6: 9.2.0, which drops xdist's group tags)
+  python3 -m pip install -q --no-index --no-deps --target /tmp/other-pytest "$PYTEST_WHEEL" || exit 1
+  export PYTHONPATH=/tmp/other-pytest:$PYTHONPATH
+fi
+python3 -m pytest --version > "$OUT/pytest-version.txt" 2>&1
 nvidia-smi --query-gpu=index,name,memory.total --format=csv > "$OUT/gpus.csv"
 run() {  # name, timeout, pytest args...
   local name=$1 limit=$2; shift 2
