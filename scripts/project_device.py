@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Roofline floors a device implies for the byte counts of a measured run, labelled as projections.
 
-    python scripts/project_device.py dgx-spark baselines/h200/points-synthetic-bf16.json > baselines/dgx-spark/PROJECTION.md
+    python scripts/project_device.py dgx-spark baselines/h200/points-synthetic-bf16.json \
+        > baselines/dgx-spark/PROJECTION.md
 """
 
 import argparse

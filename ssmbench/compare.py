@@ -52,7 +52,8 @@ def assert_logits_close(what: str, actual: torch.Tensor, expected: torch.Tensor,
         idx = int(flat.nan_to_num(float("inf")).argmax())
         pos = list(torch.unravel_index(torch.tensor(idx), actual.shape))
         raise Mismatch(
-            f"{what}: relative error {err:.3g} > {tol:.3g} ({dtype}, noise floor {noise_floor:.2g}); worst at index {[int(p) for p in pos]}: "
+            f"{what}: relative error {err:.3g} > {tol:.3g} ({dtype}, noise floor {noise_floor:.2g}); "
+            f"worst at index {[int(p) for p in pos]}: "
             f"{actual.flatten()[idx].item():.6g} vs expected {expected.flatten()[idx].item():.6g}"
         )
 

@@ -105,7 +105,8 @@ class GraphedMambaDecoder:
                 for _ in range(self.WARMUP_STEPS):
                     self._step(slot)
             torch.cuda.current_stream().wait_stream(side)
-            for t, s in zip(slot.states + [slot.token], saved, strict=True):  # the warm-up must not advance the real state
+            # the warm-up must not advance the real state
+            for t, s in zip(slot.states + [slot.token], saved, strict=True):
                 t.copy_(s)
             if saved_position is not None:
                 position.copy_(saved_position)
@@ -119,7 +120,7 @@ class GraphedMambaDecoder:
     def _load(self, slot: _Slot, cache: Any, first: torch.Tensor, prompt_len: int) -> None:
         """Put a fresh prefill's state into the slot's static buffers."""
         fresh = reachable_tensors(cache)
-        if len(fresh) != len(slot.states) or any(a.shape != b.shape for a, b in zip(fresh, slot.states)):
+        if len(fresh) != len(slot.states) or any(a.shape != b.shape for a, b in zip(fresh, slot.states, strict=True)):
             raise RuntimeError(f"the prefill cache ({len(fresh)} tensors) does not match the captured state "
                                f"({len(slot.states)} tensors): cache layout changed between calls")
         for static, new in zip(slot.states, fresh, strict=True):

@@ -20,7 +20,7 @@ REFERENCE = "torch-reference"
 
 def _resolved(wrapper: Any) -> Any:
     """The implementation a transformers kernel-fallback wrapper calls (a closure variable)."""
-    closure = dict(zip(wrapper.__code__.co_freevars, (c.cell_contents for c in wrapper.__closure__ or ())))
+    closure = dict(zip(wrapper.__code__.co_freevars, (c.cell_contents for c in wrapper.__closure__ or ()), strict=True))
     return closure.get("implementation", getattr(wrapper, "__wrapped__", wrapper))
 
 

@@ -3,6 +3,7 @@ memory, and NVML energy. A reading that cannot be taken is None ("unavailable"),
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from dataclasses import dataclass, field
@@ -38,8 +39,8 @@ class StepClock(LogitsProcessor):
         """[time to first token, then one interval per further token], in seconds."""
         if self.cuda:
             torch.cuda.synchronize()
-            return [a.elapsed_time(b) / 1e3 for a, b in zip(self.marks, self.marks[1:])]
-        return [b - a for a, b in zip(self.marks, self.marks[1:])]
+            return [a.elapsed_time(b) / 1e3 for a, b in itertools.pairwise(self.marks)]
+        return [b - a for a, b in itertools.pairwise(self.marks)]
 
 
 @dataclass

@@ -52,7 +52,7 @@ class ResultStore:
 
 def loglog_slope(xs: list[float], ys: list[float]) -> float | None:
     """Slope of log y against log x (1: linear, 0: flat); None with fewer than 3 usable points."""
-    pairs = [(x, y) for x, y in zip(xs, ys) if x and y and x > 0 and y > 0]
+    pairs = [(x, y) for x, y in zip(xs, ys, strict=True) if x and y and x > 0 and y > 0]
     if len(pairs) < 3:
         return None
     x, y = np.log(np.array(pairs, dtype=float).T)
@@ -63,7 +63,8 @@ def backend_of(point: dict[str, Any]) -> str:
     return point.get("backend", "eager")
 
 
-def series(store: ResultStore, model: str, kind: str, metric: str, backend: str = "eager") -> tuple[list[int], list[float]]:
+def series(store: ResultStore, model: str, kind: str, metric: str,
+           backend: str = "eager") -> tuple[list[int], list[float]]:
     pts = sorted((p for p in store.select(model=model, kind=kind, status="ok", backend=backend)
                   if p.get(metric) is not None), key=lambda p: p["context"])
     return [p["context"] for p in pts], [p[metric] for p in pts]
@@ -72,7 +73,7 @@ def series(store: ResultStore, model: str, kind: str, metric: str, backend: str 
 def crossover(ctx_a: list[int], a: list[float], ctx_b: list[int], b: list[float], oom_b: list[int] = ()) -> str:
     """Where ``a`` (Mamba) becomes lower than ``b`` (the Transformer) and stays lower, over the contexts both
     measured; a context where ``b`` ran out of memory and ``a`` did not counts as a win for ``a``."""
-    values_b = dict(zip(ctx_b, b)) | {c: float("inf") for c in oom_b}
+    values_b = dict(zip(ctx_b, b, strict=True)) | {c: float("inf") for c in oom_b}
     common = sorted(set(ctx_a) & set(values_b))
     if not common:
         return "not measured in this run" if not ctx_a or not values_b else "no context measured for both"
@@ -148,7 +149,8 @@ def summary_lines(store: ResultStore) -> list[str]:
             pre = next(iter(store.select(model=model, kind="prefill", context=c, backend="eager")), {})
             dec = next(iter(store.select(model=model, kind="decode", context=c, backend="eager")), {})
             if "oom" in (pre.get("status"), dec.get("status")):
-                lines.append(f"  {c:7d} | out of memory" + (" (prefill)" if pre.get("status") == "oom" else " (decode)"))
+                where = " (prefill)" if pre.get("status") == "oom" else " (decode)"
+                lines.append(f"  {c:7d} | out of memory{where}")
                 continue
             lines.append(
                 f"  {c:7d} | {_fmt(pre.get('median_s'), 'ms'):>10} | {_fmt(pre.get('mfu'), '%'):>5} | "

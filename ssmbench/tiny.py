@@ -64,7 +64,8 @@ def train(model, ids: torch.Tensor, *, steps: int, seq_len: int = 32, batch: int
           seed: int = 0, log=print) -> float:
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20) * 0.5 * (1 + math.cos(math.pi * s / steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / 20) * 0.5 * (1 + math.cos(math.pi * s / steps)))
     model.train()
     loss_value = float("nan")
     t0 = time.time()

@@ -29,7 +29,7 @@ def test_cache_scaling_shape(spec, bench):
     expected = 0.0 if spec.family == "ssm" else 1.0
     assert abs(slope - expected) <= SLOPE_TOLERANCE, (
         f"{spec.name}: cache bytes grow with context at log-log slope {slope:.3f}; a {spec.family} model "
-        f"should give {expected:g} +- {SLOPE_TOLERANCE} (points {dict(zip(xs, ys))})"
+        f"should give {expected:g} +- {SLOPE_TOLERANCE} (points {dict(zip(xs, ys, strict=True))})"
     )
 
 
@@ -41,5 +41,5 @@ def test_mamba_decode_time_flat_in_context(spec, bench, request):
     slope = loglog_slope(xs, ys)
     assert abs(slope) <= FLAT_DECODE, (
         f"{spec.name}: decode time per token grows with context at slope {slope:.3f} (> {FLAT_DECODE}); "
-        f"a recurrent decode does the same work at any context. Points (s/token): {dict(zip(xs, ys))}"
+        f"a recurrent decode does the same work at any context. Points (s/token): {dict(zip(xs, ys, strict=True))}"
     )

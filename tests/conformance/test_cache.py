@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from ssmbench.compat import known_difference
 from ssmbench.compare import assert_logits_close, assert_same_generation
+from ssmbench.compat import known_difference
 from ssmbench.inputs import PROMPTS
 
 pytestmark = pytest.mark.conformance
@@ -23,7 +23,8 @@ def test_cached_greedy_equals_uncached(lm):
     cached = lm.generate(PROMPTS[0], use_cache=True, **common)
     assert_same_generation(
         f"{lm.name}: greedy with cache vs without", cached.sequences[0, prompt_len:],
-        without.sequences[0, prompt_len:], [s[0] for s in without.logits], lm.dtype, lm.tokenizer.decode, lm.noise_floor,
+        without.sequences[0, prompt_len:], [s[0] for s in without.logits], lm.dtype, lm.tokenizer.decode,
+        lm.noise_floor,
     )
 
 

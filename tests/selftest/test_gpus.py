@@ -51,8 +51,9 @@ def test_costliest_model_group_is_handed_out_first(monkeypatch, pytestconfig):
     that xdist's count-ordered queue puts in front."""
     if not hasattr(pytestconfig.option, "dist"):
         pytest.skip("pytest-xdist is not active in this run (-p no:xdist or not installed)")
-    import xdist.scheduler as scheduler
     from collections import OrderedDict
+
+    import xdist.scheduler as scheduler
 
     from fixtures import parallel
     from fixtures.plugin import settings
