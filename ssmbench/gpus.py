@@ -58,9 +58,10 @@ def pin_worker(worker_id: str, environ: MutableMapping[str, str], physical_count
     return gpus[index]
 
 
-def pin_this_process() -> str | None:
-    """Called first thing in an xdist worker; no-op in the controller or without xdist."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
+def pin_this_process(worker: str | None) -> str | None:
+    """Called first thing in an xdist worker (``worker`` is its id, from xdist's ``config.workerinput``, not
+    from the environment: a pytest started inside a worker inherits PYTEST_XDIST_WORKER but is no worker);
+    no-op in the controller or without xdist."""
     if not worker:
         return None
     return pin_worker(worker, os.environ, physical_gpu_count())

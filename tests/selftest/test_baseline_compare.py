@@ -7,15 +7,14 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from fixtures import benchmarking
+from tests.selftest.child import ROOT, run_pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 H200 = ROOT / "baselines" / "h200" / "Linux-CPython-3.12-64bit" / "0001_synthetic-bf16.json"
 
 
@@ -72,8 +71,7 @@ def test_memory_gate_flags_growth_past_threshold():
 
 
 def _pytest(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--rootdir={ROOT}", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+    return run_pytest(*args, cwd=cwd)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import types
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,8 +17,8 @@ from fixtures.benchmarking import BenchSettings, measure_point
 from ssmbench import devices, measure, results
 from ssmbench.loading import CheckpointError, load
 from ssmbench.registry import ARCHS, pretrained_spec, resolve_model_set
+from tests.selftest.child import ROOT, clean_env, run_pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.selftest
 
 
@@ -113,7 +112,8 @@ def tiny_phi():
 
 def _bench(tmp_path) -> BenchSettings:
     store = results.ResultStore(tmp_path / "points.json", {"device": "fake"})
-    return BenchSettings([8, 16, 32], [1], ["eager"], 2, 1, devices.profile_for("NVIDIA H200"), "-", store, measure.Nvml())
+    return BenchSettings([8, 16, 32], [1], ["eager"], 2, 1, devices.profile_for("NVIDIA H200"), "-", store,
+                         measure.Nvml())
 
 
 @pytest.mark.quick
@@ -189,10 +189,8 @@ def test_corrupt_checkpoint_fails_loudly_with_its_path(tmp_path, damage):
 
 
 def test_missing_checkpoint_skips_every_test_of_that_model_with_the_path(tmp_path):
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--rootdir={ROOT}", "-m", "quick", "--models",
-         "pretrained", f"--model-path=mamba={tmp_path}/absent", "-rs", "-k", "test_greedy_shape_and_prefix"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    run = run_pytest("-m", "quick", "--models", "pretrained", f"--model-path=mamba={tmp_path}/absent", "-rs",
+                     "-k", "test_greedy_shape_and_prefix")
     assert run.returncode == 0, run.stdout[-2000:]
     assert f"pretrained-mamba: no checkpoint at {tmp_path}/absent" in run.stdout
     assert "microsoft/phi-2 is not in the local Hugging Face cache" in run.stdout
@@ -214,8 +212,8 @@ for spec in resolve_model_set("tiny"):
 
 
 def test_two_runs_generate_identical_tokens():
-    outputs = [subprocess.run([sys.executable, "-c", GENERATE_SCRIPT], cwd=ROOT, capture_output=True, text=True,
-                              timeout=300, check=True).stdout for _ in range(2)]
+    outputs = [subprocess.run([sys.executable, "-c", GENERATE_SCRIPT], cwd=ROOT, env=clean_env(), capture_output=True,
+                              text=True, timeout=300, check=True).stdout for _ in range(2)]
     assert outputs[0].count("tiny-") == 4 and outputs[0] == outputs[1]
 
 

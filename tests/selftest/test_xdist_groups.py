@@ -3,24 +3,20 @@ model's tests run on one worker, whatever the pytest version (pytest >= 9.2 drop
 pytest-dev/pytest-xdist#1386; the suite puts them back)."""
 
 import re
-import subprocess
-import sys
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 
+from tests.selftest.child import run_pytest
+
 pytestmark = pytest.mark.selftest
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_each_model_stays_on_one_worker(pytestconfig):
     if not hasattr(pytestconfig.option, "dist"):
         pytest.skip("pytest-xdist is not active in this run (-p no:xdist or not installed)")
-    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--rootdir={ROOT}", "-n", "2",
-                          "-v", "-m", "quick", "--device", "cpu", "--models", "tiny",
-                          "tests/conformance/test_models.py", "tests/conformance/test_cache_size.py"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    run = run_pytest("-n", "2", "-v", "-m", "quick", "--device", "cpu", "--models", "tiny",
+                     "tests/conformance/test_models.py", "tests/conformance/test_cache_size.py")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     workers = defaultdict(set)
     lines = re.findall(r"^\[(gw\d+)\] .*?(tests/\S+)", run.stdout, re.M)
