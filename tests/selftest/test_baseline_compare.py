@@ -77,7 +77,9 @@ def _pytest(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def saved_baseline(tmp_path_factory):
     storage = tmp_path_factory.mktemp("storage")
-    run = _pytest("-m", "benchmark", "--models", "tiny", "-k", "quickstart", f"--benchmark-storage=file://{storage}",
+    # --device cpu: the foreign-baseline check below expects this run's gpu_name to be 'none', on any machine
+    run = _pytest("-m", "benchmark", "--models", "tiny", "--device", "cpu", "-k", "quickstart",
+                  f"--benchmark-storage=file://{storage}",
                   "--benchmark-save=base", f"--results-file={storage / 'points.json'}")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     (saved,) = storage.glob("*/0001_base.json")
@@ -88,8 +90,8 @@ def saved_baseline(tmp_path_factory):
 def test_end_to_end_compare_then_refuse_foreign_and_corrupt_baselines(saved_baseline, tmp_path):
     storage, saved = saved_baseline
     points = tmp_path / "points.json"
-    args = ("-m", "benchmark", "--models", "tiny", "-k", "quickstart", f"--benchmark-storage=file://{storage}",
-            "--benchmark-compare=0001", f"--results-file={points}")
+    args = ("-m", "benchmark", "--models", "tiny", "--device", "cpu", "-k", "quickstart",
+            f"--benchmark-storage=file://{storage}", "--benchmark-compare=0001", f"--results-file={points}")
     same = _pytest(*args, "--benchmark-compare-fail=median:1000%")
     assert same.returncode == 0, same.stdout[-3000:] + same.stderr[-3000:]
     assert "Comparing against benchmarks from" in same.stdout + same.stderr

@@ -1,5 +1,7 @@
 """GPU pinning for pytest-xdist workers, with fake GPU lists and caller masks (no GPU needed)."""
 
+from types import SimpleNamespace
+
 import pytest
 
 from ssmbench import gpus
@@ -38,6 +40,23 @@ def test_more_workers_than_gpus_is_refused_with_the_fix():
     with pytest.raises(gpus.PinningError):
         gpus.pin_worker("gw2", {}, 2)
     gpus.check_worker_count(5, [])  # CPU-only: any number of workers for the CPU tiers
+
+
+def test_device_cpu_shares_out_no_gpus(monkeypatch):
+    """--device cpu workers use no GPU: -n is not bounded by the GPU count and nothing is pinned (a 1-GPU box
+    must still run `pytest -n 2 --device cpu`)."""
+    from fixtures import parallel
+
+    monkeypatch.setattr(gpus, "physical_gpu_count", lambda: 2)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+
+    def config(device):
+        return SimpleNamespace(getoption=lambda name, default=None: device if name == "ssm_device" else default)
+
+    assert parallel._gpus(config("auto")) == ["0", "1"]
+    assert parallel._gpus(config("cuda")) == ["0", "1"]
+    assert parallel._gpus(config("cpu")) == []
+    assert parallel.pytest_xdist_auto_num_workers(config("cpu")) is None  # xdist's own default: one per CPU
 
 
 def test_worker_ids():
