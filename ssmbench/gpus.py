@@ -47,9 +47,14 @@ def check_worker_count(workers: int, gpus: list[str]) -> None:
         )
 
 
-def pin_worker(worker_id: str, environ: MutableMapping[str, str], physical_count: int) -> str | None:
-    """Restrict this worker to its own GPU by rewriting CUDA_VISIBLE_DEVICES; None when there is no GPU."""
-    gpus = visible_gpus(environ, physical_count)
+def worker_gpus(device: str) -> list[str]:
+    """The GPUs pytest-xdist workers share out, one each: the visible ones; none for ``--device cpu``, whose
+    workers use no GPU (so -n is then not bounded by the GPU count, and nothing is pinned)."""
+    return [] if device == "cpu" else visible_gpus(os.environ, physical_gpu_count())
+
+
+def pin_worker(worker_id: str, environ: MutableMapping[str, str], gpus: list[str]) -> str | None:
+    """Restrict this worker to its own GPU of ``gpus`` by rewriting CUDA_VISIBLE_DEVICES; None without GPUs."""
     if not gpus:
         return None
     index = worker_index(worker_id)
@@ -58,13 +63,11 @@ def pin_worker(worker_id: str, environ: MutableMapping[str, str], physical_count
     return gpus[index]
 
 
-def pin_this_process(worker: str | None) -> str | None:
+def pin_this_process(worker: str | None, device: str) -> str | None:
     """Called first thing in an xdist worker (``worker`` is its id, from xdist's ``config.workerinput``, not
     from the environment: a pytest started inside a worker inherits PYTEST_XDIST_WORKER but is no worker);
-    no-op in the controller or without xdist."""
-    if not worker:
-        return None
-    return pin_worker(worker, os.environ, physical_gpu_count())
+    no-op in the controller, without xdist, or with ``--device cpu``."""
+    return pin_worker(worker, os.environ, worker_gpus(device)) if worker else None
 
 
 def group_name(model: str, heavy_test: str | None = None) -> str:

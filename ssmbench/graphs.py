@@ -150,8 +150,7 @@ class GraphedMambaDecoder:
             return tokens
         slot = self.slot_for(batch)
         if slot is None:
-            slot = self.slots[(batch, _kernels_forward_4x(self.model))] = self._new_slot(find_cache(out), first,
-                                                                                         prompt_len)
+            slot = self.slots[self._key(batch)] = self._new_slot(find_cache(out), first, prompt_len)
         else:
             self._load(slot, find_cache(out), first, prompt_len)
         for i in range(1, new_tokens):
@@ -164,6 +163,9 @@ class GraphedMambaDecoder:
                 on_token()
         return tokens
 
+    def _key(self, batch: int) -> tuple[int, bool]:
+        return batch, _kernels_forward_4x(self.model)  # the 4.x kernel path keeps its position on the host
+
     def slot_for(self, batch: int) -> _Slot | None:
         """The static state (and graph) that decodes batches of this size on the model's current path."""
-        return self.slots.get((batch, _kernels_forward_4x(self.model)))
+        return self.slots.get(self._key(batch))

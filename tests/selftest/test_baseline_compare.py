@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -70,15 +68,11 @@ def test_memory_gate_flags_growth_past_threshold():
     assert benchmarking.memory_regressions(current, mapping, 30.0) == []
 
 
-def _pytest(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return run_pytest(*args, cwd=cwd)
-
-
 @pytest.fixture(scope="module")
 def saved_baseline(tmp_path_factory):
     storage = tmp_path_factory.mktemp("storage")
     # --device cpu: the foreign-baseline check below expects this run's gpu_name to be 'none', on any machine
-    run = _pytest("-m", "benchmark", "--models", "tiny", "--device", "cpu", "-k", "quickstart",
+    run = run_pytest("-m", "benchmark", "--models", "tiny", "--device", "cpu", "-k", "quickstart",
                   f"--benchmark-storage=file://{storage}",
                   "--benchmark-save=base", f"--results-file={storage / 'points.json'}")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -92,7 +86,7 @@ def test_end_to_end_compare_then_refuse_foreign_and_corrupt_baselines(saved_base
     points = tmp_path / "points.json"
     args = ("-m", "benchmark", "--models", "tiny", "--device", "cpu", "-k", "quickstart",
             f"--benchmark-storage=file://{storage}", "--benchmark-compare=0001", f"--results-file={points}")
-    same = _pytest(*args, "--benchmark-compare-fail=median:1000%")
+    same = run_pytest(*args, "--benchmark-compare-fail=median:1000%")
     assert same.returncode == 0, same.stdout[-3000:] + same.stderr[-3000:]
     assert "Comparing against benchmarks from" in same.stdout + same.stderr
 
@@ -101,7 +95,7 @@ def test_end_to_end_compare_then_refuse_foreign_and_corrupt_baselines(saved_base
     data["machine_info"]["gpu_name"] = "NVIDIA H200"
     saved.write_text(json.dumps(data))
     points.unlink()
-    foreign = _pytest(*args, "--benchmark-compare-fail=median:5%")
+    foreign = run_pytest(*args, "--benchmark-compare-fail=median:5%")
     out = foreign.stdout + foreign.stderr
     assert foreign.returncode == 4, out[-3000:]
     assert "refusing to compare" in out and "gpu_name: baseline 'NVIDIA H200', this run 'none'" in out, out[-2000:]
@@ -110,7 +104,7 @@ def test_end_to_end_compare_then_refuse_foreign_and_corrupt_baselines(saved_base
 
     saved.write_text(original[: len(original) // 2])  # a truncated baseline
     points.unlink()
-    corrupt = _pytest(*args)
+    corrupt = run_pytest(*args)
     out = corrupt.stdout + corrupt.stderr
     assert corrupt.returncode == 4, out[-3000:]
     assert f"baseline file {saved} is unreadable: JSONDecodeError" in out, out[-2000:]
@@ -129,7 +123,7 @@ def test_end_to_end_compare_then_refuse_foreign_and_corrupt_baselines(saved_base
     ("--backends", "eager,jit", "eager compiled graphed"),
 ])
 def test_unknown_option_value_is_a_usage_error_naming_valid_values(option, value, valid):
-    run = _pytest(option, value, "--collect-only", "-q")
+    run = run_pytest(option, value, "--collect-only", "-q")
     assert run.returncode == 4, run.stdout[-2000:] + run.stderr[-2000:]
     out = run.stdout + run.stderr
     for word in valid.replace(",", "").split():

@@ -25,20 +25,21 @@ def test_each_worker_gets_its_own_gpu_within_the_callers_mask():
     pinned = []
     for worker in ("gw0", "gw1"):
         environ = {"CUDA_VISIBLE_DEVICES": "2,3"}
-        pinned.append((gpus.pin_worker(worker, environ, 8), environ["CUDA_VISIBLE_DEVICES"]))
+        gpu = gpus.pin_worker(worker, environ, gpus.visible_gpus(environ, 8))
+        pinned.append((gpu, environ["CUDA_VISIBLE_DEVICES"]))
     assert pinned == [("2", "2"), ("3", "3")]
 
 
 def test_no_gpu_leaves_the_environment_alone():
     environ = {}
-    assert gpus.pin_worker("gw1", environ, 0) is None and environ == {}
+    assert gpus.pin_worker("gw1", environ, gpus.visible_gpus(environ, 0)) is None and environ == {}
 
 
 def test_more_workers_than_gpus_is_refused_with_the_fix():
     with pytest.raises(gpus.PinningError, match=r"-n 3 .* 2 visible GPU\(s\) \(0, 1\); use -n 2 or -n auto"):
         gpus.check_worker_count(3, ["0", "1"])
     with pytest.raises(gpus.PinningError):
-        gpus.pin_worker("gw2", {}, 2)
+        gpus.pin_worker("gw2", {}, gpus.visible_gpus({}, 2))
     gpus.check_worker_count(5, [])  # CPU-only: any number of workers for the CPU tiers
 
 
