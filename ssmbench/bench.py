@@ -3,18 +3,31 @@ derived figures (time to first token, time per output token, memory, roofline fl
 
 from __future__ import annotations
 
+import gc
+import math
 import statistics
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from . import compat, devices, impl
 from .cache import expected_cache_bytes, tensor_bytes
 from .graphs import GraphedMambaDecoder
 from .loading import LoadedModel
-from .measure import EnergyMeter, Nvml, StepClock, memory_region_end, memory_region_start, synchronize
+from .measure import (
+    EnergyWindows,
+    Nvml,
+    StepClock,
+    energy_per_unit,
+    host_available_bytes,
+    resident_bytes,
+    round_peak,
+    round_start,
+    synchronize,
+)
 
 
 def prompt_ids(lm: LoadedModel, context: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
@@ -34,16 +47,35 @@ def weight_bytes(model) -> int:
 
 @dataclass
 class Runs:
-    """What a benchmarked callable collected: per call, the step intervals and the new-token count."""
+    """What a benchmarked callable collected, per call (warm-up and pilot calls included): the step intervals,
+    the new-token count, the allocator's state around it and its energy windows."""
 
     intervals: list[list[float]] = field(default_factory=list)
     new_tokens: list[int] = field(default_factory=list)
+    round_start_bytes: list[int | None] = field(default_factory=list)  # allocated when the round began
+    peaks: list[int | None] = field(default_factory=list)  # the allocator's peak during the round
+    energy: list[EnergyWindows | None] = field(default_factory=list)
     cache_bytes: int | None = None  # bytes of the cache generate() returned, last call
     capture_s: float | None = None  # suite CUDA graph: seconds its capture took (inside the first call)
 
+    def setup(self, device: torch.device) -> Callable[[], None]:
+        """pytest-benchmark's ``setup`` (run before every round, outside the timing): garbage collected,
+        peak reset, the allocation the round starts from recorded."""
+        def setup() -> None:
+            self.round_start_bytes.append(round_start(device))
+        return setup
+
+    def record(self, clock: StepClock, new_tokens: int, device: torch.device) -> None:
+        clock.finish()
+        self.intervals.append(clock.intervals_s())
+        self.new_tokens.append(new_tokens)
+        self.peaks.append(round_peak(device))
+        self.energy.append(clock.energy_windows())
+
     def measured(self, rounds: int) -> "Runs":
-        """Drop warm-up calls: keep the last ``rounds`` (pytest-benchmark disabled makes a single call)."""
-        return Runs(self.intervals[-rounds:], self.new_tokens[-rounds:], self.cache_bytes, self.capture_s)
+        """Drop warm-up and pilot calls: keep the last ``rounds`` (pytest-benchmark disabled makes one call)."""
+        return Runs(self.intervals[-rounds:], self.new_tokens[-rounds:], self.round_start_bytes[-rounds:],
+                    self.peaks[-rounds:], self.energy[-rounds:], self.cache_bytes, self.capture_s)
 
     @property
     def ttft_s(self) -> float:
@@ -54,9 +86,64 @@ class Runs:
         return statistics.median(sum(i) for i in self.intervals)
 
     @property
+    def steps(self) -> list[float]:
+        return [s for i in self.intervals for s in i[1:]]
+
+    @property
     def per_token_s(self) -> float | None:
-        steps = [s for i in self.intervals for s in i[1:]]
-        return statistics.median(steps) if steps else None
+        return statistics.median(self.steps) if self.steps else None
+
+    def per_round(self, kind: str) -> list[float]:
+        """Each round's value of the point's headline figure: time to first token for prefill, the median
+        step for decode, the whole call otherwise."""
+        if kind == "prefill":
+            return [i[0] for i in self.intervals]
+        if kind == "decode" and all(len(i) > 1 for i in self.intervals):
+            return [statistics.median(i[1:]) for i in self.intervals]
+        return [sum(i) for i in self.intervals]
+
+
+def relative_range(values: list[float]) -> float | None:
+    """(max - min) / median: how far the rounds of a point were apart; None for fewer than 2."""
+    if len(values) < 2:
+        return None
+    return (max(values) - min(values)) / statistics.median(values)
+
+
+def relative_iqr(values: list[float]) -> float | None:
+    """Interquartile range / median (per-step times: robust to the odd slow step); None for fewer than 4."""
+    if len(values) < 4:
+        return None
+    q1, q2, q3 = np.percentile(values, [25, 50, 75])
+    return float((q3 - q1) / q2)
+
+
+_T95 = (12.71, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131)
+
+
+def ci95(values: list[float]) -> float | None:
+    """Half-width of the 95 % confidence interval of the mean, relative to the mean (Student's t)."""
+    n = len(values)
+    if n < 2:
+        return None
+    t = _T95[n - 2] if n - 2 < len(_T95) else 1.96 + 2.4 / (n - 1)
+    return t * statistics.stdev(values) / math.sqrt(n) / statistics.mean(values)
+
+
+def rounds_for_precision(pilot: list[float], precision: float, round_s: float, max_time_s: float,
+                         min_rounds: int = 3, max_rounds: int = 200) -> int:
+    """pytest-benchmark chooses rounds from a time budget after a calibration run; this chooses them from a
+    target too: the fewest rounds whose 95 % interval of the mean the pilot's spread puts within
+    +-``precision``, at most what ``max_time_s`` allows (and never below ``min_rounds``)."""
+    mean, sd = statistics.mean(pilot), statistics.stdev(pilot) if len(pilot) > 1 else 0.0
+    n = min_rounds
+    while n < max_rounds:
+        t = _T95[n - 2] if n - 2 < len(_T95) else 1.96 + 2.4 / (n - 1)
+        if t * sd / math.sqrt(n) <= precision * mean:
+            break
+        n += 1
+    by_time = int(max_time_s // round_s) if round_s > 0 else max_rounds
+    return max(min_rounds, min(n, by_time))
 
 
 BACKEND_KWARGS = {
@@ -90,22 +177,21 @@ def decode_path(lm: LoadedModel, backend: str) -> str:
 
 
 def generate_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Runs,
-                  backend: str = "eager") -> Callable[[], None]:
+                  backend: str = "eager", nvml: Nvml | None = None) -> Callable[[], None]:
     """A callable for pytest-benchmark: one greedy decode of exactly ``new_tokens`` tokens, through
     generate() or, for the suite's CUDA graph, through ``graphs.GraphedMambaDecoder``."""
     if decode_path(lm, backend) == SUITE_GRAPH:
-        return _graphed_call(lm, ids, new_tokens, runs)
+        return _graphed_call(lm, ids, new_tokens, runs, nvml)
     extra = BACKEND_KWARGS[backend]
 
     def call() -> None:
-        clock = StepClock(lm.device)
+        clock = StepClock(lm.device, nvml)
         with torch.no_grad():
             clock.start()
             out = lm.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, logits_processor=[clock],
                               return_dict_in_generate=True, **extra)
             synchronize(lm.device)
-        runs.intervals.append(clock.intervals_s())
-        runs.new_tokens.append(out.sequences.shape[1] - ids.shape[1])
+        runs.record(clock, out.sequences.shape[1] - ids.shape[1], lm.device)
         runs.cache_bytes = tensor_bytes(out.past_key_values) if out.past_key_values is not None else None
 
     return call
@@ -121,16 +207,38 @@ def graphed_decoder(lm: LoadedModel):
     return _DECODERS[lm.model]
 
 
-def _graphed_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Runs) -> Callable[[], None]:
+def release_backend_state(lm: LoadedModel, backend: str) -> None:
+    """Before a point: free what earlier points left on this model -- transformers' reusable static cache
+    (``model._cache``), the suite's captured graphs and their static state, and, when this point is not a
+    compiled one, torch.compile's compiled code and CUDA-graph pools -- then collect garbage and return the
+    cached blocks, so the point starts from the weights alone whatever ran before it."""
+    if getattr(lm.model, "_cache", None) is not None:
+        lm.model._cache = None
+    _DECODERS.pop(lm.model, None)
+    if backend != "compiled" and _COMPILED.pop(lm.model, False):
+        import torch._dynamo
+
+        torch._dynamo.reset()
+    gc.collect()
+    if lm.device.type == "cuda":
+        torch.cuda.empty_cache()
+    if backend == "compiled" and decode_path(lm, backend) == TRANSFORMERS_STATIC:
+        _COMPILED[lm.model] = True
+
+
+_COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # models whose decode torch.compile holds
+
+
+def _graphed_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Runs,
+                  nvml: Nvml | None = None) -> Callable[[], None]:
     decoder = graphed_decoder(lm)
 
     def call() -> None:
-        clock = StepClock(lm.device)
+        clock = StepClock(lm.device, nvml)
         clock.start()
         tokens = decoder.generate(ids, new_tokens, on_token=lambda: clock(None, None))
         synchronize(lm.device)
-        runs.intervals.append(clock.intervals_s())
-        runs.new_tokens.append(tokens.shape[1])
+        runs.record(clock, tokens.shape[1], lm.device)
         slot = decoder.slot_for(ids.shape[0])
         runs.cache_bytes = tensor_bytes(slot.cache) if slot else None  # no slot: a 1-token call never decodes
         runs.capture_s = slot.capture_s if slot else None
@@ -140,22 +248,19 @@ def _graphed_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Run
 
 @dataclass
 class PointContext:
-    """Memory and energy around one benchmark, started before and read after pytest-benchmark runs it."""
+    """What surrounds one benchmark: the allocator's state when the point started (after the release of
+    earlier points' leftovers), and NVML's and the host's memory when it ended."""
 
     lm: LoadedModel
     nvml: Nvml
-    energy: EnergyMeter | None = None
-    _before: int | None = None
 
     def __enter__(self) -> "PointContext":
-        self._before = memory_region_start(self.lm.device)
-        if self.energy:
-            self.energy.start()
+        self.resident_allocated, self.resident_reserved = resident_bytes(self.lm.device)
         return self
 
     def __exit__(self, *exc) -> None:
-        self.memory = memory_region_end(self.lm.device, self._before, self.nvml)
-        self.energy_reading = self.energy.stop() if self.energy else (None, 0.0, "not measured")
+        self.nvml_process = self.nvml.process_memory() if self.lm.device.type == "cuda" else None
+        self.host_available = host_available_bytes()
 
 
 def point_record(lm: LoadedModel, kind: str, *, context: int, batch: int, new_tokens: int,
@@ -173,34 +278,52 @@ def point_record(lm: LoadedModel, kind: str, *, context: int, batch: int, new_to
 
 def finish_point(point: dict[str, Any], lm: LoadedModel, all_runs: Runs, rounds: int, ctx: PointContext,
                  profile: devices.DeviceProfile) -> dict[str, Any]:
-    """Fill the derived figures of a measured point from every call made (warm-up included: the energy
-    window and the first call span it; the timings use the last ``rounds``)."""
-    runs, calls = all_runs.measured(rounds), len(all_runs.new_tokens)
-    context, batch = point["context"], point["batch"]
+    """Fill the derived figures of a measured point from its last ``rounds`` calls (the first call, warm-up
+    and compilation, is reported on its own)."""
+    runs = all_runs.measured(rounds)
+    context, batch, new = point["context"], point["batch"], point["new_tokens"]
+    point["rounds"] = len(runs.intervals)
     point["median_s"] = runs.total_s
     point["ttft_s"] = runs.ttft_s
     point["decode_s_per_token"] = runs.per_token_s
-    point["tokens_per_s"] = batch * point["new_tokens"] / runs.total_s
-    point["extra_peak_bytes"] = ctx.memory.extra_peak
-    point["peak_allocated_bytes"] = ctx.memory.peak_allocated
-    point["nvml_process_bytes"] = ctx.memory.nvml_process
-    point["host_available_bytes"] = ctx.memory.host_available
+    point["tokens_per_s"] = batch * new / runs.total_s
+    per_round = runs.per_round(point["kind"])
+    point["round_values_s"] = per_round
+    point["rounds_spread"] = relative_range(per_round)
+    point["ci95"] = ci95(per_round)
+    point["step_spread"] = relative_iqr(runs.steps)
+    # Memory: everything is relative to what was allocated when the point started (the weights, once earlier
+    # points' leftovers are released), so a backend's state held across calls (a static cache, a captured
+    # graph's buffers) counts, and nothing an earlier point left does.
+    start = ctx.resident_allocated
+    peaks = [p for p in runs.peaks if p is not None]
+    point["resident_allocated_bytes"] = start
+    point["resident_reserved_bytes"] = ctx.resident_reserved
+    point["peak_allocated_bytes"] = max(peaks) if peaks else None
+    point["extra_peak_bytes"] = max(peaks) - start if peaks and start is not None else None
+    first, last = runs.round_start_bytes[0], runs.round_start_bytes[-1]
+    point["backend_held_bytes"] = first - start if first is not None and start is not None else None
+    point["round_drift_bytes"] = last - first if first is not None and last is not None else None
+    point["nvml_process_bytes"] = ctx.nvml_process
+    point["host_available_bytes"] = ctx.host_available
     # The returned cache holds context + new_tokens - 1 positions (the last token is never fed back).
-    point["cache_bytes_formula"] = expected_cache_bytes(lm.model.config, lm.spec.family,
-                                                        context + point["new_tokens"] - 1, lm.dtype, batch=batch)
+    point["cache_bytes_formula"] = expected_cache_bytes(lm.model.config, lm.spec.family, context + new - 1, lm.dtype,
+                                                        batch=batch)
     point["cache_bytes"] = runs.cache_bytes
     read = devices.decode_read_bytes(point)
     point["floor_s"] = devices.decode_floor_s(read, 0, profile)
     point["mbu"] = devices.mbu(read, 0, runs.per_token_s, profile) if runs.per_token_s else None
     point["prefill_floor_s"] = devices.prefill_floor_s(point["params"], batch * context, profile)
     point["mfu"] = devices.mfu(point["params"], batch * context, runs.ttft_s, profile)
-    joules, window, why = ctx.energy_reading
-    point["energy_window_s"] = window
-    point["joules_per_token"] = None if joules is None else joules / (batch * point["new_tokens"] * calls)
-    point["energy_note"] = why
-    # The first call (the warm-up) includes compilation: reported on its own, never in per-token figures.
+    windows = [w for w in runs.energy if w is not None]
+    calls = len(windows)
+    if new > 1:
+        j, s, why = energy_per_unit([(w.decode_j, w.decode_s) for w in windows], batch * (new - 1) * calls)
+        point.update(joules_per_token=j, energy_window_s=s, energy_note=why)
+    j, s, why = energy_per_unit([(w.prefill_j, w.prefill_s) for w in windows], batch * context * calls)
+    point.update(prefill_joules_per_prompt_token=j, prefill_energy_window_s=s, prefill_energy_note=why)
     point["first_call_s"] = sum(all_runs.intervals[0])
-    point["compile_s"] = max(0.0, point["first_call_s"] - point["median_s"]) if calls > 1 else None
+    point["compile_s"] = max(0.0, point["first_call_s"] - point["median_s"]) if len(all_runs.intervals) > 1 else None
     point["capture_s"] = all_runs.capture_s
     point["new_tokens_seen"] = sorted(set(all_runs.new_tokens))
     return point

@@ -1,12 +1,14 @@
-"""Measuring: per-token timestamps inside generate() (CUDA events, one synchronize), allocator and NVML
-memory, and NVML energy. A reading that cannot be taken is None ("unavailable"), never 0."""
+"""Measuring: per-token timestamps inside generate() (CUDA events, one synchronize), the allocator's memory
+per round, NVML memory, and NVML energy split at the first token. A reading that cannot be taken is None
+("unavailable"), never 0."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -15,11 +17,18 @@ from transformers import LogitsProcessor
 
 class StepClock(LogitsProcessor):
     """A logits processor that timestamps every generation step without synchronizing: CUDA events on a
-    GPU (read after one synchronize at the end), perf_counter on a CPU. It changes no score."""
+    GPU (read after one synchronize at the end), perf_counter on a CPU. It changes no score.
 
-    def __init__(self, device: torch.device):
+    Given an ``nvml`` with an energy counter it also reads the counter at the start, at the first token
+    (after one synchronize, so the prefill's work is done) and at ``finish()``: the prefill's and the
+    decode's energy come from separate windows. The synchronize follows the first token's timestamp, so it
+    touches no interval but the first decode step's host side."""
+
+    def __init__(self, device: torch.device, nvml: Nvml | None = None):
         self.cuda = device.type == "cuda"
+        self.nvml = nvml if nvml is not None and nvml.handle is not None else None
         self.marks: list[Any] = []
+        self.energy: list[tuple[float, int | None]] = []
 
     def _mark(self):
         if self.cuda:
@@ -28,12 +37,26 @@ class StepClock(LogitsProcessor):
             return event
         return time.perf_counter()
 
+    def _read_energy(self) -> None:
+        if self.nvml is not None:
+            if self.cuda:
+                torch.cuda.synchronize()
+            self.energy.append((time.perf_counter(), self.nvml.energy_mj()))
+
     def start(self) -> None:
+        self.energy = []
+        self._read_energy()
         self.marks = [self._mark()]
 
     def __call__(self, input_ids, scores):
         self.marks.append(self._mark())
+        if len(self.marks) == 2:
+            self._read_energy()
         return scores
+
+    def finish(self) -> None:
+        """After the call's last synchronize: closes the decode's energy window."""
+        self._read_energy()
 
     def intervals_s(self) -> list[float]:
         """[time to first token, then one interval per further token], in seconds."""
@@ -42,13 +65,42 @@ class StepClock(LogitsProcessor):
             return [a.elapsed_time(b) / 1e3 for a, b in itertools.pairwise(self.marks)]
         return [b - a for a, b in itertools.pairwise(self.marks)]
 
+    def energy_windows(self) -> EnergyWindows | None:
+        """The prefill's and the decode's joules and seconds, or None without a full set of readings."""
+        if len(self.energy) != 3 or any(mj is None for _, mj in self.energy):
+            return None
+        (t0, e0), (t1, e1), (t2, e2) = self.energy
+        return EnergyWindows((e1 - e0) / 1e3, t1 - t0, (e2 - e1) / 1e3, t2 - t1)
+
 
 @dataclass
-class MemoryReading:
-    peak_allocated: int | None = None  # allocator high-water mark during the region
-    extra_peak: int | None = None  # that peak minus what was allocated before (activations + cache)
-    nvml_process: int | None = None  # NVML's figure for this process after the region
-    host_available: int | None = None  # /proc/meminfo MemAvailable (unified-memory devices)
+class EnergyWindows:
+    """One generate() call's energy, split at the first token."""
+
+    prefill_j: float
+    prefill_s: float
+    decode_j: float
+    decode_s: float
+
+
+# NVML's total-energy counter updates about every 100 ms: a window of a few seconds keeps its quantisation
+# to a few per cent.
+MIN_ENERGY_WINDOW_S = 3.0
+
+
+def energy_per_unit(windows: list[tuple[float, float]], units: int,
+                    min_window_s: float = MIN_ENERGY_WINDOW_S) -> tuple[float | None, float, str]:
+    """Joules per unit (token) over several (joules, seconds) windows summed: (figure or None, seconds, why
+    unavailable). Too short a total window gives no figure, and says so."""
+    total_s = sum(s for _, s in windows)
+    if not windows:
+        return None, 0.0, "energy counter unavailable"
+    if total_s < min_window_s:
+        return None, total_s, (f"window {total_s:.2f} s < {min_window_s:.0f} s: too short for NVML's energy "
+                               "counter (~100 ms updates)")
+    if units <= 0:
+        return None, total_s, "no tokens in the window"
+    return sum(j for j, _ in windows) / units, total_s, ""
 
 
 def host_available_bytes() -> int | None:
@@ -105,36 +157,23 @@ class Nvml:
         return self._try(lambda: str(self._nv.nvmlSystemGetDriverVersion()))
 
 
-@dataclass
-class EnergyMeter:
-    """Joules over a window from NVML's total-energy counter (mJ since driver load, ~100 ms updates): only
-    windows of at least ``min_window_s`` give a figure."""
-
-    nvml: Nvml
-    min_window_s: float = 3.0
-    _start: tuple[float, int | None] | None = field(default=None, init=False)
-
-    def start(self) -> None:
-        self._start = (time.perf_counter(), self.nvml.energy_mj())
-
-    def stop(self) -> tuple[float | None, float, str]:
-        """(joules or None, window seconds, why unavailable)."""
-        assert self._start is not None, "EnergyMeter.stop() before start()"
-        t0, e0 = self._start
-        window, e1 = time.perf_counter() - t0, self.nvml.energy_mj()
-        if e0 is None or e1 is None:
-            return None, window, "energy counter unavailable"
-        if window < self.min_window_s:
-            return None, window, f"window {window:.1f} s < {self.min_window_s:.0f} s"
-        return (e1 - e0) / 1e3, window, ""
-
-
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def memory_region_start(device: torch.device) -> int | None:
+def resident_bytes(device: torch.device) -> tuple[int | None, int | None]:
+    """(allocated, reserved) by the caching allocator now: what a point starts on top of."""
+    if device.type != "cuda":
+        return None, None
+    synchronize(device)
+    return torch.cuda.memory_allocated(device), torch.cuda.memory_reserved(device)
+
+
+def round_start(device: torch.device) -> int | None:
+    """Before each round: collect garbage (nothing of an earlier round may count in this one's peak), reset
+    the allocator's peak; returns what is allocated now."""
+    gc.collect()
     if device.type != "cuda":
         return None
     synchronize(device)
@@ -142,11 +181,9 @@ def memory_region_start(device: torch.device) -> int | None:
     return torch.cuda.memory_allocated(device)
 
 
-def memory_region_end(device: torch.device, before: int | None, nvml: Nvml | None) -> MemoryReading:
-    reading = MemoryReading(host_available=host_available_bytes())
-    if device.type == "cuda" and before is not None:
-        synchronize(device)
-        reading.peak_allocated = torch.cuda.max_memory_allocated(device)
-        reading.extra_peak = reading.peak_allocated - before
-        reading.nvml_process = nvml.process_memory() if nvml else None
-    return reading
+def round_peak(device: torch.device) -> int | None:
+    """After a round: the allocator's high-water mark since ``round_start``."""
+    if device.type != "cuda":
+        return None
+    synchronize(device)
+    return torch.cuda.max_memory_allocated(device)

@@ -25,6 +25,12 @@ def check(point: dict, new_tokens: int) -> None:
             f"{point['model']}: {per_token * 1e3:.3f} ms/token at context {point['context']} is below the "
             f"roofline floor {floor * 1e3:.3f} ms: the measurement is wrong (a missing synchronize?)"
         )
+    assert not point.get("calibration_failures"), "calibration: " + "; ".join(point["calibration_failures"])
+    drift = point.get("round_drift_bytes")
+    assert not drift or abs(drift) < 1 << 20, (
+        f"{point['model']}: {drift / 1e6:.1f} MB more allocated at the last round's start than at the first: "
+        "something a round allocated outlives it, and every later round's memory counts it"
+    )
     if point["mfu"] is not None:
         assert point["mfu"] <= 1.0, f"{point['model']}: prefill MFU {point['mfu']:.2f} > 1: measurement is wrong"
 

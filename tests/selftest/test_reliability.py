@@ -54,9 +54,12 @@ def test_nvml_absent_reads_unavailable_not_zero(monkeypatch):
     nvml = measure.Nvml()
     assert nvml.handle is None and "ModuleNotFoundError" in nvml.reason
     assert nvml.process_memory() is None and nvml.energy_mj() is None and nvml.driver() is None
-    meter = measure.EnergyMeter(nvml, min_window_s=0.0)
-    meter.start()
-    assert meter.stop()[0] is None and meter.stop()[2] == "energy counter unavailable"
+    clock = measure.StepClock(torch.device("cpu"), nvml)
+    clock.start()
+    clock(None, None)
+    clock.finish()
+    assert clock.energy_windows() is None
+    assert measure.energy_per_unit([], 10) == (None, 0.0, "energy counter unavailable")
 
 
 @pytest.mark.quick
@@ -69,26 +72,32 @@ def test_nvml_not_supported_queries_read_unavailable(monkeypatch):
 
 
 @pytest.mark.quick
-def test_energy_needs_a_long_enough_window(monkeypatch):
-    readings = iter([1_000_000, 1_250_000])
+def test_energy_is_split_at_the_first_token(monkeypatch):
+    """The prefill's joules never count in decode's joules per token, nor the decode's in the prefill's."""
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(init=None, handle=object()))
     nvml = measure.Nvml()
+    readings = iter([1_000_000, 1_900_000, 1_960_000])  # mJ: start, first token, end
     monkeypatch.setattr(nvml, "energy_mj", lambda: next(readings))
-    meter = measure.EnergyMeter(nvml, min_window_s=3.0)
-    meter.start()
-    joules, window, why = meter.stop()
-    assert joules is None and window < 3.0 and why.startswith("window")
-    readings = iter([1_000_000, 1_250_000])
-    meter = measure.EnergyMeter(nvml, min_window_s=0.0)
-    meter.start()
-    assert meter.stop()[0] == pytest.approx(250.0)  # mJ difference -> J
+    clock = measure.StepClock(torch.device("cpu"), nvml)
+    clock.start()
+    for _ in range(4):  # the first token, then 3 decode steps
+        clock(None, None)
+    clock.finish()
+    w = clock.energy_windows()
+    assert (w.prefill_j, w.decode_j) == pytest.approx((900.0, 60.0))
+
+
+@pytest.mark.quick
+def test_energy_needs_a_long_enough_window():
+    joules, window, why = measure.energy_per_unit([(5.0, 1.0), (5.0, 1.5)], 10, min_window_s=3.0)
+    assert joules is None and window == 2.5 and why.startswith("window 2.50 s < 3 s")
+    assert measure.energy_per_unit([(5.0, 1.0), (5.0, 2.5)], 10, min_window_s=3.0) == (1.0, 3.5, "")
 
 
 @pytest.mark.quick
 def test_unified_memory_reads_host_available():
     assert measure.host_available_bytes() > 0
-    reading = measure.memory_region_end(torch.device("cpu"), None, None)
-    assert reading.host_available > 0 and reading.extra_peak is None  # unavailable, not 0
+    assert measure.round_peak(torch.device("cpu")) is None  # no allocator figure: unavailable, not 0
 
 
 # --- out of memory and interruption in a sweep ------------------------------------------------------------
@@ -99,8 +108,9 @@ class FakeBenchmark:
     def __init__(self):
         self.extra_info, self.group = {}, None
 
-    def pedantic(self, target, rounds, warmup_rounds, iterations):
+    def pedantic(self, target, setup, rounds, warmup_rounds, iterations):
         for _ in range(warmup_rounds + rounds):
+            setup()
             target()
 
 

@@ -1,0 +1,108 @@
+"""Calibration: a benchmark point measured a second, plain way, in the same process right after it -- plain
+``generate()`` (or the suite graph's own ``generate``), a synchronize and a wall clock, the allocator's peak
+-- and compared with what the harness recorded. No StepClock, no pytest-benchmark, no per-round bookkeeping:
+if the harness inflated a figure, the plain one shows it.
+
+- prefill: time to first token = the wall time of ``generate(max_new_tokens=1)``; extra peak memory.
+- decode: extra peak memory of a plain call with the point's token count; for the compiled and graphed
+  backends the time per token as ``(t(1 + M) - t(1)) / M`` (optimum-benchmark's prefill/decode split), with
+  M large enough that the decode outweighs the prefill's noise. Eager decode per token is not calibrated:
+  launch-bound on a shared host, it moves by more than 5 % from one call to the next (its spread says so).
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from .bench import BACKEND_KWARGS, SUITE_GRAPH, decode_path, graphed_decoder, release_backend_state
+from .loading import LoadedModel
+from .measure import synchronize
+
+CALLS = 3  # plain calls per figure (the median is compared)
+MAX_DECODE_TOKENS = 256
+
+
+@dataclass
+class Check:
+    figure: str  # "ttft_s", "decode_s_per_token", "extra_peak_bytes"
+    suite: float
+    plain: float
+
+    @property
+    def diff(self) -> float:
+        return abs(self.suite - self.plain) / self.plain if self.plain else math.inf
+
+    def fails(self, tolerance: float) -> bool:
+        return self.diff > tolerance
+
+
+def _plain_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: str) -> float:
+    """One plain greedy call of exactly ``new_tokens`` tokens: wall seconds, synchronized both ends."""
+    synchronize(lm.device)
+    start = time.perf_counter()
+    with torch.no_grad():
+        if decode_path(lm, backend) == SUITE_GRAPH:
+            graphed_decoder(lm).generate(ids, new_tokens)
+        else:
+            lm.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **BACKEND_KWARGS[backend])
+    synchronize(lm.device)
+    return time.perf_counter() - start
+
+
+def _plain_peak(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: str) -> int | None:
+    """Extra peak of a plain call over the weights alone: the backend's state released first, one warm-up
+    call where the backend compiles or captures (its held state then counts, as in the harness), then the
+    allocator's peak over one more call."""
+    if lm.device.type != "cuda":
+        return None
+    release_backend_state(lm, backend)
+    synchronize(lm.device)
+    before = torch.cuda.memory_allocated(lm.device)
+    if backend != "eager":
+        _plain_call(lm, ids, new_tokens, backend)
+    gc.collect()
+    torch.cuda.reset_peak_memory_stats(lm.device)
+    _plain_call(lm, ids, new_tokens, backend)
+    return torch.cuda.max_memory_allocated(lm.device) - before
+
+
+def calibrate_point(point: dict[str, Any], lm: LoadedModel, ids: torch.Tensor, backend: str) -> list[Check]:
+    """The plain measurements of a prefill or decode point, as checks against the point's figures."""
+    kind, new = point["kind"], point["new_tokens"]
+    checks: list[Check] = []
+    peak = _plain_peak(lm, ids, new, backend)
+    if peak is not None and point.get("extra_peak_bytes") is not None:
+        checks.append(Check("extra_peak_bytes", point["extra_peak_bytes"], peak))
+    if kind == "prefill":
+        ttft = statistics.median(_plain_call(lm, ids, 1, backend) for _ in range(CALLS))
+        checks.append(Check("ttft_s", point["ttft_s"], ttft))
+    elif kind == "decode" and backend != "eager" and point.get("decode_s_per_token"):
+        # M decode tokens: at least the point's, and enough that they take about as long as the prefill.
+        m = min(MAX_DECODE_TOKENS, max(new, math.ceil(point["ttft_s"] / point["decode_s_per_token"])))
+        _plain_call(lm, ids, 1 + m, backend)  # the longer call first: a static cache sized for it serves both
+        diffs = []
+        for _ in range(CALLS):
+            short = _plain_call(lm, ids, 1, backend)
+            diffs.append((_plain_call(lm, ids, 1 + m, backend) - short) / m)
+        checks.append(Check("decode_s_per_token", point["decode_s_per_token"], statistics.median(diffs)))
+    return checks
+
+
+def record(point: dict[str, Any], checks: list[Check], tolerance: float) -> list[str]:
+    """Store the checks in the point; return a failure message per check over ``tolerance``."""
+    point["calibration"] = [asdict(c) | {"diff": c.diff} for c in checks]
+    point["calibration_tolerance"] = tolerance
+    return [f"{point['model']} {point['kind']} @ {point['context']} ({point.get('backend', 'eager')}): {c.figure} "
+            f"{_show(c.figure, c.suite)} in the suite vs {_show(c.figure, c.plain)} measured plainly: "
+            f"{c.diff * 100:.1f} % apart (> {tolerance * 100:g} %)" for c in checks if c.fails(tolerance)]
+
+
+def _show(figure: str, value: float) -> str:
+    return f"{value / 1e9:.3f} GB" if figure.endswith("bytes") else f"{value * 1e3:.2f} ms"

@@ -1,0 +1,82 @@
+"""A point's figures must not depend on what ran before it: nothing from an earlier round, point or backend
+stays alive into the next one. CPU checks of the mechanisms (no reference cycles keep a returned cache
+alive; leftovers of other backends are released); tests/benchmarks/test_isolation.py measures it on a GPU."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import pytest
+import torch
+
+from ssmbench import bench
+from ssmbench.cache import reachable_tensors, tensor_bytes
+from ssmbench.loading import load
+from ssmbench.registry import resolve_model_set
+
+pytestmark = [pytest.mark.quick, pytest.mark.selftest]
+
+
+class _Layer:
+    def __init__(self, size: int):
+        self.keys, self.values = torch.zeros(size), torch.zeros(size)
+
+
+class _Cache:
+    def __init__(self):
+        self.layers = [_Layer(4), _Layer(4)]
+
+
+@pytest.fixture
+def gc_off():
+    """Only reference counting frees objects: what the cyclic collector would free later counts as alive."""
+    gc.collect()
+    gc.disable()
+    yield
+    gc.enable()
+
+
+def test_walking_a_cache_keeps_none_of_its_tensors_alive(gc_off):
+    cache = _Cache()
+    assert tensor_bytes(cache) == 4 * 4 * 4 and len(reachable_tensors(cache)) == 4
+    refs = [weakref.ref(t) for t in (cache.layers[0].keys, cache.layers[1].values)]
+    del cache
+    assert all(r() is None for r in refs), (
+        "the cache's tensors outlived the cache: the walk left a reference cycle holding them, so they are "
+        "freed only when the cyclic garbage collector happens to run (inside the next benchmark round)")
+
+
+@pytest.fixture(scope="module")
+def tiny_models():
+    return [load(spec, torch.device("cpu"), torch.float32) for spec in resolve_model_set("tiny")]
+
+
+def test_a_rounds_returned_cache_is_freed_when_the_round_ends(tiny_models, gc_off):
+    for lm in tiny_models:
+        runs, seen = bench.Runs(), []
+        real = bench.tensor_bytes
+
+        def spy(cache, seen=seen, real=real):
+            seen.append([weakref.ref(t) for t in reachable_tensors(cache)])
+            return real(cache)
+
+        bench.tensor_bytes = spy
+        try:
+            call = bench.generate_call(lm, bench.prompt_ids(lm, 16), 4, runs)
+            call()
+            call()
+        finally:
+            bench.tensor_bytes = real
+        alive = [sum(r() is not None for r in refs) for refs in seen]
+        assert alive == [0, 0], f"{lm.name}: tensors of each round's returned cache still alive after it: {alive}"
+
+
+def test_release_drops_other_backends_state(tiny_models):
+    mamba = next(lm for lm in tiny_models if lm.spec.family == "ssm")
+    bench.graphed_decoder(mamba)
+    mamba.model._cache = object()  # transformers' reusable static cache from a compiled point
+    assert mamba.model in bench._DECODERS
+    bench.release_backend_state(mamba, "eager")
+    assert mamba.model not in bench._DECODERS, "a captured graph (its static state and pool) outlived its point"
+    assert getattr(mamba.model, "_cache", None) is None, "transformers' static cache outlived its point"
