@@ -271,6 +271,8 @@ def point_record(lm: LoadedModel, kind: str, *, context: int, batch: int, new_to
         "kind": kind, "context": context, "batch": batch, "new_tokens": new_tokens, "status": "ok",
         "dtype": str(lm.dtype).replace("torch.", ""), "params": params, "weight_bytes": weight_bytes(lm.model),
         "load_s": lm.load_seconds, "device": profile.name, "backend": backend,
+        # Past the context the model was trained for, outputs mean nothing: the point is timing and memory only.
+        "trained_context": getattr(lm.model.config, "max_position_embeddings", None),
         "decode_path": decode_path(lm, backend),
         "impl": impl.model_implementation(lm.model) if lm.spec.family == "ssm" else "-",
     }

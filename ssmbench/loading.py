@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +119,8 @@ class LoadedModel:
 
     def free(self) -> None:
         self.model = None
+        if self.device.type == "cuda" and "torch._dynamo" in sys.modules:
+            sys.modules["torch._dynamo"].reset()  # compiled code and CUDA-graph pools of this model's decode
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()

@@ -248,3 +248,29 @@ def test_baseline_save_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         storage.save({"benchmarks": [], "machine_info": {}}, "crashed")
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["0001_ok.json"]
+
+
+# --- calibration ------------------------------------------------------------------------------------------
+
+@pytest.mark.quick
+def test_calibration_catches_a_harness_that_inflates_a_figure(tiny_phi, tmp_path, monkeypatch):
+    import dataclasses
+
+    from ssmbench import bench as bench_module
+
+    b = dataclasses.replace(_bench(tmp_path), calibrate_contexts=(16,), calibrate_tolerance=1.0)
+    ids = torch.randint(3, 500, (1, 16))
+    honest = measure_point(FakeBenchmark(), b, tiny_phi, "prefill", ids, 1)
+    assert [c["figure"] for c in honest["calibration"]] == ["ttft_s"] and not honest["calibration_failures"]
+    real_finish = bench_module.finish_point
+
+    def inflated(point, *args):
+        point = real_finish(point, *args)
+        point["ttft_s"] *= 5  # a harness that times more than the call
+        return point
+
+    monkeypatch.setattr(bench_module, "finish_point", inflated)
+    point = measure_point(FakeBenchmark(), b, tiny_phi, "prefill", ids, 1)
+    assert len(point["calibration_failures"]) == 1
+    assert "tiny-phi prefill @ 16 (eager): ttft_s" in point["calibration_failures"][0]
+    assert any("over tolerance" in line and "1 over" in line for line in results.summary_lines(b.store))

@@ -18,19 +18,76 @@ def test_loglog_slope_recovers_exponents():
     assert results.loglog_slope(xs[:2], [1, 2]) is None  # too few points to call a shape
 
 
-@pytest.mark.parametrize("a, b, oom, expected", [
-    ([1, 1, 1], [2, 2, 2], [], "everywhere in 1-4"),
-    ([3, 3, 3], [1, 1, 1], [], "nowhere in 1-4"),
-    ([3, 1, 1], [2, 2, 2], [], "from 2 tokens (range 1-4)"),
-    ([1, 3, 1], [2, 2, 2], [], "from 4 tokens (range 1-4)"),
-    ([1, 1, 3], [2, 2, 2], [], "not at the longest context, 4 (range 1-4)"),
+@pytest.mark.parametrize("a, b, expected", [
+    ([1, 1, 1], [2, 2, 2], "everywhere in 1-4"),
+    ([3, 3, 3], [1, 1, 1], "nowhere in 1-4"),
+    ([3, 1, 1], [2, 2, 2], "from 2 tokens (range 1-4)"),
+    ([1, 3, 1], [2, 2, 2], "from 4 tokens (range 1-4)"),
+    ([1, 1, 3], [2, 2, 2], "not at the longest context, 4 (range 1-4)"),
 ])
-def test_crossover(a, b, oom, expected):
-    assert results.crossover([1, 2, 4], a, [1, 2, 4], b, oom) == expected
+def test_crossover(a, b, expected):
+    assert results.crossover([1, 2, 4], a, [1, 2, 4], b) == expected
 
 
-def test_out_of_memory_counts_as_a_win_for_the_other_model():
-    assert results.crossover([1, 2, 4], [3, 3, 3], [1, 2], [1, 1], oom_b=[4]) == "from 4 tokens (range 1-4)"
+def _pt(model, family, kind, context, backend="eager", status="ok", **figures):
+    return {"model": model, "family": family, "source": "synthetic", "kind": kind, "context": context,
+            "backend": backend, "status": status, "batch": 1, "params": 1e9, "dtype": "bfloat16",
+            "new_tokens": 32, **figures}
+
+
+def _store(points):
+    store = results.ResultStore()
+    for p in points:
+        store.add(p)
+    return store
+
+
+def test_out_of_memory_is_reported_as_such_never_as_the_other_model_winning():
+    store = _store([_pt("m", "ssm", "prefill", c, median_s=3.0) for c in (1, 2, 4)]
+                   + [_pt("t", "attention", "prefill", c, median_s=1.0) for c in (1, 2)]
+                   + [_pt("t", "attention", "prefill", 4, status="oom")])
+    found = results.crossovers(store)["m vs t"]["faster (prefill)"]
+    assert found == "nowhere in 1-2; t out of memory at 4"
+
+
+def test_decode_crossovers_per_backend_and_best_vs_best():
+    store = _store(
+        [_pt("m", "ssm", "decode", c, "eager", decode_s_per_token=0.05) for c in (1, 2, 4)]
+        + [_pt("m", "ssm", "decode", c, "graphed", decode_s_per_token=0.004) for c in (1, 2, 4)]
+        + [_pt("t", "attention", "decode", c, "eager", decode_s_per_token=0.03) for c in (1, 2, 4)]
+        + [_pt("t", "attention", "decode", c, "compiled", decode_s_per_token=t) for c, t in ((1, 0.003), (2, 0.005))]
+        + [_pt("t", "attention", "decode", 4, "compiled", status="oom")])
+    found = results.crossovers(store)["m vs t"]
+    assert found["faster (decode, eager)"] == "nowhere in 1-4"
+    assert found["faster (decode, compiled)"].startswith("not measured in this run; t out of memory at 4")
+    assert found["faster (decode, graphed)"] == "not measured in this run"
+    # best vs best: Mamba's graph against phi's compile where it ran, its eager at 4 (compiled ran out of memory)
+    assert found["faster (decode, best vs best)"] == "from 2 tokens (range 1-4) [best: m graphed, t compiled/eager]"
+
+
+def test_contexts_past_the_trained_one_are_labelled_timing_only():
+    store = _store([_pt("t", "attention", "prefill", c, median_s=1.0, trained_context=2) for c in (1, 2, 4)])
+    lines = results.summary_lines(store)
+    assert [line.split("|")[0].strip() for line in lines if "|" in line and "context" not in line] == ["1", "2", "4*"]
+    assert any("beyond the trained context (2 tokens): timing and memory only" in line for line in lines)
+
+
+def test_points_spreading_wider_than_5_percent_are_flagged_with_their_rounds():
+    store = _store([_pt("m", "ssm", "decode", 1, rounds_spread=0.02, step_spread=0.01, rounds=3),
+                    _pt("m", "ssm", "decode", 2, rounds_spread=0.12, step_spread=0.03, rounds=9, pilot_rounds=3)])
+    lines = results.spread_lines(store)
+    assert lines[0].startswith("spread over 5 % in 1 of 2 points")
+    assert lines[1] == "  m decode @ 2 (eager): rounds 12.0 %, steps 3.0 %, 9 rounds (auto, after 3 pilot rounds)"
+
+
+def test_rounds_for_precision_follows_the_spread_and_the_time_cap():
+    from ssmbench.bench import ci95, rounds_for_precision
+
+    steady, noisy = [1.0, 1.01, 0.99], [1.0, 1.3, 0.8]
+    assert rounds_for_precision(steady, 0.05, round_s=1.0, max_time_s=60) == 3
+    wanted = rounds_for_precision(noisy, 0.05, round_s=1.0, max_time_s=600)
+    assert wanted > 10 and ci95(noisy * (wanted // 3)) < ci95(noisy)
+    assert rounds_for_precision(noisy, 0.05, round_s=1.0, max_time_s=5) == 5  # the time cap wins
 
 
 def test_store_rewrites_file_after_every_point(tmp_path):

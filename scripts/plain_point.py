@@ -1,0 +1,69 @@
+"""One benchmark point measured the plain way, in a fresh process, with nothing of the suite's harness: the
+real configuration with random weights built by transformers directly, plain generate(), a synchronize and a
+wall clock, the allocator's peak. What the suite's figures are checked against by hand.
+
+    python scripts/plain_point.py phi --context 32768 131072            # time to first token, extra peak
+    python scripts/plain_point.py mamba --context 2048 --new-tokens 33 --static-cache
+
+Prints one JSON line per context: seconds per call (each call timed alone) and the extra peak over the
+weights (max_memory_allocated() minus memory_allocated() before the calls). Random token ids, greedy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+
+def main() -> None:
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from ssmbench.registry import ARCHS  # the configurations only
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("arch", choices=sorted(ARCHS))
+    parser.add_argument("--context", type=int, nargs="+", required=True)
+    parser.add_argument("--new-tokens", type=int, default=1)
+    parser.add_argument("--calls", type=int, default=3)
+    parser.add_argument("--static-cache", action="store_true", help="cache_implementation='static' (compiled)")
+    args = parser.parse_args()
+    arch = ARCHS[args.arch]
+    config = AutoConfig.for_model(arch.model_type, **arch.synthetic_config)
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).eval()
+    extra = {"cache_implementation": "static"} if args.static_cache else {}
+    weights = torch.cuda.memory_allocated()
+    for context in args.context:
+        ids = torch.randint(100, 20000, (1, context), device="cuda")
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        seconds, status = [], "ok"
+        try:
+            for _ in range(args.calls):
+                start = time.perf_counter()
+                with torch.no_grad():
+                    model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                   max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
+                                   pad_token_id=config.eos_token_id, **extra)
+                torch.cuda.synchronize()
+                seconds.append(time.perf_counter() - start)
+        except torch.cuda.OutOfMemoryError:
+            status = "oom"
+        peak = torch.cuda.max_memory_allocated() - before
+        print(json.dumps({"arch": args.arch, "context": context, "new_tokens": args.new_tokens, "status": status,
+                          "static_cache": args.static_cache, "seconds": seconds,
+                          "median_s": statistics.median(seconds) if seconds else None,
+                          "extra_peak_gb": peak / 1e9, "resident_before_gb": before / 1e9,
+                          "weights_gb": weights / 1e9, "torch": torch.__version__}), flush=True)
+        del ids
+        torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()

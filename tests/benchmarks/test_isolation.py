@@ -1,0 +1,43 @@
+"""A point's memory does not depend on what ran before it: the same prefill point measured before and after a
+point of another backend (compiled for attention models, the suite's CUDA graph for Mamba) starts from the
+same resident memory and peaks at the same extra memory. GPU only: the allocator's figures are CUDA's."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from fixtures.benchmarking import measure_point
+from ssmbench import results
+from ssmbench.bench import prompt_ids
+
+pytestmark = pytest.mark.benchmark
+
+
+class Rounds:
+    """pytest-benchmark's fixture reduced to what measure_point uses (a test may use the real one once)."""
+
+    def __init__(self):
+        self.extra_info, self.group = {}, None
+
+    def pedantic(self, target, setup, rounds, warmup_rounds, iterations):
+        for _ in range(warmup_rounds + rounds):
+            setup()
+            target()
+
+
+def test_point_memory_does_not_depend_on_earlier_backends(lm, bench):
+    if lm.device.type != "cuda":
+        pytest.skip(f"{lm.name}: needs a GPU (the allocator's peak, and the compiled and graphed backends, are CUDA's)")
+    b = dataclasses.replace(bench, store=results.ResultStore(), calibrate_contexts=())
+    other = "graphed" if lm.spec.family == "ssm" else "compiled"
+    context = 2048 if lm.spec.large else 64
+    ids = prompt_ids(lm, context)
+    before = measure_point(Rounds(), b, lm, "prefill", ids, 1)
+    measure_point(Rounds(), b, lm, "decode", ids, 8, other)
+    after = measure_point(Rounds(), b, lm, "prefill", ids, 1)
+    for key in ("resident_allocated_bytes", "extra_peak_bytes"):
+        assert abs(after[key] - before[key]) <= max(1 << 20, 0.01 * before[key]), (
+            f"{lm.name}: prefill @ {context} {key} {before[key] / 1e6:.1f} MB before a {other} point, "
+            f"{after[key] / 1e6:.1f} MB after it: something of that point stayed allocated")
