@@ -35,8 +35,12 @@ def test_point_memory_does_not_depend_on_earlier_backends(lm, bench):
     context = 2048 if lm.spec.large else 64
     ids = prompt_ids(lm, context)
     before = measure_point(Rounds(), b, lm, "prefill", ids, 1)
-    measure_point(Rounds(), b, lm, "decode", ids, 8, other)
+    between = measure_point(Rounds(), b, lm, "decode", ids, 8, other)
     after = measure_point(Rounds(), b, lm, "prefill", ids, 1)
+    for point in (before, between, after):
+        assert abs(point["round_drift_bytes"]) < 1 << 20, (
+            f"{lm.name}: {point['kind']} ({point['backend']}) rounds started {point['round_drift_bytes'] / 1e6:.1f} MB "
+            "apart: something a round allocated outlived it")
     for key in ("resident_allocated_bytes", "extra_peak_bytes"):
         assert abs(after[key] - before[key]) <= max(1 << 20, 0.01 * before[key]), (
             f"{lm.name}: prefill @ {context} {key} {before[key] / 1e6:.1f} MB before a {other} point, "
