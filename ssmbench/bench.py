@@ -216,9 +216,9 @@ def release_backend_state(lm: LoadedModel, backend: str) -> None:
         lm.model._cache = None
     _DECODERS.pop(lm.model, None)
     if backend != "compiled" and _COMPILED.pop(lm.model, False):
-        import torch._dynamo
+        import torch._dynamo as dynamo
 
-        torch._dynamo.reset()
+        dynamo.reset()
     gc.collect()
     if lm.device.type == "cuda":
         torch.cuda.empty_cache()
