@@ -72,7 +72,7 @@ def test_a_rounds_returned_cache_is_freed_when_the_round_ends(tiny_models, gc_of
         assert alive == [0, 0], f"{lm.name}: tensors of each round's returned cache still alive after it: {alive}"
 
 
-def test_release_drops_other_backends_state(tiny_models):
+def test_release_drops_other_backends_state(tiny_models, monkeypatch):
     mamba = next(lm for lm in tiny_models if lm.spec.family == "ssm")
     bench.graphed_decoder(mamba)
     mamba.model._cache = object()  # transformers' reusable static cache from a compiled point
@@ -80,3 +80,14 @@ def test_release_drops_other_backends_state(tiny_models):
     bench.release_backend_state(mamba, "eager")
     assert mamba.model not in bench._DECODERS, "a captured graph (its static state and pool) outlived its point"
     assert getattr(mamba.model, "_cache", None) is None, "transformers' static cache outlived its point"
+    # leaving compiled points: torch.compile's code and CUDA-graph pools go too (once, not before each point)
+    import torch._dynamo as dynamo
+
+    resets = []
+    monkeypatch.setattr(dynamo, "reset", lambda: resets.append(1))
+    bench._COMPILED[mamba.model] = True
+    bench.release_backend_state(mamba, "compiled")
+    assert resets == [], "a compiled point must keep the compiled decode of the points before it"
+    bench.release_backend_state(mamba, "eager")
+    bench.release_backend_state(mamba, "eager")
+    assert resets == [1], f"torch.compile's state was reset {len(resets)} times on leaving compiled points"
