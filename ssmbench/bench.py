@@ -294,15 +294,16 @@ def finish_point(point: dict[str, Any], lm: LoadedModel, all_runs: Runs, rounds:
     point["rounds_spread"] = relative_range(per_round)
     point["ci95"] = ci95(per_round)
     point["step_spread"] = relative_iqr(runs.steps)
-    # Memory: everything is relative to what was allocated when the point started (the weights, once earlier
-    # points' leftovers are released), so a backend's state held across calls (a static cache, a captured
-    # graph's buffers) counts, and nothing an earlier point left does.
+    # Memory: each round's peak over what was allocated when that round began (garbage collected first), the
+    # largest of the measured rounds -- what one call needs on top of everything resident: the weights and,
+    # for compiled and graphed decoding, the state those keep between calls (its bytes: cache_bytes). What was
+    # resident when the point began is recorded too, and how far the rounds' starting allocation moved.
     start = ctx.resident_allocated
-    peaks = [p for p in runs.peaks if p is not None]
+    extra = [p - s for p, s in zip(runs.peaks, runs.round_start_bytes, strict=True) if p is not None and s is not None]
     point["resident_allocated_bytes"] = start
     point["resident_reserved_bytes"] = ctx.resident_reserved
-    point["peak_allocated_bytes"] = max(peaks) if peaks else None
-    point["extra_peak_bytes"] = max(peaks) - start if peaks and start is not None else None
+    point["peak_allocated_bytes"] = max(p for p in runs.peaks) if extra else None
+    point["extra_peak_bytes"] = max(extra) if extra else None
     first, last = runs.round_start_bytes[0], runs.round_start_bytes[-1]
     point["backend_held_bytes"] = first - start if first is not None and start is not None else None
     point["round_drift_bytes"] = last - first if first is not None and last is not None else None

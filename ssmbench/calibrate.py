@@ -3,7 +3,8 @@
 -- and compared with what the harness recorded. No StepClock, no pytest-benchmark, no per-round bookkeeping:
 if the harness inflated a figure, the plain one shows it.
 
-- prefill: time to first token = the wall time of ``generate(max_new_tokens=1)``; extra peak memory.
+- prefill: time to first token = the wall time of ``generate(max_new_tokens=1)``; extra peak memory (the
+  allocator's peak over a call minus what was allocated just before it).
 - decode: extra peak memory of a plain call with the point's token count; for the compiled and graphed
   backends the time per token as ``(t(1 + M) - t(1)) / M`` (optimum-benchmark's prefill/decode split), with
   M large enough that the decode outweighs the prefill's noise. Eager decode per token is not calibrated:
@@ -21,7 +22,7 @@ from typing import Any
 
 import torch
 
-from .bench import BACKEND_KWARGS, SUITE_GRAPH, decode_path, graphed_decoder, release_backend_state
+from .bench import BACKEND_KWARGS, SUITE_GRAPH, decode_path, graphed_decoder
 from .loading import LoadedModel
 from .measure import synchronize
 
@@ -57,18 +58,16 @@ def _plain_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: st
 
 
 def _plain_peak(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: str) -> int | None:
-    """Extra peak of a plain call over the weights alone: the backend's state released first, one warm-up
-    call where the backend compiles or captures (its held state then counts, as in the harness), then the
-    allocator's peak over one more call."""
+    """The allocator's peak over one plain call, minus what was allocated just before it (after a warm-up
+    call where the backend compiles or captures, so its state is in place, as in the harness's rounds)."""
     if lm.device.type != "cuda":
         return None
-    release_backend_state(lm, backend)
-    synchronize(lm.device)
-    before = torch.cuda.memory_allocated(lm.device)
     if backend != "eager":
         _plain_call(lm, ids, new_tokens, backend)
     gc.collect()
+    synchronize(lm.device)
     torch.cuda.reset_peak_memory_stats(lm.device)
+    before = torch.cuda.memory_allocated(lm.device)
     _plain_call(lm, ids, new_tokens, backend)
     return torch.cuda.max_memory_allocated(lm.device) - before
 

@@ -26,7 +26,8 @@ def check(point: dict, new_tokens: int) -> None:
             f"roofline floor {floor * 1e3:.3f} ms: the measurement is wrong (a missing synchronize?)"
         )
     assert not point.get("calibration_failures"), "calibration: " + "; ".join(point["calibration_failures"])
-    drift = point.get("round_drift_bytes")
+    # torch.compile's CUDA-graph pools may grow between calls (its business); the suite's own paths may not.
+    drift = point.get("round_drift_bytes") if point.get("backend", "eager") != "compiled" else None
     assert not drift or abs(drift) < 1 << 20, (
         f"{point['model']}: {drift / 1e6:.1f} MB more allocated at the last round's start than at the first: "
         "something a round allocated outlives it, and every later round's memory counts it"
