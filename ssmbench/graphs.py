@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 import sys
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -66,7 +67,7 @@ class GraphedMambaDecoder:
     WARMUP_STEPS = 2  # run before capture, on a side stream: kernel autotuning and lazy inits stay out of the graph
 
     def __init__(self, model: Any, capture: bool | None = None):
-        self.model = model
+        self._model = weakref.ref(model)  # the suite keeps decoders per model: a strong ref would keep it alive
         self.device = model.device
         self.capture = (self.device.type == "cuda") if capture is None else capture
         if self.capture and self.device.type != "cuda":
@@ -75,6 +76,13 @@ class GraphedMambaDecoder:
         self.with_position = takes_cache_position(model)
         self.keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
         self.slots: dict[tuple[int, bool], _Slot] = {}
+
+    @property
+    def model(self) -> Any:
+        model = self._model()
+        if model is None:
+            raise RuntimeError("the model this decoder was built for has been freed")
+        return model
 
     # -- one step ----------------------------------------------------------------------------------------
     def _step(self, slot: _Slot) -> None:

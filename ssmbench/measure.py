@@ -4,7 +4,6 @@ per round, NVML memory, and NVML energy split at the first token. A reading that
 
 from __future__ import annotations
 
-import gc
 import itertools
 import os
 import time
@@ -171,9 +170,7 @@ def resident_bytes(device: torch.device) -> tuple[int | None, int | None]:
 
 
 def round_start(device: torch.device) -> int | None:
-    """Before each round: collect garbage (nothing of an earlier round may count in this one's peak), reset
-    the allocator's peak; returns what is allocated now."""
-    gc.collect()
+    """Before each round: reset the allocator's peak; returns what is allocated now."""
     if device.type != "cuda":
         return None
     synchronize(device)

@@ -51,7 +51,14 @@ def test_reachable_tensors_line_up_and_skip_duplicates():
     assert found[0] is a
 
 
+class _FakeModel:  # a model the decoder can hold weakly, as it holds a real nn.Module
+    device = torch.device("cpu")
+
+    def forward(self, input_ids=None, cache=None):
+        return None
+
+
 def test_capture_refused_off_cuda():
-    model = types.SimpleNamespace(device=torch.device("cpu"), forward=lambda input_ids=None, cache=None: None)
+    model = _FakeModel()
     with pytest.raises(ValueError, match="needs a CUDA model"):
         graphs.GraphedMambaDecoder(model, capture=True)

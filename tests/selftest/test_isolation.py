@@ -91,3 +91,14 @@ def test_release_drops_other_backends_state(tiny_models, monkeypatch):
     bench.release_backend_state(mamba, "eager")
     bench.release_backend_state(mamba, "eager")
     assert resets == [1], f"torch.compile's state was reset {len(resets)} times on leaving compiled points"
+
+
+def test_a_freed_model_is_not_kept_alive_by_its_graphed_decoder():
+    """The suite keeps a graphed decoder per model; were the decoder to hold the model strongly, a model
+    freed to load the next one would stay resident (5.6 GB of Mamba weights under every phi-2 point)."""
+    spec = next(s for s in resolve_model_set("tiny") if s.family == "ssm")
+    lm = load(spec, torch.device("cpu"), torch.float32)
+    bench.graphed_decoder(lm).generate(bench.prompt_ids(lm, 8), 3)
+    model = weakref.ref(lm.model)
+    lm.free()
+    assert model() is None, "the freed model is still alive: something (its graphed decoder?) holds it"
