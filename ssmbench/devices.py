@@ -92,8 +92,10 @@ def projection_table(points: list[dict], profile: DeviceProfile) -> list[str]:
     measurements."""
     rows = ["| model | context | weights + cache (GB) | decode floor (ms/token) | max tokens/s | "
             "prefill floor (ms) |", "| --- | --- | --- | --- | --- | --- |"]
-    for p in sorted((p for p in points if p.get("kind") == "decode" and p.get("status") == "ok"),
-                    key=lambda p: (p["model"], p["context"])):
+    # One row per model and context: every decode backend returns the same cache (eager's point is used).
+    decode = {(p["model"], p["context"]): p for p in points
+              if p.get("kind") == "decode" and p.get("status") == "ok" and p.get("backend", "eager") == "eager"}
+    for p in (decode[k] for k in sorted(decode)):
         read = decode_read_bytes(p)
         floor = decode_floor_s(read, 0, profile)
         pre = prefill_floor_s(p["params"], p["context"], profile)

@@ -34,3 +34,11 @@ def test_floor_mbu_mfu_arithmetic():
 def test_unknown_profile_key_names_valid_ones():
     with pytest.raises(KeyError, match="h200"):
         devices.by_key("h300")
+
+
+def test_projection_has_one_row_per_model_and_context_whatever_the_backends():
+    point = {"kind": "decode", "status": "ok", "model": "m", "context": 512, "params": 1e9,
+             "weight_bytes": 2e9, "cache_bytes": 1e6, "cache_bytes_formula": 1e6, "batch": 1}
+    points = [point | {"backend": b} for b in ("eager", "compiled", "graphed")]
+    rows = devices.projection_table(points, devices.by_key("dgx-spark"))
+    assert len(rows) == 3 and rows[2].startswith("| m | 512 | 2.00 |"), rows
