@@ -250,7 +250,8 @@ def _name(p: dict[str, Any]) -> str:
 
 def spread_lines(store: ResultStore) -> list[str]:
     """Points whose rounds or steps spread wider than SPREAD_FLAG, with their round counts."""
-    wide = [p for p in store.select(status="ok") if (spread_of(p) or 0) > SPREAD_FLAG]
+    wide = [p for p in store.select(status="ok")
+            if (spread_of(p) or 0) > SPREAD_FLAG or p.get("target_met") is False]
     if not wide:
         return []
     lines = [f"spread over {SPREAD_FLAG * 100:g} % in {len(wide)} of {len(store.select(status='ok'))} points "
@@ -258,7 +259,10 @@ def spread_lines(store: ResultStore) -> list[str]:
     for p in wide:
         lines.append(f"  {_name(p)}: rounds {_fmt(p.get('rounds_spread'), '%')} %, steps "
                      f"{_fmt(p.get('step_spread'), '%')} %, {p.get('rounds')} rounds"
-                     + (f" (auto, after {p['pilot_rounds']} pilot rounds)" if p.get("pilot_rounds") else ""))
+                     + (f" (auto, after {p['pilot_rounds']} pilot rounds: 95 % interval +-{_fmt(p.get('ci95'), '%')} %"
+                        f"{'' if p.get('target_met') else ', target ' + _fmt(p.get('target'), '%') + ' % not met'})"
+                        if p.get("pilot_rounds") else "")
+                     + (" (one unwarmed call: timing off)" if p.get("rounds") == 1 else ""))
     return lines
 
 

@@ -74,10 +74,15 @@ def test_contexts_past_the_trained_one_are_labelled_timing_only():
 
 def test_points_spreading_wider_than_5_percent_are_flagged_with_their_rounds():
     store = _store([_pt("m", "ssm", "decode", 1, rounds_spread=0.02, step_spread=0.01, rounds=3),
-                    _pt("m", "ssm", "decode", 2, rounds_spread=0.12, step_spread=0.03, rounds=9, pilot_rounds=3)])
+                    _pt("m", "ssm", "decode", 2, rounds_spread=0.12, step_spread=0.03, rounds=9, pilot_rounds=3,
+                        ci95=0.04, target=0.05, target_met=True),
+                    _pt("m", "ssm", "decode", 4, rounds_spread=0.04, step_spread=0.03, rounds=3, pilot_rounds=3,
+                        ci95=0.09, target=0.05, target_met=False)])
     lines = results.spread_lines(store)
-    assert lines[0].startswith("spread over 5 % in 1 of 2 points")
-    assert lines[1] == "  m decode @ 2 (eager): rounds 12.0 %, steps 3.0 %, 9 rounds (auto, after 3 pilot rounds)"
+    assert lines[0].startswith("spread over 5 % in 2 of 3 points")
+    assert lines[1] == ("  m decode @ 2 (eager): rounds 12.0 %, steps 3.0 %, 9 rounds (auto, after 3 pilot rounds: "
+                        "95 % interval +-4.0 %)")
+    assert lines[2].endswith("3 rounds (auto, after 3 pilot rounds: 95 % interval +-9.0 %, target 5.0 % not met)")
 
 
 def test_rounds_for_precision_follows_the_spread_and_the_time_cap():
