@@ -72,5 +72,5 @@ def pin_this_process(worker: str | None, device: str) -> str | None:
 
 def group_name(model: str, heavy_test: str | None = None) -> str:
     """A test's xdist_group: its model's name, or ``model/test_function`` for a heavy check of a full-size
-    model (a unit of its own, see fixtures/parallel.py)."""
+    model (a unit of its own, see pytest_ssmbench/xdist.py)."""
     return f"{model}/{heavy_test}" if heavy_test else model

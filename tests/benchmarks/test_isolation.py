@@ -8,7 +8,7 @@ import dataclasses
 
 import pytest
 
-from fixtures.benchmarking import measure_point
+from pytest_ssmbench.sweep import measure_point
 from ssmbench import results
 from ssmbench.bench import prompt_ids
 

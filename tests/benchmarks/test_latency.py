@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures.benchmarking import measure_point
+from pytest_ssmbench.sweep import measure_point
 from ssmbench.bench import prompt_ids
 from ssmbench.inputs import QUICKSTART_PROMPT
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_ssmbench import benchmark_adapter
 from ssmbench.results import loglog_slope, series
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.after_sweep]
@@ -35,7 +36,7 @@ def test_cache_scaling_shape(spec, bench):
 
 @pytest.mark.family("ssm")
 def test_mamba_decode_time_flat_in_context(spec, bench, request):
-    if request.config._benchmarksession.disabled:
+    if benchmark_adapter.timing_disabled(request.config):
         pytest.skip("timing is off (--benchmark-disable or xdist): single unwarmed calls say nothing about a slope")
     xs, ys = _series(bench, spec, "decode", "decode_s_per_token")
     slope = loglog_slope(xs, ys)

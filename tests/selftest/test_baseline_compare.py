@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from fixtures import benchmarking
+from pytest_ssmbench import baselines
 from tests.selftest.child import ROOT, run_pytest
 
 H200 = ROOT / "baselines" / "h200" / "Linux-CPython-3.12-64bit" / "0001_synthetic-bf16.json"
@@ -23,8 +23,8 @@ def _session(warnings: list[str]):
 
 def _config():
     config = SimpleNamespace(stash=pytest.Stash())
-    config.stash[benchmarking.refusals_key] = []
-    config.stash[benchmarking.refused_baselines_key] = []
+    config.stash[baselines.refusals_key] = []
+    config.stash[baselines.refused_baselines_key] = []
     return config
 
 
@@ -34,9 +34,9 @@ def test_compare_refuses_other_gpu_and_model_set():
     saved = json.loads(H200.read_text())
     mine = dict(saved["machine_info"], gpu_name="NVIDIA GB10", models="synthetic-mamba")
     config = _config()
-    benchmarking.pytest_benchmark_compare_machine_info(config, _session([]), mine, saved)
-    (text,) = config.stash[benchmarking.refusals_key]
-    assert config.stash[benchmarking.refused_baselines_key] == [saved]
+    baselines.compare_machine_info(config, _session([]), mine, saved)
+    (text,) = config.stash[baselines.refusals_key]
+    assert config.stash[baselines.refused_baselines_key] == [saved]
     assert "gpu_name: baseline 'NVIDIA H200', this run 'NVIDIA GB10'" in text
     assert "models: baseline 'synthetic-mamba,synthetic-phi'" in text and "baselines/h200" in text
 
@@ -48,8 +48,8 @@ def test_compare_accepts_same_machine_and_warns_on_library_change():
     warnings: list[str] = []
     mine = dict(saved["machine_info"], transformers="9.9.9")
     config = _config()
-    benchmarking.pytest_benchmark_compare_machine_info(config, _session(warnings), mine, saved)
-    assert config.stash[benchmarking.refusals_key] == []
+    baselines.compare_machine_info(config, _session(warnings), mine, saved)
+    assert config.stash[baselines.refusals_key] == []
     assert len(warnings) == 1 and "transformers" in warnings[0]
 
 
@@ -60,12 +60,12 @@ def test_memory_gate_flags_growth_past_threshold():
     mapping = {str(H200): {b["fullname"]: b for b in saved["benchmarks"]}}
     current = [SimpleNamespace(fullname=b["fullname"], extra_info=copy.deepcopy(b["extra_info"]))
                for b in saved["benchmarks"]]
-    assert benchmarking.memory_regressions(current, mapping, 10.0) == []
+    assert baselines.memory_regressions(current, mapping, 10.0) == []
     grown = next(c for c in current if "prefill[ctx32768-synthetic-phi]" in c.fullname)
     grown.extra_info["extra_peak_bytes"] = int(grown.extra_info["extra_peak_bytes"] * 1.25)
-    found = benchmarking.memory_regressions(current, mapping, 10.0)
+    found = baselines.memory_regressions(current, mapping, 10.0)
     assert len(found) == 1 and "ctx32768-synthetic-phi" in found[0] and "+25.0 %" in found[0]
-    assert benchmarking.memory_regressions(current, mapping, 30.0) == []
+    assert baselines.memory_regressions(current, mapping, 30.0) == []
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,7 @@ def test_more_workers_than_gpus_is_refused_with_the_fix():
 def test_device_cpu_shares_out_no_gpus(monkeypatch):
     """--device cpu workers use no GPU: -n is not bounded by the GPU count and nothing is pinned (a 1-GPU box
     must still run `pytest -n 2 --device cpu`)."""
-    from fixtures import parallel
+    from pytest_ssmbench import xdist
 
     monkeypatch.setattr(gpus, "physical_gpu_count", lambda: 2)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
@@ -54,10 +54,10 @@ def test_device_cpu_shares_out_no_gpus(monkeypatch):
     def config(device):
         return SimpleNamespace(getoption=lambda name, default=None: device if name == "ssm_device" else default)
 
-    assert parallel._gpus(config("auto")) == ["0", "1"]
-    assert parallel._gpus(config("cuda")) == ["0", "1"]
-    assert parallel._gpus(config("cpu")) == []
-    assert parallel.pytest_xdist_auto_num_workers(config("cpu")) is None  # xdist's own default: one per CPU
+    assert xdist.worker_gpus(config("auto")) == ["0", "1"]
+    assert xdist.worker_gpus(config("cuda")) == ["0", "1"]
+    assert xdist.worker_gpus(config("cpu")) == []
+    assert xdist.auto_num_workers(config("cpu")) is None  # xdist's own default: one per CPU
 
 
 def test_worker_ids():
@@ -75,8 +75,8 @@ def test_costliest_model_group_is_handed_out_first(monkeypatch, pytestconfig):
 
     import xdist.scheduler as scheduler
 
-    from fixtures import parallel
-    from fixtures.plugin import settings
+    from pytest_ssmbench import xdist
+    from pytest_ssmbench.settings import settings
 
     large = sorted(s.name for s in settings(pytestconfig).specs if s.large)
     if len(large) < 2:
@@ -86,7 +86,7 @@ def test_costliest_model_group_is_handed_out_first(monkeypatch, pytestconfig):
     taken = []
     monkeypatch.setattr(scheduler.LoadGroupScheduling, "_assign_work_unit",
                         lambda self, node: taken.append(self.workqueue.popitem(last=False)[0]))
-    sched = parallel.pytest_xdist_make_scheduler(pytestconfig, None)
+    sched = xdist.make_scheduler(pytestconfig, None)
     heavy = gpus.group_name(large[1], "test_compiled_backend_matches_eager")
     queue = [("tiny-mamba", 60), ("tiny-phi", 55), (large[0], 12), ("tests/t.py::test_one", 1), (large[1], 10),
              (heavy, 1)]
@@ -95,7 +95,7 @@ def test_costliest_model_group_is_handed_out_first(monkeypatch, pytestconfig):
         sched._assign_work_unit(None)
     assert taken == [heavy, large[0], large[1], "tiny-mamba", "tiny-phi", "tests/t.py::test_one"]
     monkeypatch.setattr(pytestconfig.option, "dist", "load")
-    assert parallel.pytest_xdist_make_scheduler(pytestconfig, None) is None  # other modes: xdist's own
+    assert xdist.make_scheduler(pytestconfig, None) is None  # other modes: xdist's own
 
 
 @pytest.mark.parametrize("nodeid, expected", [
@@ -106,6 +106,6 @@ def test_costliest_model_group_is_handed_out_first(monkeypatch, pytestconfig):
     ("tests/selftest/test_backends.py::test_decode_path[ssm-None-eager-x]", None),
 ])
 def test_model_of_a_test_comes_from_its_id(nodeid, expected):
-    from fixtures import parallel
+    from pytest_ssmbench import xdist
 
-    assert parallel.model_of(nodeid, {"tiny-mamba", "tiny-phi", "synthetic-mamba", "synthetic-phi"}) == expected
+    assert xdist.model_of(nodeid, {"tiny-mamba", "tiny-phi", "synthetic-mamba", "synthetic-phi"}) == expected

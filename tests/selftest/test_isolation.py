@@ -53,6 +53,7 @@ def tiny_models():
 
 
 def test_a_rounds_returned_cache_is_freed_when_the_round_ends(tiny_models, gc_off):
+    checked = []
     for lm in tiny_models:
         runs, seen = bench.Runs(), []
         real = bench.tensor_bytes
@@ -68,8 +69,12 @@ def test_a_rounds_returned_cache_is_freed_when_the_round_ends(tiny_models, gc_of
             call()
         finally:
             bench.tensor_bytes = real
+        if not seen:  # transformers 4.x: Mamba's generate() returns no cache, so none can outlive a round
+            continue
+        checked.append(lm.name)
         alive = [sum(r() is not None for r in refs) for refs in seen]
         assert alive == [0, 0], f"{lm.name}: tensors of each round's returned cache still alive after it: {alive}"
+    assert checked, "no model returned a cache to check"
 
 
 def test_release_drops_other_backends_state(tiny_models, monkeypatch):

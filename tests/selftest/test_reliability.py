@@ -13,9 +13,10 @@ import types
 import pytest
 import torch
 
-from fixtures.benchmarking import BenchSettings, measure_point
+from pytest_ssmbench.sweep import measure_point
 from ssmbench import devices, measure, results
 from ssmbench.loading import CheckpointError, load
+from ssmbench.points import BenchSettings
 from ssmbench.registry import ARCHS, pretrained_spec, resolve_model_set
 from tests.selftest.child import ROOT, clean_env, run_pytest
 
@@ -234,10 +235,10 @@ def test_baseline_save_is_atomic(tmp_path, monkeypatch):
 
     from pytest_benchmark.storage.file import FileStorage
 
-    from fixtures import benchmarking
+    from pytest_ssmbench import benchmark_adapter
 
     storage = FileStorage(str(tmp_path), logger=types.SimpleNamespace(info=lambda *a: None), default_machine_id="m")
-    monkeypatch.setattr(FileStorage, "save", benchmarking._atomic_save)
+    monkeypatch.setattr(FileStorage, "save", benchmark_adapter._atomic_save)
     storage.save({"benchmarks": [], "machine_info": {}}, "ok")
     assert json.loads((tmp_path / "m" / "0001_ok.json").read_text())["benchmarks"] == []
 
@@ -256,20 +257,20 @@ def test_baseline_save_is_atomic(tmp_path, monkeypatch):
 def test_calibration_catches_a_harness_that_inflates_a_figure(tiny_phi, tmp_path, monkeypatch):
     import dataclasses
 
-    from ssmbench import bench as bench_module
+    from ssmbench import points as points_module
 
     b = dataclasses.replace(_bench(tmp_path), rounds=5, calibrate_contexts=(16,), calibrate_tolerance=1.0)
     ids = torch.randint(3, 500, (1, 16))
     honest = measure_point(FakeBenchmark(), b, tiny_phi, "prefill", ids, 1)
     assert [c["figure"] for c in honest["calibration"]] == ["ttft_s"] and not honest["calibration_failures"]
-    real_finish = bench_module.finish_point
+    real_finish = points_module.finish_point
 
     def inflated(point, *args):
         point = real_finish(point, *args)
         point["ttft_s"] *= 10  # a harness that times more than the call
         return point
 
-    monkeypatch.setattr(bench_module, "finish_point", inflated)
+    monkeypatch.setattr(points_module, "finish_point", inflated)
     point = measure_point(FakeBenchmark(), b, tiny_phi, "prefill", ids, 1)
     assert len(point["calibration_failures"]) == 1
     assert "tiny-phi prefill @ 16 (eager): ttft_s" in point["calibration_failures"][0]

@@ -1,0 +1,127 @@
+"""Baselines: the environment stored with each pytest-benchmark result, refusing comparisons across GPUs or
+model sets (a foreign or unreadable baseline is named, nothing is compared against it, this run is still
+saved, and the session exits 4), and the memory-regression gate pytest-benchmark does not have."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from . import benchmark_adapter, options
+from .settings import settings
+from .sweep import bench_settings
+
+# machine_info fields a baseline must share with the run that compares against it.
+MUST_MATCH = ("gpu_name", "model_set", "models", "dtype_policy")
+MEMORY_FIELDS = ("extra_peak_bytes",)
+
+refusals_key = pytest.StashKey[list]()  # comparisons refused: unreadable or foreign baselines
+refused_baselines_key = pytest.StashKey[list]()
+memory_key = pytest.StashKey[list]()
+
+
+def configure(config: pytest.Config) -> None:
+    """Before pytest-benchmark loads the baselines to compare against: a file it cannot parse would crash
+    it, so read them here first; on a bad one compare nothing, but still run and save this run."""
+    config.stash[refusals_key] = []
+    config.stash[refused_baselines_key] = []
+    benchmark_adapter.patch_file_storage()
+    compare = config.getoption("benchmark_compare", None)
+    storage_url = config.getoption("benchmark_storage", None) or ""
+    if not compare or ("://" in storage_url and not storage_url.startswith("file://")):
+        return  # nothing to compare, or elasticsearch storage (pytest-benchmark reports its own errors)
+    storage = benchmark_adapter.file_storage(storage_url)
+    files = storage.query("[0-9][0-9][0-9][0-9]_")[-1:] if compare is True else storage.query(compare)
+    for path in files:
+        try:
+            data = json.loads(Path(path).read_text())
+            if not isinstance(data, dict) or "benchmarks" not in data or "machine_info" not in data:
+                raise ValueError("not a pytest-benchmark file (no 'benchmarks' or 'machine_info')")
+        except (OSError, ValueError) as exc:
+            config.stash[refusals_key].append(f"baseline file {path} is unreadable: {type(exc).__name__}: {exc}")
+    if config.stash[refusals_key]:
+        config.option.benchmark_compare = False
+        config.option.benchmark_compare_fail = None
+
+
+def update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    import transformers
+
+    s, b = settings(config), bench_settings(config)
+    gpu = s.device.type == "cuda"
+    machine_info.update({
+        "gpu_name": torch.cuda.get_device_name(s.device) if gpu else "none",
+        "gpu_driver": b.nvml.driver(),
+        "cuda": torch.version.cuda,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "model_set": s.model_set,
+        "models": ",".join(x.name for x in s.specs if not x.unavailable),
+        "dtype_policy": s.dtype,
+        "mamba_impl": b.impl,
+    })
+
+
+def compare_machine_info(config: pytest.Config, benchmarksession, machine_info: dict, compared_benchmark: dict) -> None:
+    """Refuse a comparison across GPUs or model sets: its differences would say nothing about the code."""
+    saved = compared_benchmark.get("machine_info", {})
+    differ = [f"{k}: baseline {saved.get(k)!r}, this run {machine_info.get(k)!r}"
+              for k in MUST_MATCH if saved.get(k) != machine_info.get(k)]
+    if differ:
+        # Refuse the comparison, not the run: this run is still measured and saved, sessionstart drops this
+        # baseline from what pytest-benchmark compares, and the session ends with exit code 4.
+        config.stash[refused_baselines_key].append(compared_benchmark)
+        config.stash[refusals_key].append(
+            f"refusing to compare against the baseline in {benchmarksession.storage}: it was measured "
+            "elsewhere or on other models.\n  " + "\n  ".join(differ) + "\nRecord a baseline for this "
+            "machine first (README, 'Recording a baseline')."
+        )
+        return
+    for k in ("torch", "transformers", "mamba_impl", "gpu_driver"):
+        if saved.get(k) != machine_info.get(k):
+            benchmarksession.logger.warning(f"baseline {k} {saved.get(k)!r} differs from this run's "
+                                            f"{machine_info.get(k)!r}; differences may come from that")
+
+
+def memory_regressions(current: list, compared_mapping: dict, threshold_pct: float) -> list[str]:
+    """Points whose memory grew past the threshold against any compared baseline."""
+    found = []
+    for bench in current:
+        info = getattr(bench, "extra_info", None) or {}
+        for path, mapping in compared_mapping.items():
+            old = mapping.get(bench.fullname)
+            if not old:
+                continue
+            for key in MEMORY_FIELDS:
+                now, then = info.get(key), (old.get("extra_info") or {}).get(key)
+                if now is None or not then:
+                    continue
+                growth = 100.0 * (now - then) / then
+                if growth > threshold_pct:
+                    found.append(f"{bench.fullname}: {key} {then / 1e6:.1f} MB -> {now / 1e6:.1f} MB "
+                                 f"(+{growth:.1f} % > {threshold_pct:g} %, baseline {Path(path).name})")
+    return found
+
+
+def sessionstart(session: pytest.Session) -> None:
+    """Drop refused baselines from what pytest-benchmark compares against (it loaded them at configure)."""
+    benchmark_adapter.drop_compared(session.config, session.config.stash.get(refused_baselines_key, []))
+
+
+def sessionfinish(session: pytest.Session) -> None:
+    current, compared = benchmark_adapter.current_and_compared(session.config)
+    found = memory_regressions(current, compared, options.get(session.config, "memory_compare_fail")) if compared \
+        else []
+    session.config.stash[memory_key] = found
+    if found and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if session.config.stash.get(refusals_key, []):
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
+
+
+def summary_lines(config: pytest.Config) -> tuple[list[str], list[str]]:
+    """(memory regressions, refusal messages) for the terminal summary."""
+    return config.stash.get(memory_key, []), config.stash.get(refusals_key, [])

@@ -1,0 +1,79 @@
+"""Every use of pytest-benchmark's private surfaces, in one place. The suite otherwise uses its public hooks
+(``pytest_benchmark_update_machine_info``, ``pytest_benchmark_compare_machine_info``) and the ``benchmark``
+fixture's ``pedantic``. ``tests/selftest/test_benchmark_adapter.py`` checks each surface below exists in
+the installed pytest-benchmark, so a release that changes one fails loudly there, not silently in a sweep.
+
+Private surfaces used, and why:
+- ``FileStorage.location`` (property): it is ``path.relative_to(cwd)`` and raises for a storage outside the
+  working directory, crashing pytest-benchmark's own warning; replaced by ``os.path.relpath``.
+- ``FileStorage.save`` (with ``get``, ``_next_num``, ``logger``): writes a baseline in place, so a crash midway
+  leaves a truncated file the next compare trips on; replaced by an atomic write (same name and numbering).
+- ``config._benchmarksession`` (``disabled``, ``benchmarks``, ``compared_mapping``, ``compare_fail``): whether
+  timing is on; the benchmarks of this run and the baselines compared against, for the memory gate; dropping a
+  refused baseline from the comparison.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from ssmbench import results
+
+
+def _atomic_save(self, output_json, save):
+    from pytest_benchmark.utils import safe_dumps
+
+    output_file = self.get(f"{self._next_num}_{save}.json")
+    if output_file.exists():
+        raise FileExistsError(f"refusing to overwrite the baseline {output_file}")
+    results.atomic_write_text(output_file, safe_dumps(output_json, ensure_ascii=True, indent=4))
+    self.logger.info(f"Saved benchmark data in: {output_file}")
+
+
+def patch_file_storage() -> None:
+    from pytest_benchmark.storage.file import FileStorage
+
+    FileStorage.location = property(lambda self: os.path.relpath(self.path))
+    FileStorage.save = _atomic_save
+
+
+def file_storage(url: str):
+    """pytest-benchmark's file storage at ``url`` (a path or file://path), as --benchmark-compare reads it."""
+    from pytest_benchmark.storage.file import FileStorage
+    from pytest_benchmark.utils import get_machine_id
+
+    return FileStorage(url.removeprefix("file://"), logger=None, default_machine_id=get_machine_id())
+
+
+def session(config: pytest.Config) -> Any:
+    return getattr(config, "_benchmarksession", None)
+
+
+def timing_disabled(config: pytest.Config) -> bool:
+    """--benchmark-disable, or xdist (pytest-benchmark disables itself there)."""
+    bs = session(config)
+    return bs is None or bool(bs.disabled)
+
+
+def current_and_compared(config: pytest.Config) -> tuple[list, dict]:
+    """This run's benchmarks and the baselines compared against ({path: {fullname: saved benchmark}})."""
+    bs = session(config)
+    if bs is None:
+        return [], {}
+    return list(bs.benchmarks), dict(bs.compared_mapping or {})
+
+
+def drop_compared(config: pytest.Config, refused: list[dict]) -> None:
+    """Compare against none of the ``refused`` baselines; with none left, switch the time gate off too (else
+    pytest-benchmark raises at its summary, before the suite says why)."""
+    bs = session(config)
+    if bs is None or not refused:
+        return
+    refused_ids = {id(b) for r in refused for b in r["benchmarks"]}
+    bs.compared_mapping = {path: mapping for path, mapping in bs.compared_mapping.items()
+                           if not any(id(b) in refused_ids for b in mapping.values())}
+    if not bs.compared_mapping:
+        bs.compare_fail = None

@@ -1,0 +1,167 @@
+"""Command-line options and their ini equivalents. Generic names carry the ``--ssm-`` prefix; the old names
+stay as aliases for one release. A value comes from the command line, else from the ini file (``[pytest]
+ssm_models = synthetic``, say), else from the default; a bad value is a usage error naming the valid ones."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any, Callable
+
+import pytest
+
+from ssmbench.bench import BACKENDS
+from ssmbench.loading import DTYPE_CHOICES
+from ssmbench.registry import MODEL_SETS
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def int_list(value: str) -> list[int]:
+    """Comma-separated positive integers, duplicates dropped (order kept)."""
+    try:
+        items = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        items = []
+    if not items or any(i <= 0 for i in items):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {value!r}")
+    return list(dict.fromkeys(items))
+
+
+def backends(value: str) -> list[str]:
+    """A comma-separated subset of BACKENDS, duplicates dropped (order kept)."""
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [v for v in items if v not in BACKENDS]
+    if not items or bad:
+        raise argparse.ArgumentTypeError(
+            f"unknown backend {', '.join(bad) or repr(value)}; valid: {', '.join(BACKENDS)}")
+    return list(dict.fromkeys(items))
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = minimum - 1
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value!r}")
+        return number
+
+    return parse
+
+
+def rounds(value: str) -> int | None:
+    """A positive round count, or ``auto`` (None)."""
+    if value == "auto":
+        return None
+    try:
+        return at_least(1)(value)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1 or 'auto', got {value!r}") from None
+
+
+def _positive(what: str) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not number > 0 or math.isinf(number):  # nan and inf too: a gate they switch off is no gate
+            raise argparse.ArgumentTypeError(f"expected {what} > 0, got {value!r}")
+        return number
+
+    return parse
+
+
+percent, seconds = _positive("a percentage"), _positive("a number of seconds")
+
+
+def choice(*valid: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in valid:
+            raise argparse.ArgumentTypeError(f"invalid choice {value!r}; valid: {', '.join(valid)}")
+        return value
+
+    return parse
+
+
+# dest -> (option names, type, default, ini name or None, metavar, help). The first name is the current one.
+OPTIONS: dict[str, tuple[tuple[str, ...], Callable[[str], Any] | None, Any, str | None, str | None, str]] = {
+    "models": (("--ssm-models", "--models"), choice(*MODEL_SETS), "auto", "ssm_models", "SET",
+               "model set: auto (tiny on CPU; tiny + pretrained-or-synthetic on GPU), tiny (embedded checkpoints), "
+               "synthetic (real configs, random weights, GPU), pretrained (local cache or --ssm-model-path). "
+               "Default: auto"),
+    "ssm_device": (("--ssm-device", "--device"), choice(*DEVICE_CHOICES), "auto", "ssm_device", "DEVICE",
+                   "where models run: auto (cuda when available), cpu, cuda. Default: auto"),
+    "ssm_dtype": (("--ssm-dtype", "--dtype"), choice(*DTYPE_CHOICES), "auto", "ssm_dtype", "DTYPE",
+                  "parameter dtype; auto: float32 for tiny and synthetic models, bfloat16 for pretrained. "
+                  "Default: auto"),
+    "contexts": (("--ssm-contexts", "--contexts"), int_list, None, "ssm_contexts", "N,...",
+                 "context lengths of the sweep. Default: 512,1024,...,32768 on a GPU, 32,64,128 on a CPU"),
+    "batch_sizes": (("--ssm-batch-sizes", "--batch-sizes"), int_list, None, "ssm_batch_sizes", "N,...",
+                    "throughput batch sizes. Default: 1,8,32 (GPU), 1,4 (CPU)"),
+    "decode_tokens": (("--ssm-decode-tokens", "--decode-tokens"), at_least(2), None, None, "N",
+                      "new tokens per decode measurement. Default: 32 (GPU), 8 (CPU)"),
+    "backends": (("--ssm-backends", "--backends"), backends, ["eager"], "ssm_backends", "NAME,...",
+                 "decode backends: eager (transformers' default); compiled (the fastest decode transformers offers: "
+                 "static cache + torch.compile; for Mamba where transformers offers none, as in 4.x, the suite's "
+                 "CUDA graph); graphed (Mamba only: the suite's CUDA graph of the one-token step). compiled and "
+                 "graphed need a GPU. Default: eager"),
+    "bench_rounds": (("--bench-rounds",), rounds, 3, "ssm_bench_rounds", "N|auto",
+                     "measured rounds per point, after 1 warm-up. auto: 3 pilot rounds estimate the spread, then as "
+                     "many rounds as put the 95 %% interval of the mean within --bench-target, at most "
+                     "--bench-max-time seconds a point. Default: 3"),
+    "bench_target": (("--bench-target",), percent, 5.0, "ssm_bench_target", "PCT",
+                     "spread target: with --bench-rounds auto, the 95 %% interval of the mean to reach; the summary "
+                     "flags points whose rounds or steps spread wider. Default: 5"),
+    "bench_max_time": (("--bench-max-time",), seconds, 60.0, None, "S",
+                       "--bench-rounds auto: at most this many seconds of rounds per point. Default: 60"),
+    "results_file": (("--ssm-results-file", "--results-file"), None, ".benchmarks/ssmbench-points.json",
+                     "ssm_results_file", "PATH", "every measured point, rewritten atomically after each one"),
+    "scaling_report": (("--scaling-report",), None, None, None, "DIR",
+                       "write PNG plots and a markdown summary of the sweep to DIR"),
+    "memory_compare_fail": (("--memory-compare-fail",), percent, 10.0, "ssm_memory_compare_fail", "PCT",
+                            "with --benchmark-compare: fail when a point's peak memory grew by more than PCT %% over "
+                            "the baseline (pytest-benchmark gates time only). Default: 10"),
+    "calibrate_contexts": (("--ssm-calibrate-contexts", "--calibrate-contexts"), int_list, None, None, "N,...",
+                           "contexts --ssm-calibrate re-measures. Default: the sweep's shortest and longest"),
+    "calibrate_tolerance": (("--ssm-calibrate-tolerance", "--calibrate-tolerance"), percent, None,
+                            "ssm_calibrate_tolerance", "PCT",
+                            "largest difference --ssm-calibrate accepts. Default: 5 on a GPU, 100 on a CPU (tiny "
+                            "models, milliseconds, a shared host)"),
+}
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ssmbench", "Mamba vs Transformer conformance and benchmarks")
+    for dest, (names, kind, _, ini, metavar, text) in OPTIONS.items():
+        aliases = f" (old name {', '.join(names[1:])}: kept for one release)" if len(names) > 1 else ""
+        group.addoption(*names, dest=dest, type=kind, default=None, metavar=metavar, help=text + aliases)
+        if ini:
+            parser.addini(ini, help=f"{names[0]} for every run of this project", default=None)
+    group.addoption("--ssm-model-path", "--model-path", action="append", default=[], dest="model_path",
+                    metavar="KEY=DIR", help="local checkpoint directory for an architecture (mamba, phi); also "
+                    "SSMBENCH_PATH_KEY (old name --model-path: kept for one release)")
+    group.addoption("--ssm-calibrate", "--calibrate", action="store_true", dest="calibrate",
+                    help="re-measure a sample of prefill and decode points the plain way (plain generate(), a "
+                         "synchronize and a clock, the allocator's peak) right after each, and fail a point whose "
+                         "time to first token, compiled/graphed time per token or extra peak memory differs by more "
+                         "than --ssm-calibrate-tolerance (old name --calibrate: kept for one release)")
+
+
+def get(config: pytest.Config, dest: str) -> Any:
+    """The option's value: command line, else ini, else default."""
+    if dest not in OPTIONS:
+        return config.getoption(dest)
+    names, kind, default, ini, _, _ = OPTIONS[dest]
+    value = config.getoption(dest, None)
+    if value is not None:
+        return value
+    raw = config.getini(ini) if ini else None
+    if raw in (None, "", []):
+        return default
+    try:
+        return kind(str(raw).strip()) if kind else str(raw).strip()
+    except argparse.ArgumentTypeError as exc:
+        raise pytest.UsageError(f"ini option {ini} = {raw!r}: {exc}") from None

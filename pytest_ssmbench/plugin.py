@@ -1,0 +1,99 @@
+"""The suite's pytest plugin, registered as the ``pytest11`` entry point ``ssmbench`` (``pip install -e .``;
+a bare checkout loads it from the root conftest.py). Every hook the suite implements is defined here, once,
+and calls the concern's module in a fixed order."""
+
+from __future__ import annotations
+
+import pytest
+
+from . import baselines, options, settings, summary, sweep, xdist
+
+pytest_plugins = ["pytest_ssmbench.fixtures"]
+
+MARKERS = (
+    "quick: fast checks for every machine (tiny models everywhere, cheap checks of full-size models on a GPU)",
+    "slow: long checks (full-size saves, long sweeps); not in the quick tier",
+    "gpu: needs a CUDA device (full-size models); skipped with a reason elsewhere",
+    "conformance: behaviour checks, Mamba and Transformer through the same generate() API",
+    "benchmark: timing and memory measurements through pytest-benchmark",
+    "selftest: tests of the suite's own machinery (no models needed)",
+    "family(*names): run only for models of these families (ssm, attention)",
+    "source(*names): run only for models from these sources (tiny, synthetic, pretrained)",
+    "heavy: costly on full-size models; those instances go to the slow tier",
+    "after_sweep: reads the points the benchmark sweep measured; runs last",
+    "xdist_group(name): tests that stay on one xdist worker (one per model); declared here for -p no:xdist too",
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    options.add_options(parser)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_cmdline_main(config: pytest.Config):
+    # A wrapper runs before every plain implementation, xdist's own (tryfirst) included, whatever order the
+    # entry points were loaded in: the suite must choose --dist before xdist turns -n into "load".
+    xdist.cmdline_main(config)
+    return (yield)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
+    settings.configure(config)  # first: pins an xdist worker's GPU before anything touches CUDA
+    baselines.configure(config)  # before pytest-benchmark's own configure reads the baselines
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return settings.header(config) + xdist.header(config)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    sweep.parametrize(metafunc)  # the sweep's axes first: test ids read test_x[ctx512-eager-synthetic-mamba]
+    settings.parametrize_specs(metafunc)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    xdist.restore_group_tags(config, items)  # after xdist tagged the items (its hook runs before this one)
+    sweep.order_items(items)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    baselines.sessionstart(session)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    baselines.sessionfinish(session)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    summary.write(terminalreporter, config)
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    baselines.update_machine_info(config, machine_info)
+
+
+def pytest_benchmark_compare_machine_info(config: pytest.Config, benchmarksession, machine_info: dict,
+                                          compared_benchmark: dict) -> None:
+    baselines.compare_machine_info(config, benchmarksession, machine_info, compared_benchmark)
+
+
+# pytest-xdist's hooks (optional: the suite also runs with -p no:xdist)
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    return xdist.make_scheduler(config, log)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    return xdist.auto_num_workers(config)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    xdist.configure_node(node)

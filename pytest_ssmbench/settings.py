@@ -1,0 +1,147 @@
+"""What a run is: the device, the model set, and -- one pure function -- how each test runs on each model
+(its marks, a skip reason, the dtype its model is loaded in)."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from ssmbench import gpus, impl
+from ssmbench.loading import resolve_dtype
+from ssmbench.registry import ModelSetError, ModelSpec, parse_model_paths, resolve_model_set
+
+from . import options
+
+
+@dataclass
+class RunSettings:
+    device: torch.device
+    dtype: str
+    model_set: str
+    specs: list[ModelSpec]
+
+
+settings_key = pytest.StashKey[RunSettings]()
+
+
+def _device(choice: str) -> torch.device:
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise pytest.UsageError("--ssm-device cuda was asked for, but torch sees no CUDA device")
+    return torch.device(choice)
+
+
+def configure(config: pytest.Config) -> None:
+    """First, before anything touches CUDA: an xdist worker takes its own GPU; then the run's settings."""
+    device_choice = options.get(config, "ssm_device")
+    try:
+        gpus.pin_this_process(getattr(config, "workerinput", {}).get("workerid"), device_choice)
+    except gpus.PinningError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    device = _device(device_choice)
+    model_set = options.get(config, "models")
+    try:
+        paths = parse_model_paths(config.getoption("model_path"))
+        specs = resolve_model_set(model_set, paths=paths)
+    except ModelSetError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[settings_key] = RunSettings(device, options.get(config, "ssm_dtype"), model_set, specs)
+    # float32 means float32: TF32 in cuDNN convolutions (on by default) perturbs Mamba's causal conv by ~1e-3
+    # per layer, which 64 layers amplify past any float32 tolerance. bfloat16 work is unaffected.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
+def settings(config: pytest.Config) -> RunSettings:
+    return config.stash[settings_key]
+
+
+def header(config: pytest.Config) -> list[str]:
+    import transformers
+
+    s = settings(config)
+    if s.device.type == "cuda":
+        props = torch.cuda.get_device_properties(s.device)
+        dev = f"cuda ({props.name}, {props.total_memory / 2**30:.1f} GiB, sm_{props.major}{props.minor})"
+    else:
+        dev = f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+    models = ", ".join(s.name + (" [unavailable]" if s.unavailable else "") for s in s.specs)
+    ops = impl.mamba_ops(s.device.type)
+    return [
+        f"ssmbench: device {dev}",
+        f"ssmbench: model set {s.model_set}: {models}",
+        f"ssmbench: dtype {s.dtype} (TF32 off); torch {torch.__version__}, transformers {transformers.__version__}",
+        f"ssmbench: mamba implementation {impl.summarize(ops)}",
+    ]
+
+
+# --- how a test runs --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TestPlan:
+    """How one test runs on one model: selected at all (``runs``), its marks, why it skips (None: it runs),
+    and the dtype its model is loaded in."""
+
+    runs: bool
+    marks: tuple[str, ...] = ()
+    skip: str | None = None
+    dtype: torch.dtype | None = None
+    xdist_group: str | None = None
+
+
+def plan(spec: ModelSpec, *, test: str, families: tuple[str, ...] | None, sources: tuple[str, ...] | None,
+         heavy: bool, benchmark: bool, device: torch.device, model_set: str, dtype_choice: str) -> TestPlan:
+    """The one place that decides how a test runs on a model.
+
+    - ``family``/``source`` marks restrict a test to some models (the others are not generated at all);
+    - tiny models run every check in the quick tier; full-size models too, except checks marked heavy (an 11 GB
+      save, say), which go to the slow tier; benchmarks are their own tier (-m benchmark);
+    - full-size models are marked gpu and skip off CUDA in the synthetic set (and in auto); an unavailable
+      checkpoint skips with where it was looked for;
+    - the dtype: benchmarks bfloat16 for full-size models, conformance per ``resolve_dtype``;
+    - xdist: a model's tests share a group, except each heavy check of a full-size model (a unit of its own).
+    """
+    if (families and spec.family not in families) or (sources and spec.source not in sources):
+        return TestPlan(runs=False)
+    marks = [] if benchmark else ["slow" if heavy and spec.large else "quick"]
+    if spec.large:
+        marks.append("gpu")
+    skip = None
+    if spec.unavailable:
+        skip = f"{spec.name}: {spec.unavailable}"
+    elif device.type != "cuda" and (spec.source == "synthetic" or (spec.large and model_set == "auto")):
+        skip = f"{spec.name}: full-size model, GPU only in this model set (device here: cpu)"
+    dtype = resolve_dtype(dtype_choice, spec, "benchmark" if benchmark else "conformance")
+    group = gpus.group_name(spec.name, test if heavy and spec.large else None)
+    return TestPlan(True, tuple(marks), skip, dtype, group)
+
+
+def plan_for(config: pytest.Config, spec: ModelSpec, definition, test: str) -> TestPlan:
+    """``plan`` for a test function (its marks read from its definition or item)."""
+    s = settings(config)
+    family, source = definition.get_closest_marker("family"), definition.get_closest_marker("source")
+    return plan(spec, test=test,
+                families=family.args if family else None, sources=source.args if source else None,
+                heavy=definition.get_closest_marker("heavy") is not None,
+                benchmark=definition.get_closest_marker("benchmark") is not None,
+                device=s.device, model_set=s.model_set, dtype_choice=s.dtype)
+
+
+def parametrize_specs(metafunc: pytest.Metafunc) -> None:
+    """Every test that asks for ``spec`` runs once per model of the set, as ``plan`` says."""
+    if "spec" not in metafunc.fixturenames:
+        return
+    params = []
+    for spec in settings(metafunc.config).specs:
+        p = plan_for(metafunc.config, spec, metafunc.definition, metafunc.function.__name__)
+        if not p.runs:
+            continue
+        marks = [getattr(pytest.mark, m) for m in p.marks] + [pytest.mark.xdist_group(p.xdist_group)]
+        if p.skip:
+            marks.append(pytest.mark.skip(reason=p.skip))
+        params.append(pytest.param(spec, marks=marks, id=spec.name))
+    metafunc.parametrize("spec", params, indirect=True, scope="session")

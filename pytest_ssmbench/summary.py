@@ -1,0 +1,44 @@
+"""The terminal summary after a benchmark run: per model the table, the spread and calibration tables, the
+crossovers (``ssmbench.results``), the scaling report, the memory gate and refused baselines, and a warning
+when Mamba ran on transformers' slow reference loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ssmbench import impl, results
+
+from . import baselines, options
+from .settings import settings
+from .sweep import bench_settings
+
+
+def write(terminalreporter, config: pytest.Config) -> None:
+    b, s, tr = bench_settings(config), settings(config), terminalreporter
+    if b.store.points:
+        tr.section("ssmbench: Mamba vs Transformer")
+        bandwidth = "unknown" if b.profile.bandwidth_gbs is None else f"{b.profile.bandwidth_gbs:g} GB/s"
+        flops = "unknown" if b.profile.bf16_tflops is None else f"{b.profile.bf16_tflops:g} TFLOP/s"
+        tr.write_line(f"device {b.profile.name}: peak bandwidth {bandwidth}, bf16 peak {flops}")
+        for line in results.summary_lines(b.store):
+            tr.write_line(line)
+        if b.store.path:
+            tr.write_line(f"points written to {b.store.path}")
+        folder = options.get(config, "scaling_report")
+        if folder:
+            for path in results.write_report(b.store, Path(folder)):
+                tr.write_line(f"scaling report: {path}")
+    regressions, refusals = baselines.summary_lines(config)
+    for line in regressions:
+        tr.write_line(f"MEMORY REGRESSION {line}", red=True, bold=True)
+    for message in refusals:
+        tr.write_sep("!", "baseline comparison refused (exit code 4); this run's results were still saved", red=True)
+        tr.write_line(message, red=True)
+    if s.device.type == "cuda" and impl.scan_on_reference(impl.mamba_ops("cuda")) and any(
+        x.family == "ssm" for x in s.specs
+    ):
+        tr.write_sep("!", "Mamba ran on transformers' reference PyTorch loop, not the CUDA kernels", red=True)
+        tr.write_line("Install mamba-ssm and causal-conv1d: any Mamba timing from this run is the slow fallback's, "
+                      "not Mamba's (conformance results still hold for the reference path).", red=True)

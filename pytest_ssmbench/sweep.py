@@ -1,0 +1,110 @@
+"""The benchmark sweep in pytest: its settings from the options, the context / batch / backend axes, the run
+order (each model's eager points, then compiled, then graphed), and measuring a point through
+pytest-benchmark's ``pedantic`` (``ssmbench.points`` does the measuring; its typed errors become skips)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from ssmbench import devices, impl, results
+from ssmbench.bench import BACKENDS
+from ssmbench.measure import Nvml
+from ssmbench.points import CPU_CONTEXTS, GPU_CONTEXTS, BackendUnavailable, BenchSettings, PointOutOfMemory
+from ssmbench.points import measure_point as measure
+
+from . import options
+from .settings import settings
+
+bench_key = pytest.StashKey[BenchSettings]()
+
+
+def _make_bench_settings(config: pytest.Config) -> BenchSettings:
+    s = settings(config)
+    gpu = s.device.type == "cuda"
+    contexts = options.get(config, "contexts") or options.int_list(GPU_CONTEXTS if gpu else CPU_CONTEXTS)
+    batches = options.get(config, "batch_sizes") or ([1, 8, 32] if gpu else [1, 4])
+    decode_tokens = options.get(config, "decode_tokens") or (32 if gpu else 8)
+    name = torch.cuda.get_device_name(s.device) if gpu else "cpu"
+    profile = devices.profile_for(name) if gpu else devices.DeviceProfile("cpu", "cpu", (), None, None, None)
+    mamba_impl = impl.summarize(impl.mamba_ops(s.device.type))
+    meta = {"device": name, "model_set": s.model_set, "models": ",".join(x.name for x in s.specs),
+            "dtype": s.dtype, "mamba_impl": mamba_impl, "torch": torch.__version__}
+    results_file = options.get(config, "results_file")
+    store = results.ResultStore(Path(results_file) if results_file else None, meta)
+    calibrate = ()
+    if config.getoption("calibrate"):
+        calibrate = tuple(options.get(config, "calibrate_contexts") or sorted({min(contexts), max(contexts)}))
+    tolerance = options.get(config, "calibrate_tolerance") or (5.0 if gpu else 100.0)
+    return BenchSettings(contexts, batches, options.get(config, "backends"), decode_tokens,
+                         options.get(config, "bench_rounds"), profile, mamba_impl, store, Nvml(s.device.index or 0),
+                         options.get(config, "bench_target") / 100, options.get(config, "bench_max_time"), calibrate,
+                         tolerance / 100)
+
+
+def bench_settings(config: pytest.Config) -> BenchSettings:
+    """Built on first use: pytest-benchmark asks for machine_info inside its own pytest_configure."""
+    if bench_key not in config.stash:
+        config.stash[bench_key] = _make_bench_settings(config)
+    return config.stash[bench_key]
+
+
+def parametrize(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("benchmark") is None:
+        return
+    b = bench_settings(metafunc.config)
+    if "context" in metafunc.fixturenames:
+        metafunc.parametrize("context", b.contexts, ids=lambda c: f"ctx{c}")
+    if "batch" in metafunc.fixturenames:
+        metafunc.parametrize("batch", b.batch_sizes, ids=lambda n: f"bs{n}")
+    if "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", b.backends)
+
+
+BACKEND_ORDER = {name: i for i, name in enumerate(BACKENDS)}
+
+
+def order_items(items: list) -> None:
+    """Tests marked after_sweep (they read what the sweep measured) last; within a model's benchmarks every
+    eager point before the compiled ones and those before the graphed ones, so torch.compile's state is built
+    once and released once per model. A model's tests stay where pytest put them."""
+    def params(item) -> dict:
+        callspec = getattr(item, "callspec", None)
+        return callspec.params if callspec else {}
+
+    def model_of(index: int, item) -> object:
+        spec = params(item).get("spec")
+        return spec.name if spec is not None else ("item", index)
+
+    first: dict = {}
+    for index, item in enumerate(items):
+        first.setdefault(model_of(index, item), index)
+    order = {id(item): (item.get_closest_marker("after_sweep") is not None, first[model_of(i, item)],
+                        BACKEND_ORDER.get(params(item).get("backend"), 0)) for i, item in enumerate(items)}
+    items.sort(key=lambda item: order[id(item)])
+
+
+def measure_point(benchmark, b: BenchSettings, lm, kind: str, ids: torch.Tensor, new_tokens: int,
+                  backend: str = "eager") -> dict:
+    """Measure one point through pytest-benchmark (``ssmbench.points.measure_point``), record it in
+    ``benchmark.extra_info``; a backend this model or device cannot run, or out of memory (recorded), skips."""
+    batch, context = ids.shape
+    benchmark.group = f"{kind}-ctx{context}-bs{batch}-{backend}"
+
+    def runner(call, setup, rounds, warmup):
+        benchmark.pedantic(call, setup=setup, rounds=rounds, warmup_rounds=warmup, iterations=1)
+
+    try:
+        point = measure(b, lm, kind, ids, new_tokens, backend, runner,
+                        timing_on=not getattr(benchmark, "disabled", False))
+    except BackendUnavailable as exc:
+        pytest.skip(str(exc))
+    except PointOutOfMemory as exc:
+        benchmark.extra_info.update(exc.point)
+        message = str(exc)
+        del exc
+        pytest.skip(message)
+    benchmark.extra_info.update({k: v for k, v in point.items() if not isinstance(v, list)})
+    return point

@@ -1,0 +1,125 @@
+"""Measuring one benchmark point end to end, without pytest: release what earlier points left, warm up, run
+the rounds through a runner (pytest-benchmark's ``pedantic`` in the suite), derive the figures, calibrate where
+asked, store. Failures that are outcomes, not bugs, are typed: ``BackendUnavailable`` (this model or device
+cannot run the backend) and ``PointOutOfMemory`` (recorded in the store before it is raised)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from . import calibrate, devices, results
+from .bench import (
+    PointContext,
+    Runs,
+    decode_path,
+    finish_point,
+    generate_call,
+    point_record,
+    release_backend_state,
+    rounds_for_precision,
+)
+from .loading import LoadedModel
+from .measure import Nvml
+
+GPU_CONTEXTS = "512,1024,2048,4096,8192,16384,32768"
+CPU_CONTEXTS = "32,64,128"
+PILOT_ROUNDS = 3
+
+# runner(call, setup, rounds, warmup_rounds): runs ``setup`` then ``call`` warmup_rounds + rounds times
+Runner = Callable[[Callable[[], None], Callable[[], None], int, int], None]
+
+
+@dataclass
+class BenchSettings:
+    contexts: list[int]
+    batch_sizes: list[int]
+    backends: list[str]
+    decode_tokens: int
+    rounds: int | None  # None: auto
+    profile: devices.DeviceProfile
+    impl: str
+    store: results.ResultStore
+    nvml: Nvml
+    target: float = 0.05  # spread target (fraction)
+    max_time_s: float = 60.0
+    calibrate_contexts: tuple[int, ...] = ()  # empty: no calibration
+    calibrate_tolerance: float = 0.05
+
+
+class BackendUnavailable(Exception):
+    """This backend cannot run for this model or on this device (the message says why)."""
+
+
+class PointOutOfMemory(Exception):
+    """The point ran out of memory; it is recorded as such in the store (``point``)."""
+
+    def __init__(self, message: str, point: dict[str, Any]):
+        super().__init__(message)
+        self.point = point
+
+
+def check_backend(lm: LoadedModel, backend: str) -> None:
+    try:
+        decode_path(lm, backend)
+    except ValueError as exc:
+        raise BackendUnavailable(str(exc)) from None
+    if backend != "eager" and lm.device.type != "cuda":
+        raise BackendUnavailable(f"{lm.name}: the {backend} backend needs a GPU (compiled decoding and CUDA graphs "
+                                 "are CUDA only)")
+
+
+def measure_point(b: BenchSettings, lm: LoadedModel, kind: str, ids: torch.Tensor, new_tokens: int,
+                  backend: str, runner: Runner, timing_on: bool = True) -> dict[str, Any]:
+    """One greedy generate of exactly ``new_tokens`` tokens from ``ids``: 1 warm-up + ``b.rounds`` rounds (or
+    auto: a warm-up and pilot, then the rounds the pilot's spread asks for), from the weights alone (earlier
+    points' leftovers released), calibrated where ``b`` says. The point is added to ``b.store``."""
+    batch, context = ids.shape
+    check_backend(lm, backend)
+    point = point_record(lm, kind, context=context, batch=batch, new_tokens=new_tokens, profile=b.profile,
+                         backend=backend)
+    release_backend_state(lm, backend)
+    runs = Runs()
+    call, setup = generate_call(lm, ids, new_tokens, runs, backend, b.nvml), runs.setup(lm.device)
+    rounds, oom = b.rounds, None
+    try:
+        with PointContext(lm, b.nvml) as ctx:
+            warmup = 1
+            if rounds is None:
+                rounds = PILOT_ROUNDS
+                if timing_on:
+                    for _ in range(1 + PILOT_ROUNDS):
+                        setup()
+                        call()
+                    pilot = runs.measured(PILOT_ROUNDS)
+                    rounds = rounds_for_precision(pilot.per_round(kind), b.target, pilot.total_s, b.max_time_s)
+                    point["pilot_rounds"], warmup = PILOT_ROUNDS, 0
+            runner(call, setup, rounds, warmup)
+        finish_point(point, lm, runs, rounds, ctx, b.profile)
+        if "pilot_rounds" in point:  # auto: did the rounds the pilot asked for reach the target?
+            point["target"] = b.target
+            point["target_met"] = point["ci95"] is not None and point["ci95"] <= b.target
+        if kind in ("prefill", "decode") and batch == 1 and context in b.calibrate_contexts:
+            failures = calibrate.record(point, calibrate.calibrate_point(point, lm, ids, backend),
+                                        b.calibrate_tolerance)
+            point["calibration_failures"] = failures
+    except torch.cuda.OutOfMemoryError as exc:
+        oom = str(exc).splitlines()[0][:200]
+        exc.__traceback__ = None  # its frames hold the tensors that filled the memory
+    if oom is not None:
+        measured = "median_s" in point  # the point ran; the calibration after it did not fit
+        point["error"] = oom
+        if measured:
+            point["calibration_failures"] = [f"calibration ran out of memory: {oom}"]
+        else:
+            point["status"] = "oom"
+        release_backend_state(lm, backend)
+        b.store.add(point)
+        if not measured:
+            raise PointOutOfMemory(f"{lm.name}: out of memory at {kind} context {context} batch {batch} (recorded; "
+                                   "sweep goes on)", point)
+        return point
+    b.store.add(point)
+    return point

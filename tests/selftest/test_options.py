@@ -1,0 +1,38 @@
+"""Options: the prefixed names, the old names as aliases, ini equivalents, and bad values as usage errors
+naming the valid ones -- from the command line and from the ini file alike."""
+
+import re
+
+import pytest
+
+from tests.selftest.child import run_pytest
+
+pytestmark = pytest.mark.selftest
+
+TEST = "tests/conformance/test_models.py::test_parameters_in_requested_dtype"
+
+
+def _models(run) -> set[str]:
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    return set(re.findall(r"\[([a-z]+-[a-z]+)\]", run.stdout))
+
+
+def test_prefixed_name_old_alias_and_ini_select_the_same_models():
+    prefixed = _models(run_pytest("--collect-only", "-q", "--ssm-models", "tiny", TEST))
+    assert prefixed == {"tiny-mamba", "tiny-phi"}
+    assert _models(run_pytest("--collect-only", "-q", "--models", "tiny", TEST)) == prefixed
+    assert _models(run_pytest("--collect-only", "-q", "-o", "ssm_models=tiny", TEST)) == prefixed
+    # the command line wins over the ini file
+    assert _models(run_pytest("--collect-only", "-q", "-o", "ssm_models=synthetic", "--ssm-models", "tiny", TEST)) \
+        == prefixed
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ssm-models", "huge"], "invalid choice 'huge'; valid: auto, tiny, synthetic, pretrained"),
+    (["-o", "ssm_models=huge"], "ini option ssm_models = 'huge': invalid choice 'huge'; valid: auto, tiny"),
+    (["-o", "ssm_backends=eager,fast"], "ini option ssm_backends = 'eager,fast': unknown backend fast; valid: eager"),
+    (["--memory-compare-fail", "nan"], "expected a percentage > 0, got 'nan'"),
+])
+def test_bad_values_are_usage_errors_naming_the_valid_ones(args, message):
+    run = run_pytest("--collect-only", "-q", *args, TEST)
+    assert run.returncode == 4 and message in run.stderr, run.stdout[-1500:] + run.stderr[-1500:]
