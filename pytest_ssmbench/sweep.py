@@ -12,6 +12,7 @@ import torch
 from ssmbench import devices, impl, results
 from ssmbench.bench import BACKENDS
 from ssmbench.measure import Nvml
+from ssmbench.point import Point
 from ssmbench.points import CPU_CONTEXTS, GPU_CONTEXTS, BackendUnavailable, BenchSettings, PointOutOfMemory
 from ssmbench.points import measure_point as measure
 
@@ -87,7 +88,7 @@ def order_items(items: list) -> None:
 
 
 def measure_point(benchmark, b: BenchSettings, lm, kind: str, ids: torch.Tensor, new_tokens: int,
-                  backend: str = "eager") -> dict:
+                  backend: str = "eager") -> Point:
     """Measure one point through pytest-benchmark (``ssmbench.points.measure_point``), record it in
     ``benchmark.extra_info``; a backend this model or device cannot run, or out of memory (recorded), skips."""
     batch, context = ids.shape
@@ -102,9 +103,9 @@ def measure_point(benchmark, b: BenchSettings, lm, kind: str, ids: torch.Tensor,
     except BackendUnavailable as exc:
         pytest.skip(str(exc))
     except PointOutOfMemory as exc:
-        benchmark.extra_info.update(exc.point)
+        benchmark.extra_info.update(exc.point.flat())
         message = str(exc)
         del exc
         pytest.skip(message)
-    benchmark.extra_info.update({k: v for k, v in point.items() if not isinstance(v, list)})
+    benchmark.extra_info.update({k: v for k, v in point.flat().items() if not isinstance(v, list)})
     return point

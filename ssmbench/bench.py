@@ -8,7 +8,7 @@ import math
 import statistics
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from .measure import (
     round_start,
     synchronize,
 )
+from .point import Point
 
 
 def prompt_ids(lm: LoadedModel, context: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
@@ -266,71 +267,64 @@ class PointContext:
 
 
 def point_record(lm: LoadedModel, kind: str, *, context: int, batch: int, new_tokens: int,
-                 profile: devices.DeviceProfile, backend: str = "eager") -> dict[str, Any]:
-    params = sum(p.numel() for p in lm.model.parameters())
-    return {
-        "model": lm.name, "arch": lm.spec.arch.key, "family": lm.spec.family, "source": lm.spec.source,
-        "kind": kind, "context": context, "batch": batch, "new_tokens": new_tokens, "status": "ok",
-        "dtype": str(lm.dtype).replace("torch.", ""), "params": params, "weight_bytes": weight_bytes(lm.model),
-        "load_s": lm.load_seconds, "device": profile.name, "backend": backend,
+                 profile: devices.DeviceProfile, backend: str = "eager") -> Point:
+    """What a point measures (its identity), before anything is measured."""
+    return Point(
+        model=lm.name, kind=kind, context=context, batch=batch, new_tokens=new_tokens, arch=lm.spec.arch.key,
+        family=lm.spec.family, source=lm.spec.source, dtype=str(lm.dtype).replace("torch.", ""),
+        params=sum(p.numel() for p in lm.model.parameters()), weight_bytes=weight_bytes(lm.model),
+        load_s=lm.load_seconds, device=profile.name, backend=backend, decode_path=decode_path(lm, backend),
+        impl=impl.model_implementation(lm.model) if lm.spec.family == "ssm" else "-",
         # Past the context the model was trained for, outputs mean nothing: the point is timing and memory only.
-        "trained_context": getattr(lm.model.config, "max_position_embeddings", None),
-        "decode_path": decode_path(lm, backend),
-        "impl": impl.model_implementation(lm.model) if lm.spec.family == "ssm" else "-",
-    }
+        trained_context=getattr(lm.model.config, "max_position_embeddings", None),
+    )
 
 
-def finish_point(point: dict[str, Any], lm: LoadedModel, all_runs: Runs, rounds: int, ctx: PointContext,
-                 profile: devices.DeviceProfile) -> dict[str, Any]:
-    """Fill the derived figures of a measured point from its last ``rounds`` calls (the first call, warm-up
-    and compilation, is reported on its own)."""
+def finish_point(point: Point, lm: LoadedModel, all_runs: Runs, rounds: int, ctx: PointContext,
+                 profile: devices.DeviceProfile) -> Point:
+    """Fill the measured parts of a point from its last ``rounds`` calls (the first call, warm-up and
+    compilation, is reported on its own)."""
     runs = all_runs.measured(rounds)
-    context, batch, new = point["context"], point["batch"], point["new_tokens"]
-    point["rounds"] = len(runs.intervals)
-    point["median_s"] = runs.total_s
-    point["ttft_s"] = runs.ttft_s
-    point["decode_s_per_token"] = runs.per_token_s
-    point["tokens_per_s"] = batch * new / runs.total_s
-    per_round = runs.per_round(point["kind"])
-    point["round_values_s"] = per_round
-    point["rounds_spread"] = relative_range(per_round)
-    point["ci95"] = ci95(per_round)
-    point["step_spread"] = relative_iqr(runs.steps)
+    context, batch, new = point.context, point.batch, point.new_tokens
+    per_round = runs.per_round(point.kind)
+    t = point.timing
+    t.rounds, t.median_s, t.ttft_s = len(runs.intervals), runs.total_s, runs.ttft_s
+    t.decode_s_per_token, t.tokens_per_s = runs.per_token_s, batch * new / runs.total_s
+    t.round_values_s, t.rounds_spread, t.ci95 = per_round, relative_range(per_round), ci95(per_round)
+    t.step_spread = relative_iqr(runs.steps)
+    t.first_call_s = sum(all_runs.intervals[0])
+    t.compile_s = max(0.0, t.first_call_s - t.median_s) if len(all_runs.intervals) > 1 else None
+    t.capture_s = all_runs.capture_s
+    t.new_tokens_seen = sorted(set(all_runs.new_tokens))
     # Memory: each round's peak over what was allocated when that round began, the median of the measured
     # rounds (a one-time allocation in one round -- torch.compile's CUDA graphs took 32 MiB once -- is not what
-    # every call needs) -- what one call needs on top of everything resident: the weights and,
-    # for compiled and graphed decoding, the state those keep between calls (its bytes: cache_bytes). What was
-    # resident when the point began is recorded too, and how far the rounds' starting allocation moved.
-    start = ctx.resident_allocated
+    # every call needs) -- what one call needs on top of everything resident: the weights and, for compiled
+    # and graphed decoding, the state those keep between calls (its bytes: cache_bytes). What was resident
+    # when the point began is recorded too, and how far the rounds' starting allocation moved.
+    m, start = point.memory, ctx.resident_allocated
     extra = [p - s for p, s in zip(runs.peaks, runs.round_start_bytes, strict=True) if p is not None and s is not None]
-    point["resident_allocated_bytes"] = start
-    point["resident_reserved_bytes"] = ctx.resident_reserved
-    point["peak_allocated_bytes"] = max(p for p in runs.peaks) if extra else None
-    point["extra_peak_bytes"] = int(statistics.median(extra)) if extra else None
-    point["extra_peak_rounds_bytes"] = extra
+    m.resident_allocated_bytes, m.resident_reserved_bytes = start, ctx.resident_reserved
+    m.peak_allocated_bytes = max(runs.peaks) if extra else None
+    m.extra_peak_bytes = int(statistics.median(extra)) if extra else None
+    m.extra_peak_rounds_bytes = extra
     first, last = runs.round_start_bytes[0], runs.round_start_bytes[-1]
-    point["backend_held_bytes"] = first - start if first is not None and start is not None else None
-    point["round_drift_bytes"] = last - first if first is not None and last is not None else None
-    point["nvml_process_bytes"] = ctx.nvml_process
-    point["host_available_bytes"] = ctx.host_available
+    m.backend_held_bytes = first - start if first is not None and start is not None else None
+    m.round_drift_bytes = last - first if first is not None and last is not None else None
+    m.nvml_process_bytes, m.host_available_bytes = ctx.nvml_process, ctx.host_available
     # The returned cache holds context + new_tokens - 1 positions (the last token is never fed back).
-    point["cache_bytes_formula"] = expected_cache_bytes(lm.model.config, lm.spec.family, context + new - 1, lm.dtype,
-                                                        batch=batch)
-    point["cache_bytes"] = runs.cache_bytes
-    read = devices.decode_read_bytes(point)
-    point["floor_s"] = devices.decode_floor_s(read, 0, profile)
-    point["mbu"] = devices.mbu(read, 0, runs.per_token_s, profile) if runs.per_token_s else None
-    point["prefill_floor_s"] = devices.prefill_floor_s(point["params"], batch * context, profile)
-    point["mfu"] = devices.mfu(point["params"], batch * context, runs.ttft_s, profile)
+    m.cache_bytes_formula = expected_cache_bytes(lm.model.config, lm.spec.family, context + new - 1, lm.dtype,
+                                                 batch=batch)
+    m.cache_bytes = runs.cache_bytes
+    r, read = point.roofline, devices.decode_read_bytes(point)
+    r.floor_s = devices.decode_floor_s(read, 0, profile)
+    r.mbu = devices.mbu(read, 0, runs.per_token_s, profile) if runs.per_token_s else None
+    r.prefill_floor_s = devices.prefill_floor_s(point.params, batch * context, profile)
+    r.mfu = devices.mfu(point.params, batch * context, runs.ttft_s, profile)
     windows = [w for w in runs.energy if w is not None]
-    calls = len(windows)
+    e, calls = point.energy, len(windows)
     if new > 1:
-        j, s, why = energy_per_unit([(w.decode_j, w.decode_s) for w in windows], batch * (new - 1) * calls)
-        point.update(joules_per_token=j, energy_window_s=s, energy_note=why)
-    j, s, why = energy_per_unit([(w.prefill_j, w.prefill_s) for w in windows], batch * context * calls)
-    point.update(prefill_joules_per_prompt_token=j, prefill_energy_window_s=s, prefill_energy_note=why)
-    point["first_call_s"] = sum(all_runs.intervals[0])
-    point["compile_s"] = max(0.0, point["first_call_s"] - point["median_s"]) if len(all_runs.intervals) > 1 else None
-    point["capture_s"] = all_runs.capture_s
-    point["new_tokens_seen"] = sorted(set(all_runs.new_tokens))
+        e.joules_per_token, e.energy_window_s, e.energy_note = energy_per_unit(
+            [(w.decode_j, w.decode_s) for w in windows], batch * (new - 1) * calls)
+    e.prefill_joules_per_prompt_token, e.prefill_energy_window_s, e.prefill_energy_note = energy_per_unit(
+        [(w.prefill_j, w.prefill_s) for w in windows], batch * context * calls)
     return point

@@ -18,13 +18,13 @@ import math
 import statistics
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import torch
 
 from .bench import BACKEND_KWARGS, SUITE_GRAPH, decode_path, graphed_decoder
 from .loading import LoadedModel
 from .measure import synchronize
+from .point import Calibration, Point
 
 CALLS = 3  # plain calls per figure (the median is compared)
 MAX_DECODE_TOKENS = 256
@@ -72,35 +72,35 @@ def _plain_peak(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: st
     return torch.cuda.max_memory_allocated(lm.device) - before
 
 
-def calibrate_point(point: dict[str, Any], lm: LoadedModel, ids: torch.Tensor, backend: str) -> list[Check]:
+def calibrate_point(point: Point, lm: LoadedModel, ids: torch.Tensor, backend: str) -> list[Check]:
     """The plain measurements of a prefill or decode point, as checks against the point's figures."""
-    kind, new = point["kind"], point["new_tokens"]
     checks: list[Check] = []
-    peak = _plain_peak(lm, ids, new, backend)
-    if peak is not None and point.get("extra_peak_bytes") is not None:
-        checks.append(Check("extra_peak_bytes", point["extra_peak_bytes"], peak))
-    if kind == "prefill":
+    t = point.timing
+    peak = _plain_peak(lm, ids, point.new_tokens, backend)
+    if peak is not None and point.memory.extra_peak_bytes is not None:
+        checks.append(Check("extra_peak_bytes", point.memory.extra_peak_bytes, peak))
+    if point.kind == "prefill":
         ttft = statistics.median(_plain_call(lm, ids, 1, backend) for _ in range(CALLS))
-        checks.append(Check("ttft_s", point["ttft_s"], ttft))
-    elif kind == "decode" and backend != "eager" and point.get("decode_s_per_token"):
+        checks.append(Check("ttft_s", t.ttft_s, ttft))
+    elif point.kind == "decode" and backend != "eager" and t.decode_s_per_token:
         # M decode tokens: at least the point's, and enough that they take about as long as the prefill.
-        m = min(MAX_DECODE_TOKENS, max(new, math.ceil(point["ttft_s"] / point["decode_s_per_token"])))
+        m = min(MAX_DECODE_TOKENS, max(point.new_tokens, math.ceil(t.ttft_s / t.decode_s_per_token)))
         _plain_call(lm, ids, 1 + m, backend)  # the longer call first: a static cache sized for it serves both
         diffs = []
         for _ in range(CALLS):
             short = _plain_call(lm, ids, 1, backend)
             diffs.append((_plain_call(lm, ids, 1 + m, backend) - short) / m)
-        checks.append(Check("decode_s_per_token", point["decode_s_per_token"], statistics.median(diffs)))
+        checks.append(Check("decode_s_per_token", t.decode_s_per_token, statistics.median(diffs)))
     return checks
 
 
-def record(point: dict[str, Any], checks: list[Check], tolerance: float) -> list[str]:
-    """Store the checks in the point; return a failure message per check over ``tolerance``."""
-    point["calibration"] = [asdict(c) | {"diff": c.diff} for c in checks]
-    point["calibration_tolerance"] = tolerance
-    return [f"{point['model']} {point['kind']} @ {point['context']} ({point.get('backend', 'eager')}): {c.figure} "
-            f"{_show(c.figure, c.suite)} in the suite vs {_show(c.figure, c.plain)} measured plainly: "
-            f"{c.diff * 100:.1f} % apart (> {tolerance * 100:g} %)" for c in checks if c.fails(tolerance)]
+def record(point: Point, checks: list[Check], tolerance: float) -> list[str]:
+    """Store the checks in the point; return (and store) a failure message per check over ``tolerance``."""
+    failures = [f"{point.model} {point.kind} @ {point.context} ({point.backend}): {c.figure} "
+                f"{_show(c.figure, c.suite)} in the suite vs {_show(c.figure, c.plain)} measured plainly: "
+                f"{c.diff * 100:.1f} % apart (> {tolerance * 100:g} %)" for c in checks if c.fails(tolerance)]
+    point.calibration = Calibration([asdict(c) | {"diff": c.diff} for c in checks], tolerance, failures)
+    return failures
 
 
 def _show(figure: str, value: float) -> str:

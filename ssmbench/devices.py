@@ -55,11 +55,11 @@ def by_key(key: str) -> DeviceProfile:
     raise KeyError(f"unknown device profile {key!r}; valid: {', '.join(p.key for p in PROFILES)}")
 
 
-def decode_read_bytes(point: dict) -> int:
-    """Bytes a decode step reads for a measured point: the weights and the cache (as measured, else the
-    formula's figure)."""
-    cache = point["cache_bytes"] if point.get("cache_bytes") is not None else point["cache_bytes_formula"]
-    return point["weight_bytes"] + cache
+def decode_read_bytes(point) -> int:
+    """Bytes a decode step reads for a measured point (an ``ssmbench.point.Point``): the weights and the
+    cache (as measured, else the formula's figure)."""
+    m = point.memory
+    return point.weight_bytes + (m.cache_bytes if m.cache_bytes is not None else m.cache_bytes_formula)
 
 
 def decode_floor_s(weight_bytes: int, cache_bytes: int, profile: DeviceProfile) -> float | None:
@@ -86,19 +86,18 @@ def mfu(params: int, tokens: int, seconds: float, profile: DeviceProfile) -> flo
     return None if floor is None else floor / seconds
 
 
-def projection_table(points: list[dict], profile: DeviceProfile) -> list[str]:
+def projection_table(points: list, profile: DeviceProfile) -> list[str]:
     """Markdown rows of the roofline floors a device implies for measured points: the weight and cache bytes
     and parameter counts come from the points (measured elsewhere); the times are projections, not
     measurements."""
     rows = ["| model | context | weights + cache (GB) | decode floor (ms/token) | max tokens/s | "
             "prefill floor (ms) |", "| --- | --- | --- | --- | --- | --- |"]
     # One row per model and context: every decode backend returns the same cache (eager's point is used).
-    decode = {(p["model"], p["context"]): p for p in points
-              if p.get("kind") == "decode" and p.get("status") == "ok" and p.get("backend", "eager") == "eager"}
+    decode = {(p.model, p.context): p for p in points if p.kind == "decode" and p.ok and p.backend == "eager"}
     for p in (decode[k] for k in sorted(decode)):
         read = decode_read_bytes(p)
         floor = decode_floor_s(read, 0, profile)
-        pre = prefill_floor_s(p["params"], p["context"], profile)
-        rows.append(f"| {p['model']} | {p['context']} | {read / 1e9:.2f} | "
+        pre = prefill_floor_s(p.params, p.context, profile)
+        rows.append(f"| {p.model} | {p.context} | {read / 1e9:.2f} | "
                     f"{floor * 1e3:.2f} | {1 / floor:.0f} | {'n/a' if pre is None else f'{pre * 1e3:.1f}'} |")
     return rows

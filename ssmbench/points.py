@@ -6,7 +6,7 @@ cannot run the backend) and ``PointOutOfMemory`` (recorded in the store before i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
@@ -23,6 +23,7 @@ from .bench import (
 )
 from .loading import LoadedModel
 from .measure import Nvml
+from .point import Calibration, Point
 
 GPU_CONTEXTS = "512,1024,2048,4096,8192,16384,32768"
 CPU_CONTEXTS = "32,64,128"
@@ -56,7 +57,7 @@ class BackendUnavailable(Exception):
 class PointOutOfMemory(Exception):
     """The point ran out of memory; it is recorded as such in the store (``point``)."""
 
-    def __init__(self, message: str, point: dict[str, Any]):
+    def __init__(self, message: str, point: Point):
         super().__init__(message)
         self.point = point
 
@@ -72,7 +73,7 @@ def check_backend(lm: LoadedModel, backend: str) -> None:
 
 
 def measure_point(b: BenchSettings, lm: LoadedModel, kind: str, ids: torch.Tensor, new_tokens: int,
-                  backend: str, runner: Runner, timing_on: bool = True) -> dict[str, Any]:
+                  backend: str, runner: Runner, timing_on: bool = True) -> Point:
     """One greedy generate of exactly ``new_tokens`` tokens from ``ids``: 1 warm-up + ``b.rounds`` rounds (or
     auto: a warm-up and pilot, then the rounds the pilot's spread asks for), from the weights alone (earlier
     points' leftovers released), calibrated where ``b`` says. The point is added to ``b.store``."""
@@ -83,7 +84,7 @@ def measure_point(b: BenchSettings, lm: LoadedModel, kind: str, ids: torch.Tenso
     release_backend_state(lm, backend)
     runs = Runs()
     call, setup = generate_call(lm, ids, new_tokens, runs, backend, b.nvml), runs.setup(lm.device)
-    rounds, oom = b.rounds, None
+    rounds, oom, measured = b.rounds, None, False
     try:
         with PointContext(lm, b.nvml) as ctx:
             warmup = 1
@@ -95,26 +96,24 @@ def measure_point(b: BenchSettings, lm: LoadedModel, kind: str, ids: torch.Tenso
                         call()
                     pilot = runs.measured(PILOT_ROUNDS)
                     rounds = rounds_for_precision(pilot.per_round(kind), b.target, pilot.total_s, b.max_time_s)
-                    point["pilot_rounds"], warmup = PILOT_ROUNDS, 0
+                    point.timing.pilot_rounds, warmup = PILOT_ROUNDS, 0
             runner(call, setup, rounds, warmup)
         finish_point(point, lm, runs, rounds, ctx, b.profile)
-        if "pilot_rounds" in point:  # auto: did the rounds the pilot asked for reach the target?
-            point["target"] = b.target
-            point["target_met"] = point["ci95"] is not None and point["ci95"] <= b.target
+        measured = True
+        t = point.timing
+        if t.pilot_rounds:  # auto: did the rounds the pilot asked for reach the target?
+            t.target, t.target_met = b.target, t.ci95 is not None and t.ci95 <= b.target
         if kind in ("prefill", "decode") and batch == 1 and context in b.calibrate_contexts:
-            failures = calibrate.record(point, calibrate.calibrate_point(point, lm, ids, backend),
-                                        b.calibrate_tolerance)
-            point["calibration_failures"] = failures
+            calibrate.record(point, calibrate.calibrate_point(point, lm, ids, backend), b.calibrate_tolerance)
     except torch.cuda.OutOfMemoryError as exc:
         oom = str(exc).splitlines()[0][:200]
         exc.__traceback__ = None  # its frames hold the tensors that filled the memory
     if oom is not None:
-        measured = "median_s" in point  # the point ran; the calibration after it did not fit
-        point["error"] = oom
-        if measured:
-            point["calibration_failures"] = [f"calibration ran out of memory: {oom}"]
+        point.error = oom
+        if measured:  # the point ran; the calibration after it did not fit
+            point.calibration = Calibration(failures=[f"calibration ran out of memory: {oom}"])
         else:
-            point["status"] = "oom"
+            point.status = "oom"
         release_backend_state(lm, backend)
         b.store.add(point)
         if not measured:

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from .point import SCHEMA_VERSION, Point
+
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write through a temporary file in the same folder and rename it over the target: a crash midway
@@ -34,20 +36,26 @@ def atomic_write_text(path: Path, text: str) -> None:
 class ResultStore:
     path: Path | None = None
     meta: dict[str, Any] = field(default_factory=dict)
-    points: list[dict[str, Any]] = field(default_factory=list)
+    points: list[Point] = field(default_factory=list)
 
-    def add(self, point: dict[str, Any]) -> None:
+    def add(self, point: Point) -> None:
         self.points.append(point)
         if self.path is not None:
-            atomic_write_text(self.path, json.dumps({"meta": self.meta, "points": self.points}, indent=1))
+            atomic_write_text(self.path, json.dumps({"schema": SCHEMA_VERSION, "meta": self.meta,
+                                                     "points": [p.to_json() for p in self.points]}, indent=1))
 
-    def select(self, **match) -> list[dict[str, Any]]:
-        """Points whose fields equal ``match``; ``backend`` counts a point without one as eager."""
-        return [p for p in self.points
-                if all((backend_of(p) if k == "backend" else p.get(k)) == v for k, v in match.items())]
+    @classmethod
+    def read(cls, path: Path) -> "ResultStore":
+        """A results file of any schema version (the points typed; an unknown field is an error)."""
+        data = json.loads(Path(path).read_text())
+        return cls(None, data.get("meta", {}), [Point.from_json(p) for p in data["points"]])
+
+    def select(self, **match) -> list[Point]:
+        """Points whose identity fields (model, kind, context, backend, status, ...) equal ``match``."""
+        return [p for p in self.points if all(getattr(p, k) == v for k, v in match.items())]
 
     def models(self) -> list[str]:
-        return list(dict.fromkeys(p["model"] for p in self.points))
+        return list(dict.fromkeys(p.model for p in self.points))
 
 
 def loglog_slope(xs: list[float], ys: list[float]) -> float | None:
@@ -59,15 +67,11 @@ def loglog_slope(xs: list[float], ys: list[float]) -> float | None:
     return float(np.polyfit(x, y, 1)[0])
 
 
-def backend_of(point: dict[str, Any]) -> str:
-    return point.get("backend", "eager")
-
-
 def series(store: ResultStore, model: str, kind: str, metric: str,
            backend: str = "eager") -> tuple[list[int], list[float]]:
     pts = sorted((p for p in store.select(model=model, kind=kind, status="ok", backend=backend)
-                  if p.get(metric) is not None), key=lambda p: p["context"])
-    return [p["context"] for p in pts], [p[metric] for p in pts]
+                  if p.figure(metric) is not None), key=lambda p: p.context)
+    return [p.context for p in pts], [p.figure(metric) for p in pts]
 
 
 def crossover(ctx_a: list[int], a: list[float], ctx_b: list[int], b: list[float]) -> str:
@@ -101,9 +105,9 @@ def best_series(store: ResultStore, model: str, kind: str, metric: str) -> tuple
     """Per context, the model's lowest figure over the backends measured there (and which backends won)."""
     best: dict[int, tuple[float, str]] = {}
     for p in store.select(model=model, kind=kind, status="ok"):
-        value = p.get(metric)
-        if value is not None and (p["context"] not in best or value < best[p["context"]][0]):
-            best[p["context"]] = (value, backend_of(p))
+        value = p.figure(metric)
+        if value is not None and (p.context not in best or value < best[p.context][0]):
+            best[p.context] = (value, p.backend)
     contexts = sorted(best)
     return contexts, [best[c][0] for c in contexts], {best[c][1] for c in contexts}
 
@@ -112,9 +116,9 @@ def _oom_note(store: ResultStore, models: list[str], kind: str, backend: str | N
     notes = []
     for model in models:
         match = {"model": model, "kind": kind, "status": "oom"} | ({"backend": backend} if backend else {})
-        ooms = sorted({p["context"] for p in store.select(**match)})
+        ooms = sorted({p.context for p in store.select(**match)})
         if backend is None:  # best vs best: out of memory only where no backend ran
-            ran = {p["context"] for p in store.select(model=model, kind=kind, status="ok")}
+            ran = {p.context for p in store.select(model=model, kind=kind, status="ok")}
             ooms = [c for c in ooms if c not in ran]
         if ooms:
             notes.append(f"{model} out of memory at {', '.join(map(str, ooms))}")
@@ -125,9 +129,9 @@ def pairs(store: ResultStore) -> list[tuple[str, str]]:
     """(SSM, attention model) of the same source, every such pair."""
     by_source: dict[str, dict[str, list[str]]] = {}
     for p in store.points:
-        models = by_source.setdefault(p["source"], {}).setdefault(p["family"], [])
-        if p["model"] not in models:
-            models.append(p["model"])
+        models = by_source.setdefault(p.source, {}).setdefault(p.family, [])
+        if p.model not in models:
+            models.append(p.model)
     return [(ssm, attn) for fams in by_source.values()
             for ssm in fams.get("ssm", []) for attn in fams.get("attention", [])]
 
@@ -140,7 +144,7 @@ def crossovers(store: ResultStore) -> dict[str, dict[str, str]]:
     for ssm, attn in pairs(store):
         found = {}
         for name, (kind, metric, verb, per_backend) in PAIR_METRICS.items():
-            backends = sorted({backend_of(p) for p in store.select(kind=kind) if p["model"] in (ssm, attn)},
+            backends = sorted({p.backend for p in store.select(kind=kind) if p.model in (ssm, attn)},
                               key=lambda b: (b != "eager", b)) if per_backend else ["eager"]
             for backend in backends:
                 a, b = series(store, ssm, kind, metric, backend), series(store, attn, kind, metric, backend)
@@ -179,110 +183,110 @@ def _fmt(value: Any, unit: str = "") -> str:
 SPREAD_FLAG = 0.05  # the summary flags points whose rounds or steps spread wider than this
 
 
-def spread_of(point: dict[str, Any]) -> float | None:
+def spread_of(point: Point) -> float | None:
     """The wider of the point's round-to-round and step-to-step spreads (None when neither was measured)."""
-    values = [v for v in (point.get("rounds_spread"), point.get("step_spread")) if v is not None]
+    values = [v for v in (point.timing.rounds_spread, point.timing.step_spread) if v is not None]
     return max(values) if values else None
 
 
-def _timing_only(point: dict[str, Any]) -> bool:
-    trained = point.get("trained_context")
-    return bool(trained) and point["context"] > trained
+def _one(store: ResultStore, **match) -> Point | None:
+    return next(iter(store.select(**match)), None)
 
 
 def _model_lines(store: ResultStore, model: str) -> list[str]:
     pts = store.select(model=model)
     first = pts[0]
-    params = first["params"]
-    size = f"{params / 1e9:.3f} B" if params >= 1e8 else f"{params / 1e6:.2f} M"
-    lines = [f"{model}  ({size} params, {first['dtype']}, loaded in {first.get('load_s', 0):.2f} s, "
-             f"impl {first.get('impl', '-')})"]
+    size = f"{first.params / 1e9:.3f} B" if first.params >= 1e8 else f"{first.params / 1e6:.2f} M"
+    lines = [f"{model}  ({size} params, {first.dtype}, loaded in {first.load_s or 0:.2f} s, impl {first.impl})"]
     for q in store.select(model=model, kind="quickstart", status="ok"):
-        lines.append(f"  quickstart ({backend_of(q)}): {q['new_tokens']} tokens in {q['median_s']:.3f} s "
-                     f"({q['tokens_per_s']:.1f} tok/s), extra peak {_fmt(q.get('extra_peak_bytes'), 'GB')} GB"
-                     + (f", first call {q['first_call_s']:.1f} s" if backend_of(q) != "eager" else ""))
-    contexts = sorted({p["context"] for p in pts if p["kind"] in ("prefill", "decode")})
+        lines.append(f"  quickstart ({q.backend}): {q.new_tokens} tokens in {q.timing.median_s:.3f} s "
+                     f"({q.timing.tokens_per_s:.1f} tok/s), extra peak {_fmt(q.memory.extra_peak_bytes, 'GB')} GB"
+                     + (f", first call {q.timing.first_call_s:.1f} s" if q.backend != "eager" else ""))
+    contexts = sorted({p.context for p in pts if p.kind in ("prefill", "decode")})
     if contexts:
         lines.append("  context | prefill ms | +-% | MFU % | mJ/prompt tok | decode ms/tok | +-% | floor ms | MBU % | "
                      "extra peak GB | cache MB | J/tok")
-    timing_only = []
+    timing_only = False
     for c in contexts:
-        pre = next(iter(store.select(model=model, kind="prefill", context=c, backend="eager")), {})
-        dec = next(iter(store.select(model=model, kind="decode", context=c, backend="eager")), {})
-        label = f"{c}{'*' if any(_timing_only(p) for p in (pre, dec) if p) else ''}"
-        if label.endswith("*"):
-            timing_only.append(c)
-        if "oom" in (pre.get("status"), dec.get("status")):
-            where = " (prefill)" if pre.get("status") == "oom" else " (decode)"
+        pre = _one(store, model=model, kind="prefill", context=c, backend="eager")
+        dec = _one(store, model=model, kind="decode", context=c, backend="eager")
+        here = [p for p in (pre, dec) if p is not None]
+        label = f"{c}{'*' if any(p.timing_only for p in here) else ''}"
+        timing_only |= label.endswith("*")
+        if any(not p.ok for p in here):
+            where = " (prefill)" if pre is not None and not pre.ok else " (decode)"
             lines.append(f"  {label:>7} | out of memory{where}")
             continue
+        pt, pm, pr, pe = (pre.timing, pre.memory, pre.roofline, pre.energy) if pre else (None,) * 4
+        dt, dm, dr, de = (dec.timing, dec.memory, dec.roofline, dec.energy) if dec else (None,) * 4
         lines.append(
-            f"  {label:>7} | {_fmt(pre.get('median_s'), 'ms'):>10} | {_fmt(pre.get('rounds_spread'), '%'):>3} | "
-            f"{_fmt(pre.get('mfu'), '%'):>5} | {_fmt(pre.get('prefill_joules_per_prompt_token'), 'mJ'):>13} | "
-            f"{_fmt(dec.get('decode_s_per_token'), 'ms'):>13} | {_fmt(dec.get('step_spread'), '%'):>3} | "
-            f"{_fmt(dec.get('floor_s'), 'ms'):>8} | {_fmt(dec.get('mbu'), '%'):>5} | "
-            f"{_fmt(pre.get('extra_peak_bytes'), 'GB'):>13} | {_fmt(dec.get('cache_bytes'), 'MB'):>8} | "
-            f"{_fmt(dec.get('joules_per_token'), 'J'):>5}")
+            f"  {label:>7} | {_fmt(pt and pt.median_s, 'ms'):>10} | {_fmt(pt and pt.rounds_spread, '%'):>3} | "
+            f"{_fmt(pr and pr.mfu, '%'):>5} | {_fmt(pe and pe.prefill_joules_per_prompt_token, 'mJ'):>13} | "
+            f"{_fmt(dt and dt.decode_s_per_token, 'ms'):>13} | {_fmt(dt and dt.step_spread, '%'):>3} | "
+            f"{_fmt(dr and dr.floor_s, 'ms'):>8} | {_fmt(dr and dr.mbu, '%'):>5} | "
+            f"{_fmt(pm and pm.extra_peak_bytes, 'GB'):>13} | {_fmt(dm and dm.cache_bytes, 'MB'):>8} | "
+            f"{_fmt(de and de.joules_per_token, 'J'):>5}")
     if timing_only:
-        lines.append(f"  * beyond the trained context ({first.get('trained_context')} tokens): timing and memory "
+        lines.append(f"  * beyond the trained context ({first.trained_context} tokens): timing and memory "
                      "only, the outputs mean nothing")
-    for d in sorted((p for p in store.select(model=model, kind="decode") if backend_of(p) != "eager"),
-                    key=lambda p: (backend_of(p), p["context"])):
-        if d["status"] != "ok":
-            lines.append(f"  {backend_of(d)} decode @ {d['context']}: out of memory")
+    for d in sorted((p for p in store.select(model=model, kind="decode") if p.backend != "eager"),
+                    key=lambda p: (p.backend, p.context)):
+        if not d.ok:
+            lines.append(f"  {d.backend} decode @ {d.context}: out of memory")
             continue
-        lines.append(f"  {backend_of(d)} decode @ {d['context']}: {_fmt(d['decode_s_per_token'], 'ms')} ms/token "
-                     f"(+-{_fmt(d.get('step_spread'), '%')} %), MBU {_fmt(d.get('mbu'), '%')} %, extra peak "
-                     f"{_fmt(d.get('extra_peak_bytes'), 'GB')} GB, first call {d['first_call_s']:.1f} s (compilation "
-                     f"~{'n/a' if d.get('compile_s') is None else format(d['compile_s'], '.1f')} s)"
-                     + (f" [{d['decode_path']}]" if d.get("decode_path") else ""))
+        t = d.timing
+        lines.append(f"  {d.backend} decode @ {d.context}: {_fmt(t.decode_s_per_token, 'ms')} ms/token "
+                     f"(+-{_fmt(t.step_spread, '%')} %), MBU {_fmt(d.roofline.mbu, '%')} %, extra peak "
+                     f"{_fmt(d.memory.extra_peak_bytes, 'GB')} GB, first call {t.first_call_s:.1f} s (compilation "
+                     f"~{'n/a' if t.compile_s is None else format(t.compile_s, '.1f')} s)"
+                     + (f" [{d.decode_path}]" if d.decode_path else ""))
     for t in store.select(model=model, kind="throughput", status="ok"):
-        lines.append(f"  throughput batch {t['batch']:3d} @ {t['context']}: {t['tokens_per_s']:.1f} tok/s")
+        lines.append(f"  throughput batch {t.batch:3d} @ {t.context}: {t.timing.tokens_per_s:.1f} tok/s")
     for t in store.select(model=model, kind="throughput", status="oom"):
-        lines.append(f"  throughput batch {t['batch']:3d} @ {t['context']}: out of memory")
+        lines.append(f"  throughput batch {t.batch:3d} @ {t.context}: out of memory")
     return lines
 
 
-def _name(p: dict[str, Any]) -> str:
-    batch = f" batch {p['batch']}" if p.get("batch", 1) != 1 else ""
-    return f"{p['model']} {p['kind']} @ {p['context']}{batch} ({backend_of(p)})"
+def _name(p: Point) -> str:
+    batch = f" batch {p.batch}" if p.batch != 1 else ""
+    return f"{p.model} {p.kind} @ {p.context}{batch} ({p.backend})"
 
 
 def spread_lines(store: ResultStore) -> list[str]:
-    """Points whose rounds or steps spread wider than SPREAD_FLAG, with their round counts."""
-    wide = [p for p in store.select(status="ok")
-            if (spread_of(p) or 0) > SPREAD_FLAG or p.get("target_met") is False]
+    """Points whose rounds or steps spread wider than SPREAD_FLAG (or that missed an auto target), with
+    their round counts."""
+    ok = store.select(status="ok")
+    wide = [p for p in ok if (spread_of(p) or 0) > SPREAD_FLAG or p.timing.target_met is False]
     if not wide:
         return []
-    lines = [f"spread over {SPREAD_FLAG * 100:g} % in {len(wide)} of {len(store.select(status='ok'))} points "
+    lines = [f"spread over {SPREAD_FLAG * 100:g} % in {len(wide)} of {len(ok)} points "
              "(rounds: max-min over median; steps: interquartile range over median):"]
     for p in wide:
-        lines.append(f"  {_name(p)}: rounds {_fmt(p.get('rounds_spread'), '%')} %, steps "
-                     f"{_fmt(p.get('step_spread'), '%')} %, {p.get('rounds')} rounds"
-                     + (f" (auto, after {p['pilot_rounds']} pilot rounds: 95 % interval +-{_fmt(p.get('ci95'), '%')} %"
-                        f"{'' if p.get('target_met') else ', target ' + _fmt(p.get('target'), '%') + ' % not met'})"
-                        if p.get("pilot_rounds") else "")
-                     + (" (one unwarmed call: timing off)" if p.get("rounds") == 1 else ""))
+        t = p.timing
+        lines.append(f"  {_name(p)}: rounds {_fmt(t.rounds_spread, '%')} %, steps {_fmt(t.step_spread, '%')} %, "
+                     f"{t.rounds} rounds"
+                     + (f" (auto, after {t.pilot_rounds} pilot rounds: 95 % interval +-{_fmt(t.ci95, '%')} %"
+                        f"{'' if t.target_met else ', target ' + _fmt(t.target, '%') + ' % not met'})"
+                        if t.pilot_rounds else "")
+                     + (" (one unwarmed call: timing off)" if t.rounds == 1 else ""))
     return lines
 
 
 def calibration_lines(store: ResultStore) -> list[str]:
     """The calibrated points: each figure as the suite measured it and as plain generate() did."""
-    rows = [(p, c) for p in store.points for c in p.get("calibration", [])]
-    if not rows:
+    calibrated = [p for p in store.points if p.calibration]
+    if not calibrated:
         return []
-    failed = sum(1 for p in store.points if p.get("calibration_failures"))
-    lines = [f"calibration: {len({id(p) for p, _ in rows})} points re-measured plainly, {failed} over tolerance",
+    failed = sum(1 for p in calibrated if p.calibration.failures)
+    lines = [f"calibration: {len(calibrated)} points re-measured plainly, {failed} over tolerance",
              "  point | figure | suite | plain | diff %"]
-    for p, c in rows:
-        unit = "GB" if c["figure"].endswith("bytes") else "ms"
-        ok = "" if c["diff"] <= p["calibration_tolerance"] else f"  > {p['calibration_tolerance'] * 100:g} %"
-        lines.append(f"  {_name(p)} | {c['figure']} | {_fmt(c['suite'], unit)} {unit} | {_fmt(c['plain'], unit)} "
-                     f"{unit} | {c['diff'] * 100:.1f}{ok}")
-    for p in store.points:
-        for failure in p.get("calibration_failures", []):
-            if "out of memory" in failure:
-                lines.append(f"  {_name(p)}: {failure}")
+    for p in calibrated:
+        for c in p.calibration.checks:
+            unit = "GB" if c["figure"].endswith("bytes") else "ms"
+            ok = "" if c["diff"] <= p.calibration.tolerance else f"  > {p.calibration.tolerance * 100:g} %"
+            lines.append(f"  {_name(p)} | {c['figure']} | {_fmt(c['suite'], unit)} {unit} | "
+                         f"{_fmt(c['plain'], unit)} {unit} | {c['diff'] * 100:.1f}{ok}")
+        lines += [f"  {_name(p)}: {failure}" for failure in p.calibration.failures if "out of memory" in failure]
     return lines
 
 

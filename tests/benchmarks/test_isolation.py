@@ -38,10 +38,12 @@ def test_point_memory_does_not_depend_on_earlier_backends(lm, bench):
     between = measure_point(Rounds(), b, lm, "decode", ids, 8, other)
     after = measure_point(Rounds(), b, lm, "prefill", ids, 1)
     for point in (before, after) + ((between,) if other != "compiled" else ()):
-        assert abs(point["round_drift_bytes"]) < 1 << 20, (
-            f"{lm.name}: {point['kind']} ({point['backend']}) rounds started {point['round_drift_bytes'] / 1e6:.1f} MB "
-            "apart: something a round allocated outlived it")
+        drift = point.memory.round_drift_bytes
+        assert abs(drift) < 1 << 20, (
+            f"{lm.name}: {point.kind} ({point.backend}) rounds started {drift / 1e6:.1f} MB apart: something a "
+            "round allocated outlived it")
     for key in ("resident_allocated_bytes", "extra_peak_bytes"):
-        assert abs(after[key] - before[key]) <= max(1 << 20, 0.01 * before[key]), (
-            f"{lm.name}: prefill @ {context} {key} {before[key] / 1e6:.1f} MB before a {other} point, "
-            f"{after[key] / 1e6:.1f} MB after it: something of that point stayed allocated")
+        was, now = getattr(before.memory, key), getattr(after.memory, key)
+        assert abs(now - was) <= max(1 << 20, 0.01 * was), (
+            f"{lm.name}: prefill @ {context} {key} {was / 1e6:.1f} MB before a {other} point, "
+            f"{now / 1e6:.1f} MB after it: something of that point stayed allocated")

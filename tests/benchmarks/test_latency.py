@@ -9,31 +9,33 @@ import pytest
 from pytest_ssmbench.sweep import measure_point
 from ssmbench.bench import prompt_ids
 from ssmbench.inputs import QUICKSTART_PROMPT
+from ssmbench.point import Point
 
 pytestmark = pytest.mark.benchmark
 
 QUICKSTART_NEW_TOKENS = 50
 
 
-def check(point: dict, new_tokens: int) -> None:
-    assert point["new_tokens_seen"] == [new_tokens], (
-        f"{point['model']}: asked for exactly {new_tokens} new tokens, got {point['new_tokens_seen']}"
+def check(point: Point, new_tokens: int) -> None:
+    assert point.timing.new_tokens_seen == [new_tokens], (
+        f"{point.model}: asked for exactly {new_tokens} new tokens, got {point.timing.new_tokens_seen}"
     )
-    per_token, floor = point["decode_s_per_token"], point["floor_s"]
+    per_token, floor = point.timing.decode_s_per_token, point.roofline.floor_s
     if per_token is not None and floor is not None:
         assert per_token >= floor, (
-            f"{point['model']}: {per_token * 1e3:.3f} ms/token at context {point['context']} is below the "
+            f"{point.model}: {per_token * 1e3:.3f} ms/token at context {point.context} is below the "
             f"roofline floor {floor * 1e3:.3f} ms: the measurement is wrong (a missing synchronize?)"
         )
-    assert not point.get("calibration_failures"), "calibration: " + "; ".join(point["calibration_failures"])
+    assert not point.calibration_failures, "calibration: " + "; ".join(point.calibration_failures)
     # torch.compile's CUDA-graph pools may grow between calls (its business); the suite's own paths may not.
-    drift = point.get("round_drift_bytes") if point.get("backend", "eager") != "compiled" else None
+    drift = point.memory.round_drift_bytes if point.backend != "compiled" else None
     assert not drift or abs(drift) < 1 << 20, (
-        f"{point['model']}: {drift / 1e6:.1f} MB more allocated at the last round's start than at the first: "
+        f"{point.model}: {drift / 1e6:.1f} MB more allocated at the last round's start than at the first: "
         "something a round allocated outlives it, and every later round's memory counts it"
     )
-    if point["mfu"] is not None:
-        assert point["mfu"] <= 1.0, f"{point['model']}: prefill MFU {point['mfu']:.2f} > 1: measurement is wrong"
+    mfu = point.roofline.mfu
+    if mfu is not None:
+        assert mfu <= 1.0, f"{point.model}: prefill MFU {mfu:.2f} > 1: measurement is wrong"
 
 
 def test_latency_quickstart(lm, benchmark, bench, backend):

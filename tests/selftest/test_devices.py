@@ -37,8 +37,10 @@ def test_unknown_profile_key_names_valid_ones():
 
 
 def test_projection_has_one_row_per_model_and_context_whatever_the_backends():
-    point = {"kind": "decode", "status": "ok", "model": "m", "context": 512, "params": 1e9,
-             "weight_bytes": 2e9, "cache_bytes": 1e6, "cache_bytes_formula": 1e6, "batch": 1}
-    points = [point | {"backend": b} for b in ("eager", "compiled", "graphed")]
+    from ssmbench.point import Point
+
+    point = {"kind": "decode", "status": "ok", "model": "m", "context": 512, "params": 10**9, "new_tokens": 8,
+             "weight_bytes": 2 * 10**9, "cache_bytes": 10**6, "cache_bytes_formula": 10**6, "batch": 1}
+    points = [Point.from_json(point | {"backend": b}) for b in ("eager", "compiled", "graphed")]
     rows = devices.projection_table(points, devices.by_key("dgx-spark"))
     assert len(rows) == 3 and rows[2].startswith("| m | 512 | 2.00 |"), rows

@@ -107,3 +107,21 @@ def test_a_freed_model_is_not_kept_alive_by_its_graphed_decoder():
     model = weakref.ref(lm.model)
     lm.free()
     assert model() is None, "the freed model is still alive: something (its graphed decoder?) holds it"
+
+
+def test_point_memory_is_the_median_round_over_its_own_start(tiny_models):
+    """The allocator figures as a GPU gives them (faked here): each round's peak over what that round started
+    from, the median of the rounds; what the point started on, the backend's held state and the drift kept."""
+    from types import SimpleNamespace
+
+    from ssmbench import devices
+
+    lm = tiny_models[0]
+    runs = bench.Runs(intervals=[[0.2, 0.01], [0.1, 0.01], [0.1, 0.01], [0.1, 0.01]], new_tokens=[2] * 4,
+                      round_start_bytes=[1000, 1100, 1100, 1132], peaks=[9000, 1600, 1632, 1632],
+                      energy=[None] * 4)
+    ctx = SimpleNamespace(resident_allocated=1000, resident_reserved=4096, nvml_process=None, host_available=1)
+    point = bench.point_record(lm, "decode", context=8, batch=1, new_tokens=2, profile=devices.profile_for("x"))
+    m = bench.finish_point(point, lm, runs, 3, ctx, devices.profile_for("x")).memory
+    assert m.extra_peak_rounds_bytes == [500, 532, 500] and m.extra_peak_bytes == 500  # the warm-up's 8 KB: out
+    assert (m.resident_allocated_bytes, m.backend_held_bytes, m.round_drift_bytes) == (1000, 100, 32)

@@ -262,16 +262,16 @@ def test_calibration_catches_a_harness_that_inflates_a_figure(tiny_phi, tmp_path
     b = dataclasses.replace(_bench(tmp_path), rounds=5, calibrate_contexts=(16,), calibrate_tolerance=1.0)
     ids = torch.randint(3, 500, (1, 16))
     honest = measure_point(FakeBenchmark(), b, tiny_phi, "prefill", ids, 1)
-    assert [c["figure"] for c in honest["calibration"]] == ["ttft_s"] and not honest["calibration_failures"]
+    assert [c["figure"] for c in honest.calibration.checks] == ["ttft_s"] and not honest.calibration_failures
     real_finish = points_module.finish_point
 
     def inflated(point, *args):
         point = real_finish(point, *args)
-        point["ttft_s"] *= 10  # a harness that times more than the call
+        point.timing.ttft_s *= 10  # a harness that times more than the call
         return point
 
     monkeypatch.setattr(points_module, "finish_point", inflated)
     point = measure_point(FakeBenchmark(), b, tiny_phi, "prefill", ids, 1)
-    assert len(point["calibration_failures"]) == 1
-    assert "tiny-phi prefill @ 16 (eager): ttft_s" in point["calibration_failures"][0]
+    assert len(point.calibration_failures) == 1
+    assert "tiny-phi prefill @ 16 (eager): ttft_s" in point.calibration_failures[0]
     assert any("over tolerance" in line and "1 over" in line for line in results.summary_lines(b.store))

@@ -6,6 +6,7 @@ import os
 import pytest
 
 from ssmbench import results
+from ssmbench.point import Point
 
 pytestmark = [pytest.mark.quick, pytest.mark.selftest]
 
@@ -30,9 +31,10 @@ def test_crossover(a, b, expected):
 
 
 def _pt(model, family, kind, context, backend="eager", status="ok", **figures):
-    return {"model": model, "family": family, "source": "synthetic", "kind": kind, "context": context,
-            "backend": backend, "status": status, "batch": 1, "params": 1e9, "dtype": "bfloat16",
-            "new_tokens": 32, **figures}
+    """A point from flat (version-1) fields, as a results file of the first schema holds them."""
+    return Point.from_json({"model": model, "family": family, "source": "synthetic", "kind": kind,
+                            "context": context, "backend": backend, "status": status, "batch": 1, "params": 10**9,
+                            "dtype": "bfloat16", "new_tokens": 32, **figures})
 
 
 def _store(points):
@@ -97,10 +99,32 @@ def test_rounds_for_precision_follows_the_spread_and_the_time_cap():
 
 def test_store_rewrites_file_after_every_point(tmp_path):
     store = results.ResultStore(tmp_path / "points.json", {"device": "x"})
-    store.add({"model": "m", "kind": "prefill", "context": 1})
-    store.add({"model": "m", "kind": "prefill", "context": 2})
+    store.add(Point("m", "prefill", 1, 1, 1))
+    store.add(Point("m", "prefill", 2, 1, 1))
     saved = json.loads((tmp_path / "points.json").read_text())
     assert [p["context"] for p in saved["points"]] == [1, 2] and saved["meta"] == {"device": "x"}
+    assert saved["schema"] == 2 and results.ResultStore.read(tmp_path / "points.json").points == store.points
+
+
+def test_points_read_back_from_both_schemas_and_a_misspelt_field_is_an_error():
+    flat = {"model": "m", "kind": "decode", "context": 8, "batch": 1, "new_tokens": 4, "ttft_s": 0.5,
+            "extra_peak_bytes": 7, "mfu": 0.1, "joules_per_token": 2.0, "calibration_failures": ["x"]}
+    point = Point.from_json(flat)
+    assert (point.timing.ttft_s, point.memory.extra_peak_bytes, point.roofline.mfu) == (0.5, 7, 0.1)
+    assert point.energy.joules_per_token == 2.0 and point.calibration_failures == ["x"]
+    assert Point.from_json(point.to_json()) == point and point.flat()["ttft_s"] == 0.5
+    with pytest.raises(ValueError, match="unknown point field.*tfft_s"):
+        Point.from_json(flat | {"tfft_s": 0.5})
+    with pytest.raises(KeyError, match="no figure 'decode_ms'"):
+        point.figure("decode_ms")
+
+
+def test_the_committed_h200_points_read_as_typed_points():
+    from pathlib import Path
+
+    store = results.ResultStore.read(Path(__file__).parents[2] / "baselines" / "h200" / "points-synthetic-bf16.json")
+    assert len(store.points) > 40 and all(p.timing.median_s for p in store.points if p.ok)
+    assert any(line.startswith("crossovers, synthetic-mamba vs synthetic-phi") for line in results.summary_lines(store))
 
 
 def test_atomic_write_keeps_old_file_when_the_write_fails(tmp_path, monkeypatch):

@@ -1,0 +1,178 @@
+"""A benchmark point, typed: what was measured (identity), and its timing, memory, roofline, energy and
+calibration parts. JSON in and out (``to_json`` / ``from_json``); a misspelt field is an error, not an "n/a".
+
+The results file carries ``SCHEMA_VERSION``. Version 2 nests the parts (``{"model": ..., "timing": {...}}``);
+version 1 (the first files, flat) still reads. pytest-benchmark's ``extra_info`` keeps the flat form
+(``flat()``), so stored baselines and the memory gate read the same keys as before."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+SCHEMA_VERSION = 2
+
+
+@dataclass
+class Timing:
+    median_s: float | None = None  # median whole call
+    ttft_s: float | None = None  # time to first token (median)
+    decode_s_per_token: float | None = None  # median step after the first token
+    tokens_per_s: float | None = None
+    rounds: int | None = None
+    round_values_s: list[float] = field(default_factory=list)  # each round's headline figure
+    rounds_spread: float | None = None  # (max - min) / median of round_values_s
+    ci95: float | None = None  # 95 % interval of the mean, relative
+    step_spread: float | None = None  # interquartile range / median of the steps
+    first_call_s: float | None = None  # the warm-up call (compilation or capture included)
+    compile_s: float | None = None
+    capture_s: float | None = None
+    new_tokens_seen: list[int] = field(default_factory=list)
+    pilot_rounds: int | None = None  # --bench-rounds auto
+    target: float | None = None
+    target_met: bool | None = None
+
+
+@dataclass
+class Memory:
+    resident_allocated_bytes: int | None = None  # when the point began, earlier leftovers released
+    resident_reserved_bytes: int | None = None
+    peak_allocated_bytes: int | None = None
+    extra_peak_bytes: int | None = None  # median over rounds of (round peak - round start)
+    extra_peak_rounds_bytes: list[int] = field(default_factory=list)
+    backend_held_bytes: int | None = None  # allocated at the first measured round over the point's start
+    round_drift_bytes: int | None = None  # last measured round's start over the first's
+    nvml_process_bytes: int | None = None
+    host_available_bytes: int | None = None
+    cache_bytes: int | None = None  # of the cache generate() returned
+    cache_bytes_formula: int | None = None
+
+
+@dataclass
+class Roofline:
+    floor_s: float | None = None  # decode: (weights + cache) / peak bandwidth
+    mbu: float | None = None
+    prefill_floor_s: float | None = None
+    mfu: float | None = None
+
+
+@dataclass
+class Energy:
+    joules_per_token: float | None = None  # the decode's own window
+    energy_window_s: float | None = None
+    energy_note: str = ""
+    prefill_joules_per_prompt_token: float | None = None
+    prefill_energy_window_s: float | None = None
+    prefill_energy_note: str = ""
+
+
+@dataclass
+class Calibration:
+    checks: list[dict[str, Any]] = field(default_factory=list)  # figure, suite, plain, diff
+    tolerance: float | None = None
+    failures: list[str] = field(default_factory=list)
+
+
+PARTS = {"timing": Timing, "memory": Memory, "roofline": Roofline, "energy": Energy}
+_FIELDS = {name: {f.name for f in fields(kind)} for name, kind in PARTS.items()}
+# Version-1 (flat) names of the calibration part's fields.
+_FLAT_CALIBRATION = {"calibration": "checks", "calibration_tolerance": "tolerance",
+                     "calibration_failures": "failures"}
+
+
+@dataclass
+class Point:
+    model: str
+    kind: str  # quickstart | prefill | decode | throughput
+    context: int
+    batch: int
+    new_tokens: int
+    arch: str = ""
+    family: str = ""
+    source: str = ""
+    status: str = "ok"  # ok | oom
+    error: str | None = None
+    dtype: str = ""
+    params: int = 0
+    weight_bytes: int = 0
+    load_s: float | None = None
+    device: str = ""
+    backend: str = "eager"
+    decode_path: str = ""
+    impl: str = "-"
+    trained_context: int | None = None  # the config's max_position_embeddings, where it has one
+    timing: Timing = field(default_factory=Timing)
+    memory: Memory = field(default_factory=Memory)
+    roofline: Roofline = field(default_factory=Roofline)
+    energy: Energy = field(default_factory=Energy)
+    calibration: Calibration | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def timing_only(self) -> bool:
+        """Past the context the model was trained for: the outputs mean nothing, the timing and memory do."""
+        return bool(self.trained_context) and self.context > self.trained_context
+
+    @property
+    def calibration_failures(self) -> list[str]:
+        return self.calibration.failures if self.calibration else []
+
+    def figure(self, name: str) -> Any:
+        """A measured figure by its field name, from whichever part holds it (``"ttft_s"``, ``"cache_bytes"``);
+        a name no part has is an error."""
+        for part in PARTS:
+            if name in _FIELDS[part]:
+                return getattr(getattr(self, part), name)
+        raise KeyError(f"no figure {name!r} in a point; figures: {', '.join(sorted(set().union(*_FIELDS.values())))}")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        """One level, version-1 names (pytest-benchmark's extra_info)."""
+        out = {k: v for k, v in asdict(self).items() if k not in PARTS and k != "calibration"}
+        for name in PARTS:
+            out.update(asdict(getattr(self, name)))
+        if self.calibration:
+            out.update({flat: getattr(self.calibration, attr) for flat, attr in _FLAT_CALIBRATION.items()})
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Point":
+        """A point from either schema; an unknown field raises ValueError naming it."""
+        data = dict(data)
+        if not any(isinstance(data.get(name), dict) for name in PARTS):  # version 1: flat
+            data = _nest(data)
+        parts = {name: kind(**_known(kind, data.pop(name, None) or {}, name)) for name, kind in PARTS.items()}
+        calibration = data.pop("calibration", None)
+        calibration = Calibration(**_known(Calibration, calibration, "calibration")) if calibration else None
+        return cls(**_known(cls, data, "point"), **parts, calibration=calibration)
+
+
+def _known(kind, values: dict[str, Any], where: str) -> dict[str, Any]:
+    names = {f.name for f in fields(kind)} - set(PARTS) - {"calibration"}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown {where} field(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    return values
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {name: {} for name in PARTS}
+    owner = {f.name: name for name, kind in PARTS.items() for f in fields(kind)}
+    calibration: dict[str, Any] = {}
+    for key, value in flat.items():
+        if key in owner:
+            nested[owner[key]][key] = value
+        elif key in _FLAT_CALIBRATION:
+            calibration[_FLAT_CALIBRATION[key]] = value
+        elif key in ("joules_per_token",):
+            nested["energy"][key] = value
+        else:
+            nested[key] = value
+    if calibration:
+        nested["calibration"] = calibration
+    return nested
