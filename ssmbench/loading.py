@@ -100,6 +100,38 @@ class LoadedModel:
             inputs = self.encode(prompts)
         return self.model.generate(**inputs, **kwargs)
 
+    def stream(self, prompt: str, timeout_s: float = 120.0, **kwargs) -> tuple[list[str], Any]:
+        """generate() in a thread through a ``TextIteratorStreamer``: (the text chunks streamed, the returned
+        output). An exception in the generating thread is raised here; no token for ``timeout_s`` raises
+        TimeoutError -- a consumer never waits forever on a producer that died."""
+        import queue
+        import threading
+
+        from transformers import TextIteratorStreamer
+
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=timeout_s)
+        result: dict[str, Any] = {}
+
+        def produce() -> None:
+            try:
+                result["out"] = self.generate(prompt, streamer=streamer, **kwargs)
+            except BaseException as exc:  # handed to the consumer, which raises it
+                result["error"] = exc
+                streamer.text_queue.put(streamer.stop_signal)
+
+        thread = threading.Thread(target=produce, daemon=True)
+        thread.start()
+        try:
+            chunks = list(streamer)
+        except queue.Empty:
+            raise TimeoutError(f"{self.name}: no token streamed for {timeout_s:g} s") from None
+        thread.join(timeout_s)
+        if "error" in result:
+            raise result["error"]
+        if thread.is_alive():
+            raise TimeoutError(f"{self.name}: generate() did not return {timeout_s:g} s after streaming ended")
+        return chunks, result["out"]
+
     @torch.no_grad()
     def logits(self, input_ids: torch.Tensor, **kwargs) -> torch.Tensor:
         return self.model(input_ids=input_ids.to(self.device), **kwargs).logits

@@ -3,8 +3,6 @@ shapes. Every test runs unchanged for both families."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 import torch
 
@@ -120,18 +118,8 @@ def test_return_dict_scores_and_logits(lm):
 
 
 def test_streamer_yields_the_returned_text(lm):
-    from transformers import TextIteratorStreamer
-
-    streamer = TextIteratorStreamer(lm.tokenizer, skip_prompt=True, skip_special_tokens=True)
-    result = {}
-    thread = threading.Thread(
-        target=lambda: result.update(out=lm.generate(PROMPTS[0], max_new_tokens=NEW, min_new_tokens=NEW,
-                                                     streamer=streamer))
-    )
-    thread.start()
-    chunks = list(streamer)
-    thread.join()
-    expected = lm.tokenizer.decode(new_tokens(lm, result["out"])[0], skip_special_tokens=True)
+    chunks, out = lm.stream(PROMPTS[0], max_new_tokens=NEW, min_new_tokens=NEW)
+    expected = lm.tokenizer.decode(new_tokens(lm, out)[0], skip_special_tokens=True)
     assert "".join(chunks) == expected, f"{lm.name}: streamed {''.join(chunks)!r} != returned {expected!r}"
     assert len(chunks) > 1, f"{lm.name}: the streamer yielded everything at once ({chunks!r})"
 

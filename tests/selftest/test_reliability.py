@@ -275,3 +275,26 @@ def test_calibration_catches_a_harness_that_inflates_a_figure(tiny_phi, tmp_path
     assert len(point.calibration_failures) == 1
     assert "tiny-phi prefill @ 16 (eager): ttft_s" in point.calibration_failures[0]
     assert any("over tolerance" in line and "1 over" in line for line in results.summary_lines(b.store))
+
+
+@pytest.mark.quick
+def test_a_generate_that_raises_while_streaming_raises_in_the_test_instead_of_hanging(tiny_phi, monkeypatch):
+    import threading
+
+    def broken(**kwargs):
+        raise ValueError("tokenizer files missing")
+
+    monkeypatch.setattr(tiny_phi.model, "generate", broken)
+    outcome = {}
+
+    def consume():
+        try:
+            tiny_phi.stream("Hello", timeout_s=30, max_new_tokens=4)
+        except Exception as exc:
+            outcome["error"] = exc
+
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    consumer.join(20)
+    assert not consumer.is_alive(), "the streaming consumer still waits on a generate() that raised"
+    assert isinstance(outcome.get("error"), ValueError) and "tokenizer files missing" in str(outcome["error"])
