@@ -66,6 +66,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    settings.sessionfinish(session)
     baselines.sessionfinish(session)
 
 

@@ -60,6 +60,21 @@ def settings(config: pytest.Config) -> RunSettings:
     return config.stash[settings_key]
 
 
+def nothing_checked(config: pytest.Config) -> str | None:
+    """Why the run checked nothing it was asked to: every model of an explicitly requested set (pretrained)
+    was unavailable. A CI gate must not go green on that."""
+    s = settings(config)
+    if s.model_set == "pretrained" and s.specs and all(spec.unavailable for spec in s.specs):
+        return "every model of --ssm-models pretrained was unavailable: " + "; ".join(
+            f"{spec.name}: {spec.unavailable}" for spec in s.specs)
+    return None
+
+
+def sessionfinish(session: pytest.Session) -> None:
+    if nothing_checked(session.config) and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.NO_TESTS_COLLECTED
+
+
 def header(config: pytest.Config) -> list[str]:
     import transformers
 
@@ -74,9 +89,18 @@ def header(config: pytest.Config) -> list[str]:
     return [
         f"ssmbench: device {dev}",
         f"ssmbench: model set {s.model_set}: {models}",
+        *(f"ssmbench:   {spec.name}: {_source(spec)}" for spec in s.specs),
         f"ssmbench: dtype {s.dtype} (TF32 off); torch {torch.__version__}, transformers {transformers.__version__}",
         f"ssmbench: mamba implementation {impl.summarize(ops)}",
     ]
+
+
+def _source(spec: ModelSpec) -> str:
+    """Where a model comes from, as the header says it."""
+    if spec.source == "synthetic":
+        return f"{spec.arch.hub_id}'s configuration, random weights"
+    where = spec.location or spec.arch.hub_id
+    return f"{spec.source}, {where}" + (f" (unavailable: {spec.unavailable})" if spec.unavailable else "")
 
 
 # --- how a test runs --------------------------------------------------------------------------------------

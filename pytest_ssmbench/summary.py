@@ -11,12 +11,16 @@ import pytest
 from ssmbench import impl, results
 
 from . import baselines, options
-from .settings import settings
+from .settings import nothing_checked, settings
 from .sweep import bench_settings
 
 
 def write(terminalreporter, config: pytest.Config) -> None:
     b, s, tr = bench_settings(config), settings(config), terminalreporter
+    why = nothing_checked(config)
+    if why:
+        tr.write_sep("!", "nothing was checked (exit code 5)", red=True)
+        tr.write_line(why, red=True)
     if b.store.points:
         tr.section("ssmbench: Mamba vs Transformer")
         bandwidth = "unknown" if b.profile.bandwidth_gbs is None else f"{b.profile.bandwidth_gbs:g} GB/s"

@@ -164,6 +164,10 @@ def resolve_model_set(name: str, *, paths: dict[str, str] | None = None,
     if name not in MODEL_SETS:
         raise ModelSetError(f"unknown model set {name!r}; valid: {', '.join(MODEL_SETS)}")
     paths = paths or {}
+    for key, given in paths.items():  # a path given on purpose is never silently replaced by another model
+        spec = pretrained_spec(ARCHS[key], {key: given})
+        if spec.unavailable:
+            raise ModelSetError(f"{key}={given} (--ssm-model-path or {ARCHS[key].env_var}): {spec.unavailable}")
     selected = [ARCHS[k] for k in (archs or ARCHS)]
     specs: list[ModelSpec] = []
     if name in ("tiny", "auto"):

@@ -20,6 +20,8 @@ def clean_env() -> dict[str, str]:
             if not k.startswith("PYTEST_XDIST_") and k != "PYTEST_CURRENT_TEST"}
 
 
-def run_pytest(*args: str, cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_pytest(*args: str, cwd: Path = ROOT, timeout: int = 300,
+               env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--rootdir={ROOT}", *args],
-                          cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=timeout, check=False)
+                          cwd=cwd, env=clean_env() | (env_extra or {}), capture_output=True, text=True,
+                          timeout=timeout, check=False)

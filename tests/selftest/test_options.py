@@ -36,3 +36,13 @@ def test_prefixed_name_old_alias_and_ini_select_the_same_models():
 def test_bad_values_are_usage_errors_naming_the_valid_ones(args, message):
     run = run_pytest("--collect-only", "-q", *args, TEST)
     assert run.returncode == 4 and message in run.stderr, run.stdout[-1500:] + run.stderr[-1500:]
+
+
+def test_the_header_names_each_models_source_and_path():
+    from ssmbench.registry import ARCHS
+
+    path = ARCHS["mamba"].tiny_path
+    run = run_pytest("--collect-only", "--ssm-models", "auto", f"--ssm-model-path=mamba={path}", TEST)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert f"ssmbench:   pretrained-mamba: pretrained, {path}" in run.stdout
+    assert "ssmbench:   synthetic-phi: microsoft/phi-2's configuration, random weights" in run.stdout

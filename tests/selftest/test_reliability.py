@@ -199,12 +199,23 @@ def test_corrupt_checkpoint_fails_loudly_with_its_path(tmp_path, damage):
         load(spec, torch.device("cpu"), torch.float32)
 
 
-def test_missing_checkpoint_skips_every_test_of_that_model_with_the_path(tmp_path):
-    run = run_pytest("-m", "quick", "--models", "pretrained", f"--model-path=mamba={tmp_path}/absent", "-rs",
-                     "-k", "test_greedy_shape_and_prefix")
-    assert run.returncode == 0, run.stdout[-2000:]
-    assert f"pretrained-mamba: no checkpoint at {tmp_path}/absent" in run.stdout
-    assert "microsoft/phi-2 is not in the local Hugging Face cache" in run.stdout
+def test_a_given_path_without_a_checkpoint_is_a_usage_error_in_every_model_set(tmp_path):
+    """Under --ssm-models auto a typo'd path used to fall back to the synthetic model silently: a user would
+    benchmark random weights believing they were theirs."""
+    for model_set in ("auto", "pretrained"):
+        run = run_pytest("-m", "quick", "--ssm-models", model_set, f"--ssm-model-path=mamba={tmp_path}/absent",
+                         "-k", "test_greedy_shape_and_prefix")
+        assert run.returncode == 4, run.stdout[-2000:] + run.stderr[-2000:]
+        assert f"mamba={tmp_path}/absent" in run.stderr and f"no checkpoint at {tmp_path}/absent" in run.stderr
+
+
+def test_a_hub_id_missing_from_the_cache_skips_that_model_with_where_it_looked(tmp_path):
+    run = run_pytest("-m", "quick", "--ssm-models", "pretrained", "-rs", "-k", "test_greedy_shape_and_prefix",
+                     env_extra={"HF_HUB_CACHE": str(tmp_path)})
+    assert "microsoft/phi-2 is not in the local Hugging Face cache" in run.stdout, run.stdout[-2000:]
+    assert "state-spaces/mamba-2.8b-hf is not in the local Hugging Face cache" in run.stdout
+    # asked for explicitly and none there: a CI gate must not pass on nothing
+    assert run.returncode == 5 and "nothing was checked (exit code 5)" in run.stdout, run.stdout[-2000:]
 
 
 # --- determinism ------------------------------------------------------------------------------------------
