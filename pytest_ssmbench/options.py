@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -165,3 +167,30 @@ def get(config: pytest.Config, dest: str) -> Any:
         return kind(str(raw).strip()) if kind else str(raw).strip()
     except argparse.ArgumentTypeError as exc:
         raise pytest.UsageError(f"ini option {ini} = {raw!r}: {exc}") from None
+
+
+def _writable(path: Path, kind: str) -> str | None:
+    """Why ``path`` (a file or a folder to write) cannot be written, or None. Creates nothing: the nearest
+    existing ancestor must be a writable folder."""
+    if path.exists():
+        if (kind == "file") == path.is_dir():
+            return f"{path} is a {'folder' if path.is_dir() else 'file'}, not a {kind}"
+        target = path if kind == "folder" else path.parent
+        return None if os.access(target, os.W_OK) else f"{target} is not writable"
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is a file: {path} cannot be created"
+    return None if os.access(parent, os.W_OK) else f"{parent} is not writable: {path} cannot be created"
+
+
+def check_outputs(config: pytest.Config) -> None:
+    """Output paths checked before anything is measured: a results file or report folder that cannot be
+    written is a usage error now, not a failure after every point."""
+    for dest, kind in (("results_file", "file"), ("scaling_report", "folder")):
+        value = get(config, dest)
+        if value:
+            why = _writable(Path(value).expanduser().absolute(), kind)
+            if why:
+                raise pytest.UsageError(f"{OPTIONS[dest][0][0]} {value}: {why}")

@@ -46,3 +46,21 @@ def test_the_header_names_each_models_source_and_path():
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert f"ssmbench:   pretrained-mamba: pretrained, {path}" in run.stdout
     assert "ssmbench:   synthetic-phi: microsoft/phi-2's configuration, random weights" in run.stdout
+
+
+@pytest.mark.parametrize("option, where, message", [
+    ("--ssm-results-file", "{tmp}", "is a folder, not a file"),
+    ("--ssm-results-file", "{tmp}/a_file/points.json", "is a file: "),
+    ("--ssm-results-file", "{tmp}/read_only/points.json", "is not writable"),
+    ("--scaling-report", "{tmp}/a_file", "is a file, not a folder"),
+])
+def test_output_paths_are_checked_before_anything_runs(tmp_path, option, where, message):
+    import os
+
+    if os.geteuid() == 0 and "read_only" in where:
+        pytest.skip("root writes into a read-only folder: the check cannot be seen failing as root")
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "read_only").mkdir()
+    (tmp_path / "read_only").chmod(0o500)
+    run = run_pytest("--collect-only", "-q", option, where.format(tmp=tmp_path), TEST)
+    assert run.returncode == 4 and message in run.stderr, run.stdout[-1500:] + run.stderr[-1500:]
