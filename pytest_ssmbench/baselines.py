@@ -40,6 +40,9 @@ def configure(config: pytest.Config) -> None:
             data = json.loads(Path(path).read_text())
             if not isinstance(data, dict) or "benchmarks" not in data or "machine_info" not in data:
                 raise ValueError("not a pytest-benchmark file (no 'benchmarks' or 'machine_info')")
+            if not isinstance(data["machine_info"], dict) or not isinstance(data["benchmarks"], list):
+                raise ValueError("not a pytest-benchmark file ('machine_info' is not a mapping or 'benchmarks' "
+                                 "not a list)")
         except (OSError, ValueError) as exc:
             config.stash[refusals_key].append(f"baseline file {path} is unreadable: {type(exc).__name__}: {exc}")
     if config.stash[refusals_key]:

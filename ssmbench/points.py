@@ -62,6 +62,15 @@ class PointOutOfMemory(Exception):
         self.point = point
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA's out-of-memory error, or the CPU allocator's (a RuntimeError that says so)."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("DefaultCPUAllocator" in text or "can't allocate memory" in text
+                                               or "not enough memory" in text)
+
+
 def check_backend(lm: LoadedModel, backend: str) -> None:
     try:
         decode_path(lm, backend)
@@ -105,7 +114,9 @@ def measure_point(b: BenchSettings, lm: LoadedModel, kind: str, ids: torch.Tenso
             t.target, t.target_met = b.target, t.ci95 is not None and t.ci95 <= b.target
         if kind in ("prefill", "decode") and batch == 1 and context in b.calibrate_contexts:
             calibrate.record(point, calibrate.calibrate_point(point, lm, ids, backend), b.calibrate_tolerance)
-    except torch.cuda.OutOfMemoryError as exc:
+    except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
+        if not is_out_of_memory(exc):
+            raise
         oom = str(exc).splitlines()[0][:200]
         exc.__traceback__ = None  # its frames hold the tensors that filled the memory
     if oom is not None:

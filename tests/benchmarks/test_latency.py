@@ -60,6 +60,6 @@ def test_latency_decode(lm, benchmark, bench, context, backend):
 
 def test_throughput(lm, benchmark, bench, batch):
     """Generated tokens per second for ``batch`` prompts of the smallest sweep context."""
-    point = measure_point(benchmark, bench, lm, "throughput", prompt_ids(lm, bench.contexts[0], batch),
+    point = measure_point(benchmark, bench, lm, "throughput", prompt_ids(lm, min(bench.contexts), batch),
                           bench.decode_tokens)
     check(point, bench.decode_tokens)

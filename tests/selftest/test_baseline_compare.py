@@ -128,3 +128,14 @@ def test_unknown_option_value_is_a_usage_error_naming_valid_values(option, value
     out = run.stdout + run.stderr
     for word in valid.replace(",", "").split():
         assert word in out, f"{option} {value}: the message does not name {word!r}:\n{out[-1500:]}"
+
+
+def test_a_baseline_whose_machine_info_is_not_a_mapping_is_refused(tmp_path):
+    """It crashed pytest-benchmark (INTERNALERROR, nothing ran); now it is refused like any foreign file."""
+    folder = tmp_path / "Linux-CPython-3.12-64bit"
+    folder.mkdir()
+    (folder / "0001_bad.json").write_text('{"machine_info": "h200", "benchmarks": []}')
+    run = run_pytest("-m", "benchmark", "--ssm-models", "tiny", "-k", "prefill and ctx32 and tiny-phi",
+                     f"--benchmark-storage=file://{tmp_path}", "--benchmark-compare=*/0001")
+    assert run.returncode == 4, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "'machine_info' is not a mapping" in run.stdout and "1 passed" in run.stdout

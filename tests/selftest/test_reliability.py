@@ -309,3 +309,33 @@ def test_a_generate_that_raises_while_streaming_raises_in_the_test_instead_of_ha
     consumer.join(20)
     assert not consumer.is_alive(), "the streaming consumer still waits on a generate() that raised"
     assert isinstance(outcome.get("error"), ValueError) and "tokenizer files missing" in str(outcome["error"])
+
+
+@pytest.mark.quick
+def test_out_of_memory_on_a_cpu_is_recorded_as_such(tiny_phi, tmp_path, monkeypatch):
+    bench = _bench(tmp_path)
+
+    def generate(input_ids, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 68719476736 bytes")
+
+    monkeypatch.setattr(tiny_phi.model, "generate", generate)
+    with pytest.raises(pytest.skip.Exception, match="out of memory at prefill context 8"):
+        measure_point(FakeBenchmark(), bench, tiny_phi, "prefill", torch.randint(3, 500, (1, 8)), 1)
+    assert [p.status for p in bench.store.points] == ["oom"]
+    monkeypatch.setattr(tiny_phi.model, "generate", lambda **kw: (_ for _ in ()).throw(RuntimeError("a bug")))
+    with pytest.raises(RuntimeError, match="a bug"):  # any other RuntimeError is a bug, and propagates
+        measure_point(FakeBenchmark(), bench, tiny_phi, "prefill", torch.randint(3, 500, (1, 8)), 1)
+
+
+@pytest.mark.quick
+def test_results_files_respect_the_umask(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        results.atomic_write_text(tmp_path / "points.json", "{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "points.json").stat().st_mode) == 0o644
