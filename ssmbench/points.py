@@ -112,7 +112,8 @@ def measure_point(b: BenchSettings, lm: LoadedModel, kind: str, ids: torch.Tenso
         t = point.timing
         if t.pilot_rounds:  # auto: did the rounds the pilot asked for reach the target?
             t.target, t.target_met = b.target, t.ci95 is not None and t.ci95 <= b.target
-        if kind in ("prefill", "decode") and batch == 1 and context in b.calibrate_contexts:
+        # With timing off (one unwarmed call) there is no figure to hold a plain measurement against.
+        if timing_on and kind in ("prefill", "decode") and batch == 1 and context in b.calibrate_contexts:
             calibrate.record(point, calibrate.calibrate_point(point, lm, ids, backend), b.calibrate_tolerance)
     except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
         if not is_out_of_memory(exc):

@@ -339,3 +339,13 @@ def test_results_files_respect_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "points.json").stat().st_mode) == 0o644
+
+
+@pytest.mark.quick
+def test_calibration_tolerance_off_a_gpu_allows_for_the_measurements_own_spread():
+    from ssmbench.calibrate import Check
+
+    assert Check("ttft_s", 2.0, 1.0).fails(0.05)  # a GPU: the tolerance alone
+    assert not Check("ttft_s", 1.5, 1.0, noise=0.2).fails(1.0)  # within the tolerance
+    assert not Check("ttft_s", 3.0, 1.0, noise=0.9).fails(1.0)  # over it, but within 3x the spread
+    assert Check("ttft_s", 3.0, 1.0, noise=0.5).fails(1.0)  # over both
