@@ -33,6 +33,27 @@ def resolve_dtype(name: str, spec: ModelSpec, purpose: str = "conformance") -> t
     return DTYPES[name]
 
 
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model", "spiece.model", "vocab.txt")
+
+
+def check_checkpoint(spec: ModelSpec) -> None:
+    """What a checkpoint directory must hold to be the model it is given for: a config of this architecture's
+    model_type and a tokenizer's files (the weights are checked as they load). Raises ValueError naming what
+    is wrong; ``load`` turns it into a CheckpointError with the path."""
+    import json
+
+    path = Path(spec.location)
+    try:
+        model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"config.json unreadable: {exc}") from exc
+    if model_type != spec.arch.model_type:
+        raise ValueError(f"config.json says model_type {model_type!r}; {spec.arch.key} is {spec.arch.model_type!r} "
+                         "(is this another architecture's checkpoint?)")
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise ValueError(f"no tokenizer files (any of {', '.join(TOKENIZER_FILES)})")
+
+
 def load_tokenizer(spec: ModelSpec):
     from transformers import AutoTokenizer
 
@@ -59,7 +80,14 @@ def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype, seed: 
         with torch.device(device):
             model = AutoModelForCausalLM.from_config(config, **dtype_kwargs(dtype))
     else:
-        model = AutoModelForCausalLM.from_pretrained(spec.location, local_files_only=True, **dtype_kwargs(dtype))
+        model, info = AutoModelForCausalLM.from_pretrained(spec.location, local_files_only=True,
+                                                           output_loading_info=True, **dtype_kwargs(dtype))
+        wrong = {what: sorted(info.get(key) or ()) for what, key in
+                 (("missing", "missing_keys"), ("unexpected", "unexpected_keys"), ("mismatched", "mismatched_keys"))}
+        if any(wrong.values()):  # transformers fills the gaps with random weights and only logs it
+            raise ValueError("weights do not match the config: " + "; ".join(
+                f"{len(keys)} {what} ({', '.join(map(str, keys[:4]))}{', ...' if len(keys) > 4 else ''})"
+                for what, keys in wrong.items() if keys))
         model.to(device)
     model.eval()
     if model.generation_config.pad_token_id is None:
@@ -165,6 +193,8 @@ class CheckpointError(RuntimeError):
 def load(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> LoadedModel:
     start = time.perf_counter()
     try:
+        if spec.source != "synthetic":
+            check_checkpoint(spec)
         tokenizer = load_tokenizer(spec)
         model = load_model(spec, device, dtype)
     except torch.OutOfMemoryError:

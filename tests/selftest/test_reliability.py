@@ -349,3 +349,39 @@ def test_calibration_tolerance_off_a_gpu_allows_for_the_measurements_own_spread(
     assert not Check("ttft_s", 1.5, 1.0, noise=0.2).fails(1.0)  # within the tolerance
     assert not Check("ttft_s", 3.0, 1.0, noise=0.9).fails(1.0)  # over it, but within 3x the spread
     assert Check("ttft_s", 3.0, 1.0, noise=0.5).fails(1.0)  # over both
+
+
+def _damaged_copy(tmp_path, damage: str):
+    from safetensors.torch import load_file, save_file
+
+    target = tmp_path / "ckpt"
+    shutil.copytree(ARCHS["phi" if damage == "another architecture" else "mamba"].tiny_path, target)
+    if damage == "a layer's weights missing":
+        weights = load_file(target / "model.safetensors")
+        save_file({k: v for k, v in weights.items() if ".layers.1." not in k}, target / "model.safetensors",
+                  metadata={"format": "pt"})
+    elif damage == "more layers than weights":
+        config = json.loads((target / "config.json").read_text())
+        config["num_hidden_layers"] += 1
+        (target / "config.json").write_text(json.dumps(config))
+    elif damage == "no tokenizer":
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            (target / name).unlink()
+    return target
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("damage, message", [
+    ("another architecture", "config.json says model_type 'phi'; mamba is 'mamba'"),
+    ("a layer's weights missing", "weights do not match the config: "),
+    ("more layers than weights", "weights do not match the config: "),
+    ("no tokenizer", "no tokenizer files"),
+])
+def test_a_checkpoint_that_is_not_what_it_was_given_for_is_a_checkpoint_error(tmp_path, damage, message):
+    """Each loaded before, and passed tests as pretrained-mamba: another architecture's checkpoint, weights
+    filled with random values for the gaps, an empty tokenizer."""
+    target = _damaged_copy(tmp_path, damage)
+    spec = pretrained_spec(ARCHS["mamba"], {"mamba": str(target)})
+    with pytest.raises(CheckpointError, match=f"cannot load the checkpoint at {target}") as err:
+        load(spec, torch.device("cpu"), torch.float32)
+    assert message in str(err.value), str(err.value)
