@@ -28,7 +28,10 @@ def write(terminalreporter, config: pytest.Config) -> None:
         tr.write_line(f"device {b.profile.name}: peak bandwidth {bandwidth}, bf16 peak {flops}")
         for line in results.summary_lines(b.store):
             tr.write_line(line)
-        if b.store.path:
+        if b.store.moved_to:
+            tr.write_line(f"points written to {b.store.moved_to}: another run took {b.store.path} meanwhile",
+                          yellow=True)
+        elif b.store.path:
             tr.write_line(f"points written to {b.store.path}")
         folder = options.get(config, "scaling_report")
         if folder:

@@ -4,6 +4,7 @@ pytest-benchmark's ``pedantic`` (``ssmbench.points`` does the measuring; its typ
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,17 @@ from . import options
 from .settings import settings
 
 bench_key = pytest.StashKey[BenchSettings]()
+run_key = pytest.StashKey[str]()
+
+
+def run_id(config: pytest.Config) -> str:
+    """This run's id, shared by its xdist workers (the controller hands it out): their points merge in one
+    results file."""
+    import uuid
+
+    if run_key not in config.stash:
+        config.stash[run_key] = getattr(config, "workerinput", {}).get("ssmbench_run") or uuid.uuid4().hex[:12]
+    return config.stash[run_key]
 
 
 def _make_bench_settings(config: pytest.Config) -> BenchSettings:
@@ -34,7 +46,9 @@ def _make_bench_settings(config: pytest.Config) -> BenchSettings:
     meta = {"device": name, "model_set": s.model_set, "models": ",".join(x.name for x in s.specs),
             "dtype": s.dtype, "mamba_impl": mamba_impl, "torch": torch.__version__}
     results_file = options.get(config, "results_file")
-    store = results.ResultStore(Path(results_file) if results_file else None, meta)
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    store = results.ResultStore(Path(results_file) if results_file else None, meta, run=run_id(config),
+                                writer=worker or f"pid{os.getpid()}")
     calibrate = ()
     if config.getoption("calibrate"):
         calibrate = tuple(options.get(config, "calibrate_contexts") or sorted({min(contexts), max(contexts)}))

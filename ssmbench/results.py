@@ -4,9 +4,12 @@ rendered (terminal table, markdown, plots)."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,21 +40,47 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 @dataclass
 class ResultStore:
+    """A run's points, in memory and in a results file. Several processes of one run (xdist workers, sharing
+    ``run``) merge their points in the file under a lock, each replacing only its own (``writer``). A file
+    another run has claimed since this one last wrote is never overwritten: this run's points go beside it,
+    in ``<name>.<run>.json``, and ``moved_to`` says where."""
+
     path: Path | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     points: list[Point] = field(default_factory=list)
+    run: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    writer: str = field(default_factory=lambda: f"pid{os.getpid()}")
+    moved_to: Path | None = None
 
     def add(self, point: Point) -> None:
         self.points.append(point)
         if self.path is not None:
-            atomic_write_text(self.path, json.dumps({"schema": SCHEMA_VERSION, "meta": self.meta,
-                                                     "points": [p.to_json() for p in self.points]}, indent=1))
+            self._write()
+
+    def _write(self) -> None:
+        path = self.moved_to or self.path
+        with _locked(path):
+            current = _read_json(path)
+            others: list[dict] = []
+            if current is not None and current.get("run") == self.run:
+                others = [p for p in current.get("points", []) if p.get("writer") != self.writer]
+            elif current is not None and current.get("run") is not None and self._written and not self.moved_to:
+                # Another run took the file since this one wrote to it: keep both, say where this one went.
+                self.moved_to = path.with_name(f"{path.stem}.{self.run}{path.suffix}")
+                return self._write()
+            mine = [p.to_json() | {"writer": self.writer} for p in self.points]
+            atomic_write_text(path, json.dumps({"schema": SCHEMA_VERSION, "run": self.run, "meta": self.meta,
+                                                "points": others + mine}, indent=1))
+        self._written = True
+
+    _written: bool = field(default=False, init=False, repr=False, compare=False)
 
     @classmethod
     def read(cls, path: Path) -> "ResultStore":
         """A results file of any schema version (the points typed; an unknown field is an error)."""
         data = json.loads(Path(path).read_text())
-        return cls(None, data.get("meta", {}), [Point.from_json(p) for p in data["points"]])
+        return cls(None, data.get("meta", {}),
+                   [Point.from_json({k: v for k, v in p.items() if k != "writer"}) for p in data["points"]])
 
     def select(self, **match) -> list[Point]:
         """Points whose identity fields (model, kind, context, backend, status, ...) equal ``match``."""
@@ -59,6 +88,26 @@ class ResultStore:
 
     def models(self) -> list[str]:
         return list(dict.fromkeys(p.model for p in self.points))
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock beside ``path`` (``.<name>.lock``), held while the file is read, merged and replaced."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def loglog_slope(xs: list[float], ys: list[float]) -> float | None:

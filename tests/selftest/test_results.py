@@ -139,3 +139,29 @@ def test_atomic_write_keeps_old_file_when_the_write_fails(tmp_path, monkeypatch)
         results.atomic_write_text(target, "new")
     assert target.read_text() == "old"
     assert list(tmp_path.iterdir()) == [target], "temporary file left behind"
+
+
+def _p(context):
+    return Point("m", "prefill", context, 1, 1)
+
+
+def test_processes_of_one_run_merge_their_points_in_one_file(tmp_path):
+    """xdist workers wrote one results file each with its own points only: 18 measured, 8 kept."""
+    path = tmp_path / "points.json"
+    gw0 = results.ResultStore(path, run="r1", writer="gw0")
+    gw1 = results.ResultStore(path, run="r1", writer="gw1")
+    for context in (1, 2, 3):
+        gw0.add(_p(context))
+        gw1.add(_p(10 * context))
+    assert sorted(p.context for p in results.ResultStore.read(path).points) == [1, 2, 3, 10, 20, 30]
+
+
+def test_a_file_another_run_took_is_not_overwritten(tmp_path):
+    path = tmp_path / "points.json"
+    first, second = results.ResultStore(path, run="aaa"), results.ResultStore(path, run="bbb")
+    first.add(_p(1))
+    second.add(_p(2))  # a new run takes the file over, as a new run always did
+    first.add(_p(3))  # ... and the first run's points then go beside it, all of them
+    assert first.moved_to == tmp_path / "points.aaa.json"
+    assert [p.context for p in results.ResultStore.read(path).points] == [2]
+    assert [p.context for p in results.ResultStore.read(first.moved_to).points] == [1, 3]

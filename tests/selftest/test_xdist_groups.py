@@ -27,3 +27,18 @@ def test_each_model_stays_on_one_worker(pytestconfig):
         workers[model].add(worker)
     assert set(workers) == {"tiny-mamba", "tiny-phi"}, run.stdout[-3000:]
     assert all(len(w) == 1 for w in workers.values()), f"a model's tests ran on several workers: {dict(workers)}"
+
+
+def test_workers_points_all_reach_the_results_file(pytestconfig, tmp_path):
+    if not hasattr(pytestconfig.option, "dist"):
+        pytest.skip("pytest-xdist is not active in this run (-p no:xdist or not installed)")
+    from ssmbench.results import ResultStore
+
+    points = tmp_path / "points.json"
+    run = run_pytest("-n", "2", "-m", "benchmark", "--ssm-device", "cpu", "--ssm-models", "tiny", "-k",
+                     "test_latency_prefill or test_latency_decode", f"--ssm-results-file={points}")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    measured = int(re.search(r"(\d+) passed", run.stdout).group(1))
+    saved = ResultStore.read(points).points
+    assert len(saved) == measured == 12, f"{measured} measured, {len(saved)} in the results file"
+    assert {p.timing.rounds for p in saved} == {1}, "under xdist each point is one unwarmed call, and says so"
