@@ -24,11 +24,18 @@ def physical_gpu_count() -> int:
 
 def visible_gpus(environ: MutableMapping[str, str], physical_count: int) -> list[str]:
     """The GPUs this process may use: the caller's CUDA_VISIBLE_DEVICES if set (ids or UUIDs, in order),
-    else every physical GPU."""
+    else every physical GPU; none on a machine without GPUs, whatever the mask says. A mask that names no GPU
+    the way CUDA reads them (indices, GPU-/MIG- UUIDs) is an error saying so."""
     mask = environ.get("CUDA_VISIBLE_DEVICES")
-    if mask is None:
+    if mask is None or physical_count == 0:
         return [str(i) for i in range(physical_count)]
-    return [m.strip() for m in mask.split(",") if m.strip() and m.strip() != "-1"]
+    entries = [m.strip() for m in mask.split(",") if m.strip()]
+    # CUDA stops at the first invalid entry (and -1 hides every GPU after it)
+    bad = [m for m in entries if not re.fullmatch(r"-?\d+|(GPU|MIG)-[0-9A-Za-z-]+(/\d+/\d+)?", m)]
+    if bad:
+        raise PinningError(f"CUDA_VISIBLE_DEVICES={mask!r}: {', '.join(map(repr, bad))} is not a GPU index or "
+                           "GPU-/MIG- UUID; unset it or list the GPUs to use, e.g. CUDA_VISIBLE_DEVICES=0,1")
+    return [m for m in entries if m != "-1"]
 
 
 def worker_index(worker_id: str) -> int:

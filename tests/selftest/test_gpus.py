@@ -109,3 +109,11 @@ def test_model_of_a_test_comes_from_its_id(nodeid, expected):
     from pytest_ssmbench import xdist
 
     assert xdist.model_of(nodeid, {"tiny-mamba", "tiny-phi", "synthetic-mamba", "synthetic-phi"}) == expected
+
+
+def test_a_junk_cuda_visible_devices_is_named_and_means_nothing_without_gpus():
+    assert gpus.visible_gpus({"CUDA_VISIBLE_DEVICES": "junk"}, 0) == []  # no GPU here: nothing to mask
+    with pytest.raises(gpus.PinningError, match="CUDA_VISIBLE_DEVICES='junk': 'junk' is not a GPU index or GPU-/MIG-"):
+        gpus.visible_gpus({"CUDA_VISIBLE_DEVICES": "junk"}, 2)
+    uuid = "GPU-8f2a1c3e-0000-1111-2222-333344445555"
+    assert gpus.visible_gpus({"CUDA_VISIBLE_DEVICES": f"1,{uuid}"}, 2) == ["1", uuid]
