@@ -29,7 +29,11 @@ def _atomic_save(self, output_json, save):
     output_file = self.get(f"{self._next_num}_{save}.json")
     if output_file.exists():
         raise FileExistsError(f"refusing to overwrite the baseline {output_file}")
-    results.atomic_write_text(output_file, safe_dumps(output_json, ensure_ascii=True, indent=4))
+    try:
+        results.atomic_write_text(output_file, safe_dumps(output_json, ensure_ascii=True, indent=4))
+    except KeyboardInterrupt:  # Ctrl-C while saving: pytest's own exit code for an interrupt, no traceback
+        pytest.exit(f"interrupted while saving the baseline {output_file}: not written (nothing half-written "
+                    "either); every point measured is in the results file", returncode=pytest.ExitCode.INTERRUPTED)
     self.logger.info(f"Saved benchmark data in: {output_file}")
 
 

@@ -189,6 +189,9 @@ def check_outputs(config: pytest.Config) -> None:
     """Output paths checked before anything is measured: a results file or report folder that cannot be
     written is a usage error now, not a failure after every point."""
     for dest, kind in (("results_file", "file"), ("scaling_report", "folder")):
+        ini = OPTIONS[dest][3]
+        if config.getoption(dest, None) is None and not (ini and config.getini(ini)):
+            continue  # the default (.benchmarks/ under the working directory) is made when first written
         value = get(config, dest)
         if value:
             why = _writable(Path(value).expanduser().absolute(), kind)

@@ -385,3 +385,21 @@ def test_a_checkpoint_that_is_not_what_it_was_given_for_is_a_checkpoint_error(tm
     with pytest.raises(CheckpointError, match=f"cannot load the checkpoint at {target}") as err:
         load(spec, torch.device("cpu"), torch.float32)
     assert message in str(err.value), str(err.value)
+
+
+@pytest.mark.quick
+def test_ctrl_c_while_saving_a_baseline_exits_2_without_a_half_written_file(tmp_path, monkeypatch):
+    from pytest_benchmark.storage.file import FileStorage
+
+    from pytest_ssmbench import benchmark_adapter
+
+    def interrupted(path, text):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(FileStorage, "save", benchmark_adapter._atomic_save)
+    monkeypatch.setattr(results, "atomic_write_text", interrupted)
+    storage = FileStorage(str(tmp_path), logger=types.SimpleNamespace(info=lambda *a: None), default_machine_id="m")
+    with pytest.raises(pytest.exit.Exception) as stop:
+        storage.save({"benchmarks": []}, "ok")
+    assert stop.value.returncode == pytest.ExitCode.INTERRUPTED and "interrupted while saving" in str(stop.value)
+    assert not list(tmp_path.rglob("*.json")), "a baseline file was left behind"
