@@ -28,6 +28,7 @@ class Timing:
     compile_s: float | None = None
     capture_s: float | None = None
     new_tokens_seen: list[int] = field(default_factory=list)
+    unwarmed: bool | None = None  # one unwarmed call: timing off (--benchmark-disable, or xdist)
     pilot_rounds: int | None = None  # --bench-rounds auto
     target: float | None = None
     target_met: bool | None = None

@@ -108,6 +108,7 @@ def measure_point(b: BenchSettings, lm: LoadedModel, kind: str, ids: torch.Tenso
                     point.timing.pilot_rounds, warmup = PILOT_ROUNDS, 0
             runner(call, setup, rounds, warmup)
         finish_point(point, lm, runs, rounds, ctx, b.profile)
+        point.timing.unwarmed = not timing_on
         measured = True
         t = point.timing
         if t.pilot_rounds:  # auto: did the rounds the pilot asked for reach the target?

@@ -346,6 +346,10 @@ def summary_lines(store: ResultStore) -> list[str]:
     lines: list[str] = []
     for model in store.models():
         lines += _model_lines(store, model)
+    unwarmed = [p for p in store.points if p.timing.unwarmed]
+    if unwarmed:
+        lines.append(f"{len(unwarmed)} of {len(store.points)} points are single unwarmed calls (timing off: "
+                     "--benchmark-disable, or xdist): their times are no benchmark")
     lines += spread_lines(store)
     lines += calibration_lines(store)
     for pair, found in crossovers(store).items():

@@ -41,4 +41,5 @@ def test_workers_points_all_reach_the_results_file(pytestconfig, tmp_path):
     measured = int(re.search(r"(\d+) passed", run.stdout).group(1))
     saved = ResultStore.read(points).points
     assert len(saved) == measured == 12, f"{measured} measured, {len(saved)} in the results file"
-    assert {p.timing.rounds for p in saved} == {1}, "under xdist each point is one unwarmed call, and says so"
+    assert {(p.timing.rounds, p.timing.unwarmed) for p in saved} == {(1, True)}, \
+        "under xdist each point is one unwarmed call, and says so"
