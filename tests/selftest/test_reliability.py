@@ -169,6 +169,13 @@ def test_interrupted_sweep_keeps_the_points_measured_before(tiny_phi, tmp_path, 
 
 # --- checkpoints ------------------------------------------------------------------------------------------
 
+def _writable_copy(source, target) -> None:
+    """A copy the test may damage, also from a read-only checkout (copytree keeps the read-only modes)."""
+    shutil.copytree(source, target)
+    for path in [target, *target.rglob("*")]:
+        path.chmod(path.stat().st_mode | 0o200)
+
+
 @pytest.mark.quick
 def test_missing_local_checkpoint_names_the_path(tmp_path):
     spec = pretrained_spec(ARCHS["mamba"], {"mamba": str(tmp_path / "nowhere")})
@@ -188,7 +195,7 @@ def test_hub_id_missing_from_offline_cache_names_id_and_cache(monkeypatch, tmp_p
 @pytest.mark.parametrize("damage", ["truncated weights", "bad config"])
 def test_corrupt_checkpoint_fails_loudly_with_its_path(tmp_path, damage):
     target = tmp_path / "ckpt"
-    shutil.copytree(ARCHS["mamba"].tiny_path, target)
+    _writable_copy(ARCHS["mamba"].tiny_path, target)
     if damage == "truncated weights":
         data = (target / "model.safetensors").read_bytes()
         (target / "model.safetensors").write_bytes(data[: len(data) // 3])
@@ -355,7 +362,7 @@ def _damaged_copy(tmp_path, damage: str):
     from safetensors.torch import load_file, save_file
 
     target = tmp_path / "ckpt"
-    shutil.copytree(ARCHS["phi" if damage == "another architecture" else "mamba"].tiny_path, target)
+    _writable_copy(ARCHS["phi" if damage == "another architecture" else "mamba"].tiny_path, target)
     if damage == "a layer's weights missing":
         weights = load_file(target / "model.safetensors")
         save_file({k: v for k, v in weights.items() if ".layers.1." not in k}, target / "model.safetensors",
