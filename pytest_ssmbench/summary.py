@@ -15,6 +15,15 @@ from .settings import nothing_checked, settings
 from .sweep import bench_settings
 
 
+def write_report(tr, store: results.ResultStore, folder: Path) -> None:
+    """The scaling report, after the summary: a failure to write it is said, and hides nothing."""
+    try:
+        for path in results.write_report(store, folder):
+            tr.write_line(f"scaling report: {path}")
+    except OSError as exc:  # the summary above stands; the points file has every point
+        tr.write_line(f"scaling report not written to {folder}: {type(exc).__name__}: {exc}", red=True)
+
+
 def write(terminalreporter, config: pytest.Config) -> None:
     b, s, tr = bench_settings(config), settings(config), terminalreporter
     why = nothing_checked(config)
@@ -35,11 +44,7 @@ def write(terminalreporter, config: pytest.Config) -> None:
             tr.write_line(f"points written to {b.store.path}")
         folder = options.get(config, "scaling_report")
         if folder:
-            try:
-                for path in results.write_report(b.store, Path(folder)):
-                    tr.write_line(f"scaling report: {path}")
-            except OSError as exc:  # the summary above stands; the points file has every point
-                tr.write_line(f"scaling report not written to {folder}: {type(exc).__name__}: {exc}", red=True)
+            write_report(tr, b.store, Path(folder))
     regressions, refusals = baselines.summary_lines(config)
     for line in regressions:
         tr.write_line(f"MEMORY REGRESSION {line}", red=True, bold=True)

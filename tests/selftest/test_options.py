@@ -64,3 +64,40 @@ def test_output_paths_are_checked_before_anything_runs(tmp_path, option, where, 
     (tmp_path / "read_only").chmod(0o500)
     run = run_pytest("--collect-only", "-q", option, where.format(tmp=tmp_path), TEST)
     assert run.returncode == 4 and message in run.stderr, run.stdout[-1500:] + run.stderr[-1500:]
+
+
+def test_duplicate_values_are_dropped_keeping_the_order():
+    from pytest_ssmbench import options
+
+    assert options.int_list("2048,512,2048,512") == [2048, 512]
+    assert options.backends("eager,graphed,eager") == ["eager", "graphed"]
+
+
+def test_throughput_runs_at_the_smallest_context_and_a_spaced_results_path_keeps_the_plugin(tmp_path):
+    """A results file whose path has a space, once it exists, moved pytest's rootdir and the suite's options
+    became unknown (exit 4): the installed plugin is found whatever the rootdir."""
+    from ssmbench.results import ResultStore
+
+    points = tmp_path / "a b" / "points.json"
+    points.parent.mkdir()
+    points.write_text("{}")
+    run = run_pytest("-m", "benchmark", "--ssm-models", "tiny", "--benchmark-disable", "--ssm-contexts", "64,32",
+                     "-k", "test_throughput and bs1 and tiny-phi", "--ssm-results-file", str(points))
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert [p.context for p in ResultStore.read(points).points] == [32]
+
+
+def test_a_report_that_cannot_be_written_hides_nothing(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from pytest_ssmbench import summary
+    from ssmbench import results
+
+    def full(store, folder):
+        raise OSError(28, "No space left on device")
+
+    lines = []
+    monkeypatch.setattr(results, "write_report", full)
+    summary.write_report(SimpleNamespace(write_line=lambda line, **kw: lines.append(line)), results.ResultStore(),
+                         tmp_path)
+    assert lines == [f"scaling report not written to {tmp_path}: OSError: [Errno 28] No space left on device"]
