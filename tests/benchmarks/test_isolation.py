@@ -11,20 +11,9 @@ import pytest
 from pytest_ssmbench.sweep import measure_point
 from ssmbench import results
 from ssmbench.bench import prompt_ids
+from tests.fakes import FakeBenchmark as Rounds
 
 pytestmark = pytest.mark.benchmark
-
-
-class Rounds:
-    """pytest-benchmark's fixture reduced to what measure_point uses (a test may use the real one once)."""
-
-    def __init__(self):
-        self.extra_info, self.group = {}, None
-
-    def pedantic(self, target, setup, rounds, warmup_rounds, iterations):
-        for _ in range(warmup_rounds + rounds):
-            setup()
-            target()
 
 
 def test_point_memory_does_not_depend_on_earlier_backends(lm, bench):

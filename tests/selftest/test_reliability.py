@@ -18,6 +18,7 @@ from ssmbench import devices, measure, results
 from ssmbench.loading import CheckpointError, load
 from ssmbench.points import BenchSettings
 from ssmbench.registry import ARCHS, pretrained_spec, resolve_model_set
+from tests.fakes import FakeBenchmark
 from tests.selftest.child import ROOT, clean_env, run_pytest
 
 pytestmark = pytest.mark.selftest
@@ -102,18 +103,6 @@ def test_unified_memory_reads_host_available():
 
 
 # --- out of memory and interruption in a sweep ------------------------------------------------------------
-
-class FakeBenchmark:
-    """pytest-benchmark's fixture, reduced to what measure_point uses."""
-
-    def __init__(self):
-        self.extra_info, self.group = {}, None
-
-    def pedantic(self, target, setup, rounds, warmup_rounds, iterations):
-        for _ in range(warmup_rounds + rounds):
-            setup()
-            target()
-
 
 @pytest.fixture(scope="module")
 def tiny_phi():
