@@ -151,7 +151,7 @@ def pretrained_spec(arch: Arch, paths: dict[str, str]) -> ModelSpec:
         return ModelSpec(
             arch, "pretrained", arch.hub_id,
             unavailable=(f"{arch.hub_id} is not in the local Hugging Face cache ({_hf_cache_dir()}) and no "
-                         f"local path was given (--model-path {arch.key}=DIR or {arch.env_var})"),
+                         f"local path was given (--ssm-model-path {arch.key}=DIR or {arch.env_var})"),
         )
     return ModelSpec(arch, "pretrained", cached)
 
