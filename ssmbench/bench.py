@@ -212,11 +212,15 @@ def graphed_decoder(lm: LoadedModel):
 
 def release_backend_state(lm: LoadedModel, backend: str) -> None:
     """Before a point: free what earlier points left on this model -- transformers' reusable static cache
-    (``model._cache``), the suite's captured graphs and their static state, and, when this point is not a
-    compiled one, torch.compile's compiled code and CUDA-graph pools -- then collect garbage and return the
-    cached blocks, so the point starts from the weights alone whatever ran before it."""
-    if getattr(lm.model, "_cache", None) is not None:
+    (``model._cache``, 4.x) and the length it sizes new ones to (5.x), the suite's captured graphs and their
+    static state, and, when this point is not a compiled one, torch.compile's compiled code and CUDA-graph pools
+    -- then collect garbage and return the cached blocks, so the point starts from the weights alone whatever
+    ran before it."""
+    if getattr(lm.model, "_cache", None) is not None:  # 4.x: the static cache generate() reuses
         lm.model._cache = None
+    # 5.x sizes each new static cache to the longest any earlier call asked for: a long point, or calibration's
+    # longer calls, would inflate every later compiled point's cache, memory and time.
+    lm.model.__dict__.pop("_previous_max_cache_length", None)
     _DECODERS.pop(lm.model, None)
     if backend != "compiled" and _COMPILED.pop(lm.model, False):
         import torch._dynamo as dynamo

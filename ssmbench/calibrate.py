@@ -86,7 +86,7 @@ def calibrate_point(point: Point, lm: LoadedModel, ids: torch.Tensor, backend: s
     gpu = lm.device.type == "cuda"
     if point.kind == "prefill":
         calls = [_plain_call(lm, ids, 1, backend) for _ in range(CALLS)]
-        noise = 0.0 if gpu else _spread(calls) + (t.rounds_spread or 0.0)
+        noise = 0.0 if gpu else _spread(calls) + _spread(t.round_values_s)
         checks.append(Check("ttft_s", t.ttft_s, statistics.median(calls), noise))
     elif point.kind == "decode" and backend != "eager" and t.decode_s_per_token:
         # M decode tokens: at least the point's, and enough that they take about as long as the prefill.
@@ -96,7 +96,7 @@ def calibrate_point(point: Point, lm: LoadedModel, ids: torch.Tensor, backend: s
         for _ in range(CALLS):
             short = _plain_call(lm, ids, 1, backend)
             diffs.append((_plain_call(lm, ids, 1 + m, backend) - short) / m)
-        noise = 0.0 if gpu else _spread(diffs) + (t.rounds_spread or 0.0)
+        noise = 0.0 if gpu else _spread(diffs) + _spread(t.round_values_s)
         checks.append(Check("decode_s_per_token", t.decode_s_per_token, statistics.median(diffs), noise))
     return checks
 
@@ -111,7 +111,10 @@ def record(point: Point, checks: list[Check], tolerance: float) -> list[str]:
 
 
 def _spread(values: list[float]) -> float:
-    return (max(values) - min(values)) / statistics.median(values)
+    """How far the values lie apart, relative, the slowest left out (one stalled call must not excuse
+    everything): 0 for fewer than 3."""
+    kept = sorted(values)[:-1]
+    return (kept[-1] - kept[0]) / statistics.median(values) if len(kept) >= 2 else 0.0
 
 
 def _show(figure: str, value: float) -> str:

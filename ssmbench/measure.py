@@ -82,18 +82,23 @@ class EnergyWindows:
     decode_s: float
 
 
-# NVML's total-energy counter updates about every 100 ms: a window of a few seconds keeps its quantisation
-# to a few per cent.
+# NVML's total-energy counter updates about every 100 ms (measured on the H200: 96.9-103.1 ms), so each window
+# is off by up to an update's energy at either end: every window must span several updates, and the windows
+# together a few seconds, to keep that to a few per cent.
 MIN_ENERGY_WINDOW_S = 3.0
+MIN_EACH_WINDOW_S = 1.0
 
 
-def energy_per_unit(windows: list[tuple[float, float]], units: int,
-                    min_window_s: float = MIN_ENERGY_WINDOW_S) -> tuple[float | None, float, str]:
+def energy_per_unit(windows: list[tuple[float, float]], units: int, min_window_s: float = MIN_ENERGY_WINDOW_S,
+                    min_each_s: float = MIN_EACH_WINDOW_S) -> tuple[float | None, float, str]:
     """Joules per unit (token) over several (joules, seconds) windows summed: (figure or None, seconds, why
-    unavailable). Too short a total window gives no figure, and says so."""
+    unavailable). Windows too short, each or together, give no figure, and say so."""
     total_s = sum(s for _, s in windows)
     if not windows:
         return None, 0.0, "energy counter unavailable"
+    if min(s for _, s in windows) < min_each_s:
+        return None, total_s, (f"shortest window {min(s for _, s in windows):.2f} s < {min_each_s:g} s: NVML's "
+                               "energy counter (~100 ms updates) cannot resolve it")
     if total_s < min_window_s:
         return None, total_s, (f"window {total_s:.2f} s < {min_window_s:.0f} s: too short for NVML's energy "
                                "counter (~100 ms updates)")
@@ -124,9 +129,12 @@ class Nvml:
 
             pynvml.nvmlInit()
             self._nv = pynvml
-            visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-            physical = visible.split(",")[index] if visible and visible.split(",")[index].isdigit() else index
-            self.handle = pynvml.nvmlDeviceGetHandleByIndex(int(physical))
+            visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+            entry = visible[index] if index < len(visible) else str(index)
+            if entry.isdigit():
+                self.handle = pynvml.nvmlDeviceGetHandleByIndex(int(entry))
+            else:  # GPU-/MIG- UUID: the GPU this process sees, not physical GPU 0
+                self.handle = pynvml.nvmlDeviceGetHandleByUUID(entry)
         except Exception as exc:  # no driver, no library, a uuid-style mask we do not map
             self.reason = f"{type(exc).__name__}: {exc}"
 

@@ -80,11 +80,13 @@ def test_a_rounds_returned_cache_is_freed_when_the_round_ends(tiny_models, gc_of
 def test_release_drops_other_backends_state(tiny_models, monkeypatch):
     mamba = next(lm for lm in tiny_models if lm.spec.family == "ssm")
     bench.graphed_decoder(mamba)
-    mamba.model._cache = object()  # transformers' reusable static cache from a compiled point
+    mamba.model._cache = object()  # transformers 4.x's reusable static cache from a compiled point
+    mamba.model._previous_max_cache_length = 131104  # 5.x: the length every later static cache is sized to
     assert mamba.model in bench._DECODERS
     bench.release_backend_state(mamba, "eager")
     assert mamba.model not in bench._DECODERS, "a captured graph (its static state and pool) outlived its point"
     assert getattr(mamba.model, "_cache", None) is None, "transformers' static cache outlived its point"
+    assert not hasattr(mamba.model, "_previous_max_cache_length"), "a long point's static-cache length outlived it"
     # leaving compiled points: torch.compile's code and CUDA-graph pools go too (once, not before each point)
     import torch._dynamo as dynamo
 

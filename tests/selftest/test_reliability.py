@@ -44,6 +44,7 @@ def fake_pynvml(**behaviour) -> types.ModuleType:
 
     mod.nvmlInit = query("init")
     mod.nvmlDeviceGetHandleByIndex = query("handle")
+    mod.nvmlDeviceGetHandleByUUID = query("uuid_handle")
     mod.nvmlDeviceGetComputeRunningProcesses = query("processes")
     mod.nvmlDeviceGetTotalEnergyConsumption = query("energy")
     mod.nvmlSystemGetDriverVersion = query("driver")
@@ -94,6 +95,9 @@ def test_energy_needs_a_long_enough_window():
     joules, window, why = measure.energy_per_unit([(5.0, 1.0), (5.0, 1.5)], 10, min_window_s=3.0)
     assert joules is None and window == 2.5 and why.startswith("window 2.50 s < 3 s")
     assert measure.energy_per_unit([(5.0, 1.0), (5.0, 2.5)], 10, min_window_s=3.0) == (1.0, 3.5, "")
+    # many short windows add up, but each is quantised by the counter's 100 ms updates: no figure
+    joules, window, why = measure.energy_per_unit([(0.5, 0.02)] * 200, 10)
+    assert joules is None and window == pytest.approx(4.0) and why.startswith("shortest window 0.02 s < 1 s")
 
 
 @pytest.mark.quick
@@ -399,3 +403,12 @@ def test_ctrl_c_while_saving_a_baseline_exits_2_without_a_half_written_file(tmp_
         storage.save({"benchmarks": []}, "ok")
     assert stop.value.returncode == pytest.ExitCode.INTERRUPTED and "interrupted while saving" in str(stop.value)
     assert not list(tmp_path.rglob("*.json")), "a baseline file was left behind"
+
+
+@pytest.mark.quick
+def test_nvml_reads_the_gpu_a_uuid_mask_names_not_gpu_0(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(init=None, handle="physical GPU 0", uuid_handle="GPU-b"))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-8f2a1c3e-0000-1111-2222-333344445555")
+    assert measure.Nvml().handle == "GPU-b"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    assert measure.Nvml().handle == "physical GPU 0"  # an index: the index handle (the fake returns one value)
