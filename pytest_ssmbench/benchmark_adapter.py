@@ -37,11 +37,27 @@ def _atomic_save(self, output_json, save):
     self.logger.info(f"Saved benchmark data in: {output_file}")
 
 
+_ORIGINALS: dict[str, Any] = {}  # pytest-benchmark's own FileStorage attributes, before patching
+
+
 def patch_file_storage() -> None:
+    import inspect
+
     from pytest_benchmark.storage.file import FileStorage
 
+    for name in ("location", "save"):
+        _ORIGINALS.setdefault(name, inspect.getattr_static(FileStorage, name))
     FileStorage.location = property(lambda self: os.path.relpath(self.path))
     FileStorage.save = _atomic_save
+
+
+def original(name: str) -> Any:
+    """pytest-benchmark's own FileStorage attribute ``name``, whether or not the suite has patched it."""
+    import inspect
+
+    from pytest_benchmark.storage.file import FileStorage
+
+    return _ORIGINALS.get(name, inspect.getattr_static(FileStorage, name))
 
 
 def file_storage(url: str):

@@ -53,10 +53,10 @@ def at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def rounds(value: str) -> int | None:
-    """A positive round count, or ``auto`` (None)."""
+def rounds(value: str) -> int | str:
+    """A positive round count, or ``auto`` (kept as the string: None would read as "not given")."""
     if value == "auto":
-        return None
+        return value
     try:
         return at_least(1)(value)
     except argparse.ArgumentTypeError:

@@ -53,8 +53,9 @@ def _make_bench_settings(config: pytest.Config) -> BenchSettings:
     if config.getoption("calibrate"):
         calibrate = tuple(options.get(config, "calibrate_contexts") or sorted({min(contexts), max(contexts)}))
     tolerance = options.get(config, "calibrate_tolerance") or (5.0 if gpu else 100.0)
+    rounds = options.get(config, "bench_rounds")
     return BenchSettings(contexts, batches, options.get(config, "backends"), decode_tokens,
-                         options.get(config, "bench_rounds"), profile, mamba_impl, store, Nvml(s.device.index or 0),
+                         None if rounds == "auto" else rounds, profile, mamba_impl, store, Nvml(s.device.index or 0),
                          options.get(config, "bench_target") / 100, options.get(config, "bench_max_time"), calibrate,
                          tolerance / 100)
 

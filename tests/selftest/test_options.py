@@ -101,3 +101,15 @@ def test_a_report_that_cannot_be_written_hides_nothing(tmp_path, monkeypatch):
     summary.write_report(SimpleNamespace(write_line=lambda line, **kw: lines.append(line)), results.ResultStore(),
                          tmp_path)
     assert lines == [f"scaling report not written to {tmp_path}: OSError: [Errno 28] No space left on device"]
+
+
+def test_bench_rounds_auto_from_the_command_line_reaches_the_sweep(tmp_path):
+    """'auto' parsed to None read as 'not given', and the default of 3 rounds ran instead."""
+    from ssmbench.results import ResultStore
+
+    points = tmp_path / "points.json"
+    run = run_pytest("-m", "benchmark", "--ssm-models", "tiny", "--bench-rounds", "auto", "--bench-max-time", "1",
+                     "-k", "test_latency_prefill and ctx32 and tiny-phi", f"--ssm-results-file={points}")
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    (point,) = ResultStore.read(points).points
+    assert point.timing.pilot_rounds == 3 and point.timing.target_met is not None
