@@ -124,13 +124,17 @@ def relative_iqr(values: list[float]) -> float | None:
 _T95 = (12.71, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131)
 
 
+def _t95(n: int) -> float:
+    """Student's t for a two-sided 95 % interval from ``n`` samples (tabled to 16, approximated beyond)."""
+    return _T95[n - 2] if n - 2 < len(_T95) else 1.96 + 2.4 / (n - 1)
+
+
 def ci95(values: list[float]) -> float | None:
     """Half-width of the 95 % confidence interval of the mean, relative to the mean (Student's t)."""
     n = len(values)
     if n < 2:
         return None
-    t = _T95[n - 2] if n - 2 < len(_T95) else 1.96 + 2.4 / (n - 1)
-    return t * statistics.stdev(values) / math.sqrt(n) / statistics.mean(values)
+    return _t95(n) * statistics.stdev(values) / math.sqrt(n) / statistics.mean(values)
 
 
 def rounds_for_precision(pilot: list[float], precision: float, round_s: float, max_time_s: float,
@@ -141,8 +145,7 @@ def rounds_for_precision(pilot: list[float], precision: float, round_s: float, m
     mean, sd = statistics.mean(pilot), statistics.stdev(pilot) if len(pilot) > 1 else 0.0
     n = min_rounds
     while n < max_rounds:
-        t = _T95[n - 2] if n - 2 < len(_T95) else 1.96 + 2.4 / (n - 1)
-        if t * sd / math.sqrt(n) <= precision * mean:
+        if _t95(n) * sd / math.sqrt(n) <= precision * mean:
             break
         n += 1
     by_time = int(max_time_s // round_s) if round_s > 0 else max_rounds
@@ -204,7 +207,8 @@ _DECODERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def graphed_decoder(lm: LoadedModel):
-    """One decoder per loaded model (its captured graphs are reused across points of the same batch size)."""
+    """One decoder per loaded model: its captured graphs serve every call of a point (and of calibration after
+    it); ``release_backend_state`` drops it before the next point."""
     if lm.model not in _DECODERS:
         _DECODERS[lm.model] = GraphedMambaDecoder(lm.model)
     return _DECODERS[lm.model]
