@@ -5,6 +5,7 @@ cannot run the backend) and ``PointOutOfMemory`` (recorded in the store before i
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from typing import Callable
 
@@ -81,6 +82,17 @@ def check_backend(lm: LoadedModel, backend: str) -> None:
                                  "are CUDA only)")
 
 
+def _harness(kind: str, call: Callable[[], None], setup: Callable[[], None], runs: Runs) -> Callable[[], float]:
+    """One more call the way the point's rounds made it (setup, then call): its time to first token for
+    prefill, its median step for decode -- what calibration alternates with the plain call."""
+    def once() -> float:
+        setup()
+        call()
+        last = runs.intervals[-1]
+        return last[0] if kind == "prefill" else statistics.median(last[1:])
+    return once
+
+
 def measure_point(b: BenchSettings, lm: LoadedModel, kind: str, ids: torch.Tensor, new_tokens: int,
                   backend: str, runner: Runner, timing_on: bool = True) -> Point:
     """One greedy generate of exactly ``new_tokens`` tokens from ``ids``: 1 warm-up + ``b.rounds`` rounds (or
@@ -115,7 +127,9 @@ def measure_point(b: BenchSettings, lm: LoadedModel, kind: str, ids: torch.Tenso
             t.target, t.target_met = b.target, t.ci95 is not None and t.ci95 <= b.target
         # With timing off (one unwarmed call) there is no figure to hold a plain measurement against.
         if timing_on and kind in ("prefill", "decode") and batch == 1 and context in b.calibrate_contexts:
-            calibrate.record(point, calibrate.calibrate_point(point, lm, ids, backend), b.calibrate_tolerance)
+            harness = _harness(kind, call, setup, runs)
+            calibrate.record(point, calibrate.calibrate_point(point, lm, ids, backend, harness),
+                             b.calibrate_tolerance)
     except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
         if not is_out_of_memory(exc):
             raise

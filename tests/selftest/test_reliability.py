@@ -273,19 +273,46 @@ def test_calibration_catches_a_harness_that_inflates_a_figure(tiny_phi, tmp_path
     b = dataclasses.replace(_bench(tmp_path), rounds=5, calibrate_contexts=(16,), calibrate_tolerance=1.0)
     ids = torch.randint(3, 500, (1, 16))
     honest = measure_point(FakeBenchmark(), b, tiny_phi, "prefill", ids, 1)
-    assert [c["figure"] for c in honest.calibration.checks] == ["ttft_s"] and not honest.calibration_failures
+    checks = honest.calibration.checks
+    assert [(c["figure"], c["of"]) for c in checks] == [("ttft_s", "harness"), ("ttft_s", "point")]
+    assert not honest.calibration_failures
     real_finish = points_module.finish_point
 
     def inflated(point, *args):
         point = real_finish(point, *args)
-        point.timing.ttft_s *= 10  # a harness that times more than the call
+        point.timing.ttft_s *= 10  # figures derived wrongly from the rounds
         return point
 
     monkeypatch.setattr(points_module, "finish_point", inflated)
     point = measure_point(FakeBenchmark(), b, tiny_phi, "prefill", ids, 1)
     assert len(point.calibration_failures) == 1
     assert "tiny-phi prefill @ 16 (eager): ttft_s" in point.calibration_failures[0]
+    assert "in the point's rounds" in point.calibration_failures[0]
     assert any("over tolerance" in line and "1 over" in line for line in results.summary_lines(b.store))
+
+
+@pytest.mark.quick
+def test_calibration_catches_a_call_that_times_more_than_generate(tiny_phi, tmp_path, monkeypatch):
+    """The harness's own call, alternated with plain calls, must agree with them: a clock that counts more
+    than the call (here: a sleep inside the timed region) fails calibration whatever the rounds said."""
+    import dataclasses
+    import time
+
+    from ssmbench import measure
+
+    b = dataclasses.replace(_bench(tmp_path), rounds=3, calibrate_contexts=(16,), calibrate_tolerance=1.0)
+    ids = torch.randint(3, 500, (1, 16))
+    real_start = measure.StepClock.start
+
+    def slow_start(self):
+        real_start(self)
+        time.sleep(0.2)  # inside the timed region: each tiny call takes a few ms
+
+    monkeypatch.setattr(measure.StepClock, "start", slow_start)
+    point = measure_point(FakeBenchmark(), b, tiny_phi, "prefill", ids, 1)
+    harness = [c for c in point.calibration.checks if c["of"] == "harness"]
+    assert harness and harness[0]["fails"], point.calibration.checks
+    assert any("by the suite's call" in f for f in point.calibration_failures)
 
 
 @pytest.mark.quick
