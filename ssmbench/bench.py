@@ -310,6 +310,8 @@ def finish_point(point: Point, lm: LoadedModel, all_runs: Runs, rounds: int, ctx
     t.decode_s_per_token, t.tokens_per_s = runs.per_token_s, batch * new / runs.total_s
     t.round_values_s, t.rounds_spread, t.ci95 = per_round, relative_range(per_round), ci95(per_round)
     t.step_spread = relative_iqr(runs.steps)
+    means = [statistics.mean(i[1:]) for i in runs.intervals if len(i) > 1]
+    t.tpot_s = statistics.median(means) if means else None
     t.first_call_s = sum(all_runs.intervals[0])
     t.compile_s = max(0.0, t.first_call_s - t.median_s) if len(all_runs.intervals) > 1 else None
     t.capture_s = all_runs.capture_s

@@ -17,7 +17,9 @@ SCHEMA_VERSION = 2
 class Timing:
     median_s: float | None = None  # median whole call
     ttft_s: float | None = None  # time to first token (median)
-    decode_s_per_token: float | None = None  # median step after the first token
+    decode_s_per_token: float | None = None  # median step after the first token (the steady step)
+    tpot_s: float | None = None  # mean step after the first token, (call - first token) / (tokens - 1): median
+    #                              over rounds; above the steady step by what the first decode steps cost more
     tokens_per_s: float | None = None
     rounds: int | None = None
     round_values_s: list[float] = field(default_factory=list)  # each round's headline figure

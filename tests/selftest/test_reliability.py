@@ -439,3 +439,16 @@ def test_nvml_reads_the_gpu_a_uuid_mask_names_not_gpu_0(monkeypatch):
     assert measure.Nvml().handle == "GPU-b"
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
     assert measure.Nvml().handle == "physical GPU 0"  # an index: the index handle (the fake returns one value)
+
+
+@pytest.mark.quick
+def test_the_first_decode_steps_extra_cost_is_in_tpot_not_in_the_steady_step(tiny_phi, tmp_path, monkeypatch):
+    """decode_s_per_token is the median step (the steady step the roofline and scaling speak of); tpot_s is
+    the mean, what (call - first token) / (tokens - 1) gives a user: a slow first decode step moves only it."""
+    def intervals(self):
+        return [0.05, 0.5] + [0.01] * 8  # first token, one slow decode step, eight steady ones
+
+    monkeypatch.setattr(measure.StepClock, "intervals_s", intervals)
+    point = measure_point(FakeBenchmark(), _bench(tmp_path), tiny_phi, "decode", torch.randint(3, 500, (1, 8)), 10)
+    assert point.timing.decode_s_per_token == pytest.approx(0.01)
+    assert point.timing.tpot_s == pytest.approx((0.5 + 8 * 0.01) / 9)

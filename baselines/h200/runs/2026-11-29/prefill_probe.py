@@ -1,3 +1,4 @@
+# ruff: noqa: B023  (the closures run within their loop iteration)
 """Why did the suite time Mamba's prefill at 512 tokens at 96 ms when plain generate() took 65 ms (2026-11-28
 sweep)? One fresh process, the synthetic Mamba built by the suite, the same prompt; the variants alternate,
 round-robin, so a drifting host moves them all alike:
