@@ -27,6 +27,7 @@ class StepClock(LogitsProcessor):
         self.cuda = device.type == "cuda"
         self.nvml = nvml if nvml is not None and nvml.handle is not None else None
         self.marks: list[Any] = []
+        self.end: Any = None
         self.energy: list[tuple[float, int | None]] = []
 
     def _mark(self):
@@ -54,8 +55,17 @@ class StepClock(LogitsProcessor):
         return scores
 
     def finish(self) -> None:
-        """After the call's last synchronize: closes the decode's energy window."""
+        """After the call's last synchronize: marks the call's end and closes the decode's energy window."""
+        self.end = self._mark()
         self._read_energy()
+
+    def call_s(self) -> float:
+        """From ``start`` to ``finish``: the whole call, generate()'s work after the last token included (what
+        a wall clock around the call gives; a GPU idle at both ends, the events time the host)."""
+        if self.cuda:
+            torch.cuda.synchronize()
+            return self.marks[0].elapsed_time(self.end) / 1e3
+        return self.end - self.marks[0]
 
     def intervals_s(self) -> list[float]:
         """[time to first token, then one interval per further token], in seconds."""

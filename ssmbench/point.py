@@ -16,7 +16,7 @@ SCHEMA_VERSION = 2
 @dataclass
 class Timing:
     median_s: float | None = None  # median whole call
-    ttft_s: float | None = None  # time to first token (median)
+    ttft_s: float | None = None  # time to first token (median); a prefill point's is its whole call
     decode_s_per_token: float | None = None  # median step after the first token (the steady step)
     tpot_s: float | None = None  # mean step after the first token, (call - first token) / (tokens - 1): median
     #                              over rounds; above the steady step by what the first decode steps cost more

@@ -84,12 +84,11 @@ def check_backend(lm: LoadedModel, backend: str) -> None:
 
 def _harness(kind: str, call: Callable[[], None], setup: Callable[[], None], runs: Runs) -> Callable[[], float]:
     """One more call the way the point's rounds made it (setup, then call): its time to first token for
-    prefill, its median step for decode -- what calibration alternates with the plain call."""
+    prefill (the whole call), its median step for decode -- what calibration alternates with the plain call."""
     def once() -> float:
         setup()
         call()
-        last = runs.intervals[-1]
-        return last[0] if kind == "prefill" else statistics.median(last[1:])
+        return runs.calls[-1] if kind == "prefill" else statistics.median(runs.intervals[-1][1:])
     return once
 
 

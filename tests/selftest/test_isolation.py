@@ -121,7 +121,7 @@ def test_point_memory_is_the_median_round_over_its_own_start(tiny_models):
     lm = tiny_models[0]
     runs = bench.Runs(intervals=[[0.2, 0.01], [0.1, 0.01], [0.1, 0.01], [0.1, 0.01]], new_tokens=[2] * 4,
                       round_start_bytes=[1000, 1100, 1100, 1132], peaks=[9000, 1600, 1632, 1632],
-                      energy=[None] * 4)
+                      energy=[None] * 4, calls=[0.21, 0.11, 0.11, 0.11])
     ctx = SimpleNamespace(resident_allocated=1000, resident_reserved=4096, nvml_process=None, host_available=1)
     point = bench.point_record(lm, "decode", context=8, batch=1, new_tokens=2, profile=devices.profile_for("x"))
     m = bench.finish_point(point, lm, runs, 3, ctx, devices.profile_for("x")).memory

@@ -452,3 +452,22 @@ def test_the_first_decode_steps_extra_cost_is_in_tpot_not_in_the_steady_step(tin
     point = measure_point(FakeBenchmark(), _bench(tmp_path), tiny_phi, "decode", torch.randint(3, 500, (1, 8)), 10)
     assert point.timing.decode_s_per_token == pytest.approx(0.01)
     assert point.timing.tpot_s == pytest.approx((0.5 + 8 * 0.01) / 9)
+
+
+@pytest.mark.quick
+def test_a_prefill_points_time_to_first_token_is_the_whole_generate_call(tiny_phi, tmp_path, monkeypatch):
+    """generate(max_new_tokens=1) as a wall clock sees it: work generate() does after the token (here a sleep)
+    is in the prefill figure, as in a user's measurement, not cut off at the logits processor."""
+    import time
+
+    real = tiny_phi.model.generate
+
+    def slow_tail(*args, **kwargs):
+        out = real(*args, **kwargs)
+        time.sleep(0.1)
+        return out
+
+    monkeypatch.setattr(tiny_phi.model, "generate", slow_tail)
+    point = measure_point(FakeBenchmark(), _bench(tmp_path), tiny_phi, "prefill", torch.randint(3, 500, (1, 8)), 1)
+    assert point.timing.ttft_s >= 0.1 and point.timing.median_s >= 0.1
+    assert all(v >= 0.1 for v in point.timing.round_values_s)
