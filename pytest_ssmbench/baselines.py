@@ -15,12 +15,15 @@ from .settings import settings
 from .sweep import bench_settings
 
 # machine_info fields a baseline must share with the run that compares against it.
-MUST_MATCH = ("gpu_name", "model_set", "models", "dtype_policy")
+# Not "models": a baseline compares the benchmarks it holds by name, so a run on more architectures (or fewer)
+# still compares what both measured, and adding an architecture never invalidates a stored baseline.
+MUST_MATCH = ("gpu_name", "model_set", "dtype_policy")
 MEMORY_FIELDS = ("extra_peak_bytes",)
 
 refusals_key = pytest.StashKey[list]()  # comparisons refused: unreadable or foreign baselines
 refused_baselines_key = pytest.StashKey[list]()
 memory_key = pytest.StashKey[list]()
+uncompared_key = pytest.StashKey[list]()  # this run's benchmarks no compared baseline holds
 
 
 def configure(config: pytest.Config) -> None:
@@ -114,17 +117,31 @@ def sessionstart(session: pytest.Session) -> None:
     benchmark_adapter.drop_compared(session.config, session.config.stash.get(refused_baselines_key, []))
 
 
+def not_in_baselines(current: list, compared_mapping: dict) -> list[str]:
+    """This run's benchmarks that no compared baseline holds (by name): measured, saved, not compared."""
+    held = {name for mapping in compared_mapping.values() for name in mapping}
+    return [bench.fullname for bench in current if bench.fullname not in held]
+
+
 def sessionfinish(session: pytest.Session) -> None:
     current, compared = benchmark_adapter.current_and_compared(session.config)
     found = memory_regressions(current, compared, options.get(session.config, "memory_compare_fail")) if compared \
         else []
     session.config.stash[memory_key] = found
+    missing = not_in_baselines(current, compared) if compared else []
+    session.config.stash[uncompared_key] = missing
+    if current and missing and len(missing) == len(current):
+        session.config.stash[refusals_key].append(
+            f"none of this run's {len(current)} benchmarks is in the baseline ({', '.join(map(str, compared))}): "
+            "it measured other models, contexts or backends, so nothing was compared. Record a baseline for them "
+            "(README, 'Baselines and the regression gate').")
     if found and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if session.config.stash.get(refusals_key, []):
         session.exitstatus = pytest.ExitCode.USAGE_ERROR
 
 
-def summary_lines(config: pytest.Config) -> tuple[list[str], list[str]]:
-    """(memory regressions, refusal messages) for the terminal summary."""
-    return config.stash.get(memory_key, []), config.stash.get(refusals_key, [])
+def summary_lines(config: pytest.Config) -> tuple[list[str], list[str], list[str]]:
+    """(memory regressions, refusal messages, benchmarks the baseline does not hold) for the terminal summary."""
+    return (config.stash.get(memory_key, []), config.stash.get(refusals_key, []),
+            config.stash.get(uncompared_key, []))

@@ -14,7 +14,7 @@ import pytest
 
 from ssmbench.bench import BACKENDS
 from ssmbench.loading import DTYPE_CHOICES
-from ssmbench.registry import MODEL_SETS
+from ssmbench.registry import ARCHS, MODEL_SETS
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
@@ -51,6 +51,15 @@ def at_least(minimum: int) -> Callable[[str], int]:
         return number
 
     return parse
+
+
+def arch_list(value: str) -> list[str]:
+    keys = [k.strip() for k in value.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in ARCHS]
+    if not keys or unknown:
+        raise argparse.ArgumentTypeError(f"unknown architecture(s) {', '.join(unknown) or repr(value)}; "
+                                         f"valid: {', '.join(ARCHS)}")
+    return keys
 
 
 def rounds(value: str) -> int | str:
@@ -94,6 +103,8 @@ OPTIONS: dict[str, tuple[tuple[str, ...], Callable[[str], Any] | None, Any, str 
                "model set: auto (tiny on CPU; tiny + pretrained-or-synthetic on GPU), tiny (embedded checkpoints), "
                "synthetic (real configs, random weights, GPU), pretrained (local cache or --ssm-model-path). "
                "Default: auto"),
+    "archs": (("--ssm-archs", "--archs"), arch_list, None, "ssm_archs", "KEY,...",
+              "architectures to run (ssmbench/archs): " + ", ".join(ARCHS) + ". Default: all"),
     "ssm_device": (("--ssm-device", "--device"), choice(*DEVICE_CHOICES), "auto", "ssm_device", "DEVICE",
                    "where models run: auto (cuda when available), cpu, cuda. Default: auto"),
     "ssm_dtype": (("--ssm-dtype", "--dtype"), choice(*DTYPE_CHOICES), "auto", "ssm_dtype", "DTYPE",

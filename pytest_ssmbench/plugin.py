@@ -19,6 +19,8 @@ MARKERS = (
     "selftest: tests of the suite's own machinery (no models needed)",
     "family(*names): run only for models of these families (ssm, attention)",
     "source(*names): run only for models from these sources (tiny, synthetic, pretrained)",
+    "needs(*pieces): skip, saying which, where the model's architecture lacks a piece (kernels, suite_graph, "
+    "layer_reference, cache_bytes)",
     "heavy: costly on full-size models; those instances go to the slow tier",
     "after_sweep: reads the points the benchmark sweep measured; runs last",
     "xdist_group(name): tests that stay on one xdist worker (one per model); declared here for -p no:xdist too",

@@ -46,7 +46,7 @@ def configure(config: pytest.Config) -> None:
     model_set = options.get(config, "models")
     try:
         paths = parse_model_paths(config.getoption("model_path"))
-        specs = resolve_model_set(model_set, paths=paths)
+        specs = resolve_model_set(model_set, paths=paths, archs=options.get(config, "archs"))
     except ModelSetError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[settings_key] = RunSettings(device, options.get(config, "ssm_dtype"), model_set, specs)
@@ -117,11 +117,22 @@ class TestPlan:
     xdist_group: str | None = None
 
 
+# What a ``needs(...)`` mark can ask of a model's architecture (``ssmbench.archs.Arch`` fields).
+ARCH_PIECES = {
+    "kernels": "no fused kernels the suite knows where transformers resolves",
+    "suite_graph": "no support in the suite's CUDA-graph decoder",
+    "layer_reference": "no float64 layer reference",
+    "cache_bytes": "no cache-size formula",
+}
+
+
 def plan(spec: ModelSpec, *, test: str, families: tuple[str, ...] | None, sources: tuple[str, ...] | None,
-         heavy: bool, benchmark: bool, device: torch.device, model_set: str, dtype_choice: str) -> TestPlan:
+         heavy: bool, benchmark: bool, device: torch.device, model_set: str, dtype_choice: str,
+         needs: tuple[str, ...] = ()) -> TestPlan:
     """The one place that decides how a test runs on a model.
 
     - ``family``/``source`` marks restrict a test to some models (the others are not generated at all);
+      ``needs`` (architecture pieces, ``ARCH_PIECES``) skips it, saying which, where the architecture lacks one;
     - tiny models run every check in the quick tier; full-size models too, except checks marked heavy (an 11 GB
       save, say), which go to the slow tier; benchmarks are their own tier (-m benchmark);
     - full-size models are marked gpu and skip off CUDA in the synthetic set (and in auto); an unavailable
@@ -135,7 +146,10 @@ def plan(spec: ModelSpec, *, test: str, families: tuple[str, ...] | None, source
     if spec.large:
         marks.append("gpu")
     skip = None
-    if spec.unavailable:
+    missing = [piece for piece in needs if not getattr(spec.arch, piece)]
+    if missing:
+        skip = f"{spec.name}: {spec.arch.key} has " + "; ".join(ARCH_PIECES[piece] for piece in missing)
+    elif spec.unavailable:
         skip = f"{spec.name}: {spec.unavailable}"
     elif device.type != "cuda" and (spec.source == "synthetic" or (spec.large and model_set == "auto")):
         skip = f"{spec.name}: full-size model, GPU only in this model set (device here: cpu)"
@@ -148,7 +162,11 @@ def plan_for(config: pytest.Config, spec: ModelSpec, definition, test: str) -> T
     """``plan`` for a test function (its marks read from its definition or item)."""
     s = settings(config)
     family, source = definition.get_closest_marker("family"), definition.get_closest_marker("source")
-    return plan(spec, test=test,
+    needs = tuple(piece for mark in definition.iter_markers("needs") for piece in mark.args)
+    unknown = sorted(set(needs) - set(ARCH_PIECES))
+    if unknown:
+        raise pytest.UsageError(f"{test}: needs({', '.join(unknown)}): unknown; valid: {', '.join(ARCH_PIECES)}")
+    return plan(spec, test=test, needs=needs,
                 families=family.args if family else None, sources=source.args if source else None,
                 heavy=definition.get_closest_marker("heavy") is not None,
                 benchmark=definition.get_closest_marker("benchmark") is not None,

@@ -45,7 +45,10 @@ def write(terminalreporter, config: pytest.Config) -> None:
         folder = options.get(config, "scaling_report")
         if folder:
             write_report(tr, b.store, Path(folder))
-    regressions, refusals = baselines.summary_lines(config)
+    regressions, refusals, uncompared = baselines.summary_lines(config)
+    if uncompared and not refusals:
+        tr.write_line(f"not in the baseline, so not compared: {len(uncompared)} benchmark(s): "
+                      + ", ".join(uncompared[:5]) + (" ..." if len(uncompared) > 5 else ""), yellow=True)
     for line in regressions:
         tr.write_line(f"MEMORY REGRESSION {line}", red=True, bold=True)
     for message in refusals:

@@ -169,17 +169,18 @@ SUITE_GRAPH = "suite CUDA graph of the one-token step"
 def decode_path(lm: LoadedModel, backend: str) -> str:
     """What ``backend`` runs for this model: ``compiled`` is transformers' static-cache compile where
     transformers offers it for the model, else (Mamba on 4.x) the suite's CUDA graph; ``graphed`` is the
-    suite's graph (Mamba only)."""
+    suite's graph, for the architectures it supports (``Arch.suite_graph``: Mamba)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
     if backend == "eager":
         return TRANSFORMERS_EAGER
-    if lm.spec.family != "ssm":
-        if backend == "graphed":
+    graph = lm.spec.arch.suite_graph
+    if backend == "graphed":
+        if not graph:
             raise ValueError(f"{lm.name}: the graphed backend captures Mamba's fixed-size recurrent step; "
-                             "for attention models use 'compiled' (transformers' static cache)")
-        return TRANSFORMERS_STATIC
-    if backend == "compiled" and compat.static_cache_compile_offered(lm.model):
+                             f"for {lm.spec.arch.key} use 'compiled' (transformers' static cache)")
+        return SUITE_GRAPH
+    if compat.static_cache_compile_offered(lm.model) or not graph:
         return TRANSFORMERS_STATIC
     return SUITE_GRAPH
 
@@ -294,7 +295,7 @@ def point_record(lm: LoadedModel, kind: str, *, context: int, batch: int, new_to
         family=lm.spec.family, source=lm.spec.source, dtype=str(lm.dtype).replace("torch.", ""),
         params=sum(p.numel() for p in lm.model.parameters()), weight_bytes=weight_bytes(lm.model),
         load_s=lm.load_seconds, device=profile.name, backend=backend, decode_path=decode_path(lm, backend),
-        impl=impl.model_implementation(lm.model) if lm.spec.family == "ssm" else "-",
+        impl=impl.model_implementation(lm.model, lm.spec.arch.kernels) if lm.spec.arch.kernels else "-",
         # Past the context the model was trained for, outputs mean nothing: the point is timing and memory only.
         trained_context=getattr(lm.model.config, "max_position_embeddings", None),
     )
@@ -338,7 +339,7 @@ def finish_point(point: Point, lm: LoadedModel, all_runs: Runs, rounds: int, ctx
     m.round_drift_bytes = last - first if first is not None and last is not None else None
     m.nvml_process_bytes, m.host_available_bytes = ctx.nvml_process, ctx.host_available
     # The returned cache holds context + new_tokens - 1 positions (the last token is never fed back).
-    m.cache_bytes_formula = expected_cache_bytes(lm.model.config, lm.spec.family, context + new - 1, lm.dtype,
+    m.cache_bytes_formula = expected_cache_bytes(lm.spec.arch, lm.model.config, context + new - 1, lm.dtype,
                                                  batch=batch)
     m.cache_bytes = runs.cache_bytes
     r, read = point.roofline, devices.decode_read_bytes(point)

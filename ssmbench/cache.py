@@ -1,8 +1,5 @@
-"""Cache and state sizes: measured from the objects transformers returns, and the analytic formulas.
-
-Mamba keeps ``layers x intermediate x (state_size + conv_kernel)`` values per sequence whatever the context
-(the SSM state in float32 on transformers 5.x, see compat);
-an attention model keeps K and V, ``2 x layers x kv_heads x head_dim`` values per token.
+"""Cache and state sizes: measured from the objects transformers returns, and the analytic formulas (each
+architecture's own, ``Arch.cache_bytes``: Mamba's fixed state, attention's K and V per token).
 """
 
 from __future__ import annotations
@@ -10,8 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-
-from .compat import mamba_ssm_state_dtype
 
 
 def reachable_tensors(obj: Any) -> list[torch.Tensor]:
@@ -51,15 +46,9 @@ def tensor_bytes(obj: Any) -> int:
     return sum(storages.values())
 
 
-def expected_cache_bytes(config: Any, family: str, context: int, dtype: torch.dtype, batch: int = 1) -> int:
-    """Analytic cache size for ``context`` tokens of ``batch`` sequences."""
-    elem = torch.empty((), dtype=dtype).element_size()
-    if family == "ssm":
-        state_elem = torch.empty((), dtype=mamba_ssm_state_dtype(dtype)).element_size()
-        per_channel = config.state_size * state_elem + config.conv_kernel * elem
-        return batch * config.num_hidden_layers * config.intermediate_size * per_channel
-    if family == "attention":
-        heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        return batch * 2 * config.num_hidden_layers * heads * head_dim * context * elem
-    raise ValueError(f"unknown family {family!r}; valid: ssm, attention")
+def expected_cache_bytes(arch: Any, config: Any, context: int, dtype: torch.dtype, batch: int = 1) -> int | None:
+    """Analytic cache size for ``context`` tokens of ``batch`` sequences, from the architecture's formula; None
+    where the architecture has none."""
+    if arch.cache_bytes is None:
+        return None
+    return arch.cache_bytes(config, context, dtype, batch)

@@ -1,6 +1,7 @@
-"""Which implementation transformers resolved for Mamba's operations: the CUDA kernels of mamba-ssm /
+"""Which implementation transformers resolved for an SSM's operations: the CUDA kernels of mamba-ssm /
 causal-conv1d, or the reference PyTorch loop. Read from what transformers itself resolved (the closures of
-its kernel-fallback wrappers in 5.x; the module's fast-path flag in 4.x), not from installed packages.
+its kernel-fallback wrappers in 5.x; the module's fast-path flag in 4.x), not from installed packages, in the
+modeling module each architecture names (``Arch.kernels``).
 """
 
 from __future__ import annotations
@@ -8,13 +9,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .archs import ARCHS, Kernels
+
+MAMBA = ARCHS["mamba"].kernels
 # The operations transformers' Mamba mixer dispatches, by the name of the wrapper in modeling_mamba (5.x).
-MAMBA_OPS = {
-    "selective_scan": "mamba_selective_scan",
-    "selective_state_update": "mamba_selective_state_update",
-    "causal_conv1d": "causal_conv1d_fn",
-    "causal_conv1d_update": "causal_conv1d_update",
-}
+MAMBA_OPS = MAMBA.ops
 REFERENCE = "torch-reference"
 
 
@@ -31,24 +30,24 @@ def _origin(fn: Any) -> str:
     return module.split(".")[0] or REFERENCE
 
 
-def mamba_ops(device_type: str = "cuda") -> dict[str, str]:
-    """Per operation, what a Mamba mixer on ``device_type`` runs: a package name or ``torch-reference``."""
-    mod = importlib.import_module("transformers.models.mamba.modeling_mamba")
-    if hasattr(mod, "is_fast_path_available"):  # transformers 4.x: one flag picks cuda_kernels_forward
-        fast = bool(mod.is_fast_path_available) and device_type == "cuda"
-        return {
-            "selective_scan": "mamba_ssm" if fast else REFERENCE,
-            "selective_state_update": "mamba_ssm" if fast else REFERENCE,
-            "causal_conv1d": "causal_conv1d" if fast else REFERENCE,
-            "causal_conv1d_update": "causal_conv1d" if fast else REFERENCE,
-        }
+def ssm_ops(kernels: Kernels, device_type: str = "cuda") -> dict[str, str]:
+    """Per operation, what an SSM mixer on ``device_type`` runs: a package name or ``torch-reference``."""
+    mod = importlib.import_module(kernels.module)
+    if hasattr(mod, kernels.fast_path_flag):  # transformers 4.x: one flag picks cuda_kernels_forward
+        fast = bool(getattr(mod, kernels.fast_path_flag)) and device_type == "cuda"
+        return {op: kernels.flag_packages.get(op, "unknown") if fast else REFERENCE for op in kernels.ops}
     ops = {}
-    for op, attr in MAMBA_OPS.items():
+    for op, attr in kernels.ops.items():
         wrapper = getattr(mod, attr, None)
         ops[op] = _origin(_resolved(wrapper)) if wrapper is not None else "unknown"
         if device_type != "cuda" and ops[op] != REFERENCE:
             ops[op] = f"{ops[op]} (unused off CUDA)"
     return ops
+
+
+def mamba_ops(device_type: str = "cuda") -> dict[str, str]:
+    """``ssm_ops`` for Mamba (v1), the reference pair's SSM: what the header reports."""
+    return ssm_ops(MAMBA, device_type)
 
 
 def summarize(ops: dict[str, str]) -> str:
@@ -66,30 +65,34 @@ def scan_on_reference(ops: dict[str, str]) -> bool:
     return ops.get("selective_scan") == REFERENCE
 
 
-def model_implementation(model: Any) -> str:
-    """What a loaded Mamba model runs: hub kernels when transformers' ``kernelize`` swapped them in for this
-    model, else what the module resolved for the model's device."""
+def model_implementation(model: Any, kernels: Kernels = MAMBA) -> str:
+    """What a loaded SSM runs: hub kernels when transformers' ``kernelize`` swapped them in for this model,
+    else what its modeling module resolved for the model's device."""
     if getattr(model, "_use_kernels", False):
         return "hub-kernels (kernelize)"
-    return summarize(mamba_ops(model.device.type))
+    return summarize(ssm_ops(kernels, model.device.type))
 
 
-def kernels_available(device_type: str = "cuda") -> bool:
-    return device_type == "cuda" and mamba_ops("cuda").get("selective_scan") not in (REFERENCE, "unknown")
+def kernels_available(device_type: str = "cuda", kernels: Kernels = MAMBA) -> bool:
+    return device_type == "cuda" and ssm_ops(kernels, "cuda").get("selective_scan") not in (REFERENCE, "unknown")
 
 
 class reference_path:
-    """Context manager: Mamba runs transformers' reference PyTorch implementation even where kernels are
+    """Context manager: the SSM runs transformers' reference PyTorch implementation even where kernels are
     installed (5.x: each wrapper's original torch function; 4.x: the fast-path flag off)."""
 
+    def __init__(self, kernels: Kernels = MAMBA):
+        self.kernels = kernels
+
     def __enter__(self):
-        self.mod = importlib.import_module("transformers.models.mamba.modeling_mamba")
+        self.mod = importlib.import_module(self.kernels.module)
         self.saved: dict[str, Any] = {}
-        names = ["is_fast_path_available"] if hasattr(self.mod, "is_fast_path_available") else list(MAMBA_OPS.values())
+        flag = self.kernels.fast_path_flag
+        names = [flag] if hasattr(self.mod, flag) else list(self.kernels.ops.values())
         for name in names:
             self.saved[name] = getattr(self.mod, name)
             value = self.saved[name]
-            setattr(self.mod, name, False if name == "is_fast_path_available" else getattr(value, "__wrapped__", value))
+            setattr(self.mod, name, False if name == flag else getattr(value, "__wrapped__", value))
         return self
 
     def __exit__(self, *exc):

@@ -1,9 +1,9 @@
 """The one registry of model architectures and the model sets built from it.
 
-An architecture (``ARCHS``) says how to get a model three ways: the embedded tiny checkpoint, the real
-configuration with random weights (``synthetic``), and the real checkpoint (``pretrained``). A model set
-expands architectures into ``ModelSpec`` entries; every test is parametrized from those, so adding Mamba-2
-or another Transformer is one ``Arch`` entry here.
+An architecture (``ARCHS``, one module each in ``ssmbench/archs``) says how to get a model three ways: the
+embedded tiny checkpoint, the real configuration with random weights (``synthetic``), and the real checkpoint
+(``pretrained``). A model set expands architectures into ``ModelSpec`` entries; every test is parametrized
+from those.
 """
 
 from __future__ import annotations
@@ -11,65 +11,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from .archs import ARCHS, FAMILIES, TINY_DIR, Arch  # noqa: F401  (FAMILIES, TINY_DIR: re-exported)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-TINY_DIR = REPO_ROOT / "fixtures" / "tiny"
 
-FAMILIES = ("ssm", "attention")
 SOURCES = ("tiny", "synthetic", "pretrained")
 MODEL_SETS = ("auto", "tiny", "synthetic", "pretrained")
-
-
-@dataclass(frozen=True)
-class Arch:
-    key: str  # short name used in options and env vars: --model-path KEY=DIR, SSMBENCH_PATH_KEY
-    family: str  # "ssm" or "attention"
-    model_type: str  # transformers' config.model_type
-    hub_id: str  # the real checkpoint
-    synthetic_config: dict[str, Any]  # the real checkpoint's config values
-    published_params: float  # parameter count of the real checkpoint, as published (3 significant figures)
-
-    @property
-    def tiny_path(self) -> Path:
-        return TINY_DIR / self.key
-
-    @property
-    def env_var(self) -> str:
-        return f"SSMBENCH_PATH_{self.key.upper()}"
-
-
-ARCHS: dict[str, Arch] = {
-    a.key: a
-    for a in (
-        Arch(
-            key="mamba",
-            family="ssm",
-            model_type="mamba",
-            hub_id="state-spaces/mamba-2.8b-hf",
-            synthetic_config=dict(
-                vocab_size=50280, hidden_size=2560, num_hidden_layers=64, state_size=16, expand=2,
-                intermediate_size=5120, conv_kernel=4, time_step_rank=160, use_bias=False, use_conv_bias=True,
-                layer_norm_epsilon=1e-5, residual_in_fp32=True, tie_word_embeddings=True,
-                bos_token_id=0, eos_token_id=0, pad_token_id=0,
-            ),
-            published_params=2.768e9,
-        ),
-        Arch(
-            key="phi",
-            family="attention",
-            model_type="phi",
-            hub_id="microsoft/phi-2",
-            synthetic_config=dict(
-                vocab_size=51200, hidden_size=2560, intermediate_size=10240, num_hidden_layers=32,
-                num_attention_heads=32, num_key_value_heads=32, partial_rotary_factor=0.4, rope_theta=10000.0,
-                max_position_embeddings=2048, hidden_act="gelu_new", layer_norm_eps=1e-5,
-                tie_word_embeddings=False, qk_layernorm=False, bos_token_id=50256, eos_token_id=50256,
-            ),
-            published_params=2.780e9,
-        ),
-    )
-}
 
 
 @dataclass(frozen=True)
@@ -164,6 +112,9 @@ def resolve_model_set(name: str, *, paths: dict[str, str] | None = None,
     if name not in MODEL_SETS:
         raise ModelSetError(f"unknown model set {name!r}; valid: {', '.join(MODEL_SETS)}")
     paths = paths or {}
+    unknown = sorted(set(archs or ()) - set(ARCHS))
+    if unknown:
+        raise ModelSetError(f"unknown architecture(s) {', '.join(unknown)}; valid: {', '.join(ARCHS)}")
     for key, given in paths.items():  # a path given on purpose is never silently replaced by another model
         spec = pretrained_spec(ARCHS[key], {key: given})
         if spec.unavailable:

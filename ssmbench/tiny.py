@@ -1,4 +1,4 @@
-"""Builds the embedded tiny checkpoints: a byte-level BPE tokenizer and a small Mamba and Phi, each trained
+"""Builds the embedded tiny checkpoints: a byte-level BPE tokenizer and a small model per architecture, each trained
 briefly on the seeded corpus so their greedy generations are varied (degenerate models would let
 conformance checks pass vacuously). Run through ``python scripts/make_tiny_checkpoints.py``.
 """
@@ -19,13 +19,7 @@ from .registry import ARCHS, TINY_DIR
 VOCAB_SIZE = 512
 EOS, PAD = "<|endoftext|>", "<|padding|>"
 
-TINY_CONFIGS = {
-    "mamba": dict(hidden_size=64, num_hidden_layers=4, state_size=16, expand=2, intermediate_size=128,
-                  conv_kernel=4, time_step_rank=8, use_bias=False, use_conv_bias=True, tie_word_embeddings=True),
-    "phi": dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-                num_key_value_heads=4, partial_rotary_factor=0.5, rope_theta=10000.0,
-                max_position_embeddings=2048, hidden_act="gelu_new", tie_word_embeddings=False),
-}
+TINY_CONFIGS = {key: arch.tiny_config for key, arch in ARCHS.items()}
 
 
 def build_tokenizer(texts: list[str]):
@@ -48,7 +42,7 @@ def build_model(key: str, tokenizer):
 
     arch = ARCHS[key]
     eos = tokenizer.convert_tokens_to_ids(EOS)
-    pad = tokenizer.convert_tokens_to_ids(PAD) if key == "mamba" else None
+    pad = tokenizer.convert_tokens_to_ids(PAD) if arch.tiny_pad_token else None
     config = AutoConfig.for_model(arch.model_type, vocab_size=VOCAB_SIZE, bos_token_id=eos, eos_token_id=eos,
                                   pad_token_id=pad, **TINY_CONFIGS[key])
     return AutoModelForCausalLM.from_config(config, **dtype_kwargs(torch.float32))
@@ -101,14 +95,20 @@ def make_portable(folder: Path) -> None:
     cfg.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def make_all(out_dir: Path = TINY_DIR, *, steps: int = 600, seed: int = 0, log=print) -> dict[str, float]:
+def make_all(out_dir: Path = TINY_DIR, *, steps: int = 600, seed: int = 0, only: list[str] | None = None,
+             log=print) -> dict[str, float]:
+    """Build, train and save the tiny checkpoints (``only``: these architectures; the others' files stay).
+    Every model trains from the same seed on the same corpus, so one rebuilt alone is the one all would give."""
+    unknown = sorted(set(only or ()) - set(TINY_CONFIGS))
+    if unknown:
+        raise ValueError(f"unknown architecture(s) {', '.join(unknown)}; valid: {', '.join(TINY_CONFIGS)}")
     torch.manual_seed(seed)
     texts = make_corpus(seed=seed)
     tokenizer = build_tokenizer(texts)
     eos = tokenizer.eos_token
     ids = torch.tensor(tokenizer(eos.join(texts))["input_ids"], dtype=torch.long)
     losses = {}
-    for key in TINY_CONFIGS:
+    for key in only or TINY_CONFIGS:
         torch.manual_seed(seed)
         model = build_model(key, tokenizer)
         n = sum(p.numel() for p in model.parameters())
@@ -120,7 +120,7 @@ def make_all(out_dir: Path = TINY_DIR, *, steps: int = 600, seed: int = 0, log=p
         target.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(target)
         tok = build_tokenizer(texts)  # fresh copy: each checkpoint carries its own tokenizer files
-        if key == "mamba":  # like the real GPT-NeoX tokenizer: a pad token; phi-2's has none
+        if ARCHS[key].tiny_pad_token:  # as the real tokenizer (GPT-NeoX's has one, phi-2's none)
             tok.pad_token = PAD
         tok.save_pretrained(target)
         make_portable(target)

@@ -20,7 +20,7 @@ def test_point_memory_does_not_depend_on_earlier_backends(lm, bench):
     if lm.device.type != "cuda":
         pytest.skip(f"{lm.name}: needs a GPU (the allocator's peak, and the compiled and graphed backends, are CUDA's)")
     b = dataclasses.replace(bench, store=results.ResultStore(), calibrate_contexts=())
-    other = "graphed" if lm.spec.family == "ssm" else "compiled"
+    other = "graphed" if lm.spec.arch.suite_graph else "compiled"
     context = 2048 if lm.spec.large else 64
     ids = prompt_ids(lm, context)
     before = measure_point(Rounds(), b, lm, "prefill", ids, 1)

@@ -12,13 +12,14 @@ from ssmbench.compat import find_cache
 pytestmark = pytest.mark.conformance
 
 
+@pytest.mark.needs("cache_bytes")
 @pytest.mark.parametrize("context", [1, 16, 64])
 def test_cache_bytes_match_formula(lm, context):
     ids = torch.randint(0, lm.tokenizer.vocab_size, (2, context), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         out = lm.model(input_ids=ids.to(lm.device), use_cache=True)
     measured = tensor_bytes(find_cache(out))
-    expected = expected_cache_bytes(lm.model.config, lm.spec.family, context, lm.dtype, batch=2)
+    expected = expected_cache_bytes(lm.spec.arch, lm.model.config, context, lm.dtype, batch=2)
     assert measured == expected, (
         f"{lm.name}: cache holds {measured} bytes after {context} tokens x 2 sequences; formula says {expected}"
     )

@@ -24,15 +24,17 @@ def _greedy(lm, prompt, **kwargs):
 
 
 @pytest.mark.family("ssm")
+@pytest.mark.needs("kernels")
 def test_kernels_match_reference_path(lm):
-    if not impl.kernels_available(lm.device.type):
-        pytest.skip(f"{lm.name}: transformers resolved no Mamba CUDA kernels here "
-                    f"({impl.model_implementation(lm.model)}, device {lm.device.type}); install mamba-ssm")
+    kernels = lm.spec.arch.kernels
+    if not impl.kernels_available(lm.device.type, kernels):
+        pytest.skip(f"{lm.name}: transformers resolved no CUDA kernels in {kernels.module} here "
+                    f"({impl.model_implementation(lm.model, kernels)}, device {lm.device.type}); install mamba-ssm")
     enc = lm.encode(PROMPTS[:2])
     with torch.no_grad():
         fast_logits = lm.model(**enc).logits
         fast = _greedy(lm, PROMPTS[0])
-        with impl.reference_path():
+        with impl.reference_path(kernels):
             ref_logits = lm.model(**enc).logits
             ref = _greedy(lm, PROMPTS[0])
     assert_logits_close(f"{lm.name}: prefill logits, kernels vs reference loop", fast_logits, ref_logits, lm.dtype,
@@ -44,6 +46,7 @@ def test_kernels_match_reference_path(lm):
 
 
 @pytest.mark.family("ssm")
+@pytest.mark.needs("suite_graph")
 def test_graphed_decode_matches_eager(lm):
     """The suite's CUDA-graph decode (captured on a GPU; on a CPU the same static-state loop, uncaptured)
     continues prompts exactly as eager generate() does -- including later calls, which reuse the captured

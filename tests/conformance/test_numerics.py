@@ -18,22 +18,15 @@ def _run_prompts(lm):
     return lambda: lm.model(input_ids=enc["input_ids"], use_cache=False)
 
 
-@pytest.mark.family("ssm")
+@pytest.mark.needs("layer_reference")
 @pytest.mark.parametrize("layer", [0, -1])
-def test_mamba_mixer_matches_sequential_scan(lm, layer):
-    mixer = lm.model.backbone.layers[layer].mixer
+def test_layer_matches_float64_reference(lm, layer):
+    """The architecture's characteristic layer (Mamba's mixer, Phi's attention, ...) against its float64
+    reference (``Arch.layer_reference``), on the input it really sees in a forward pass."""
+    arch = lm.spec.arch
+    module, expected_of = arch.layer_reference(lm.model, layer)
     with torch.no_grad():
-        hidden, output = reference.capture(mixer, _run_prompts(lm))
-        expected = reference.mamba_mixer(mixer, hidden)
-    assert_logits_close(f"{lm.name}: layer {layer} mixer vs float64 sequential scan", output, expected, lm.dtype)
-
-
-@pytest.mark.family("attention")
-@pytest.mark.parametrize("layer", [0, -1])
-def test_phi_attention_matches_softmax_reference(lm, layer):
-    attn = lm.model.model.layers[layer].self_attn
-    with torch.no_grad():
-        hidden, output = reference.capture(attn, _run_prompts(lm))
-        expected = reference.phi_attention(attn, hidden, lm.model.config)
-    assert_logits_close(f"{lm.name}: layer {layer} attention vs float64 softmax attention", output, expected,
-                        lm.dtype)
+        hidden, output = reference.capture(module, _run_prompts(lm))
+        expected = expected_of(hidden)
+    assert_logits_close(f"{lm.name}: layer {layer} {type(module).__name__} vs {arch.reference_name}", output,
+                        expected, lm.dtype)

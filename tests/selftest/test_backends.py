@@ -15,7 +15,9 @@ def _lm(family, supports_static=None):
     model = types.SimpleNamespace()
     if supports_static is not None:
         model._supports_static_cache = supports_static  # transformers 4.x declares it per class
-    return types.SimpleNamespace(spec=types.SimpleNamespace(family=family), name=f"fake-{family}", model=model)
+    arch = types.SimpleNamespace(key=f"fake-{family}", suite_graph=family == "ssm")
+    return types.SimpleNamespace(spec=types.SimpleNamespace(family=family, arch=arch), name=f"fake-{family}",
+                                 model=model)
 
 
 @pytest.mark.parametrize("family,flag,backend,path", [
@@ -31,7 +33,7 @@ def test_decode_path(family, flag, backend, path):
 
 
 def test_graphed_refuses_attention_models_and_unknown_backends():
-    with pytest.raises(ValueError, match="attention models use 'compiled'"):
+    with pytest.raises(ValueError, match="for fake-attention use 'compiled'"):
         bench.decode_path(_lm("attention"), "graphed")
     with pytest.raises(ValueError, match="valid: eager, compiled, graphed"):
         bench.decode_path(_lm("ssm"), "jit")

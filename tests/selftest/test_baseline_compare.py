@@ -32,13 +32,30 @@ def _config():
 @pytest.mark.selftest
 def test_compare_refuses_other_gpu_and_model_set():
     saved = json.loads(H200.read_text())
-    mine = dict(saved["machine_info"], gpu_name="NVIDIA GB10", models="synthetic-mamba")
+    mine = dict(saved["machine_info"], gpu_name="NVIDIA GB10", model_set="tiny")
     config = _config()
     baselines.compare_machine_info(config, _session([]), mine, saved)
     (text,) = config.stash[baselines.refusals_key]
     assert config.stash[baselines.refused_baselines_key] == [saved]
     assert "gpu_name: baseline 'NVIDIA H200', this run 'NVIDIA GB10'" in text
-    assert "models: baseline 'synthetic-mamba,synthetic-phi'" in text and "baselines/h200" in text
+    assert "model_set: baseline 'synthetic', this run 'tiny'" in text and "baselines/h200" in text
+
+
+@pytest.mark.quick
+@pytest.mark.selftest
+def test_a_run_on_other_architectures_compares_what_both_measured():
+    """Adding an architecture (or running fewer) never invalidates a baseline: the benchmarks both hold are
+    compared by name, the others are listed as not compared, and only a run sharing none is refused."""
+    saved = json.loads(H200.read_text())
+    config = _config()
+    mine = dict(saved["machine_info"], models="synthetic-mamba,synthetic-mamba2,synthetic-phi")
+    baselines.compare_machine_info(config, _session([]), mine, saved)
+    assert config.stash[baselines.refusals_key] == []
+    mapping = {str(H200): {b["fullname"]: b for b in saved["benchmarks"]}}
+    old = SimpleNamespace(fullname=saved["benchmarks"][0]["fullname"])
+    new = SimpleNamespace(fullname=old.fullname.replace("synthetic-mamba", "synthetic-mamba2"))
+    assert baselines.not_in_baselines([old, new], mapping) == [new.fullname]
+    assert baselines.not_in_baselines([old], mapping) == []
 
 
 @pytest.mark.quick
@@ -101,6 +118,15 @@ def test_end_to_end_compare_then_refuse_foreign_and_corrupt_baselines(saved_base
     assert "refusing to compare" in out and "gpu_name: baseline 'NVIDIA H200', this run 'none'" in out, out[-2000:]
     assert "2 passed" in out, "the run itself must still happen"
     assert len(json.loads(points.read_text())["points"]) == 2, "the run's own results must still be saved"
+
+    # Fewer architectures than the baseline: compared, exit 0. Only points the baseline lacks: refused, exit 4.
+    saved.write_text(original)
+    points.unlink()
+    fewer = run_pytest(*args, "--ssm-archs", "mamba")
+    assert fewer.returncode == 0 and "Comparing against" in fewer.stdout + fewer.stderr, fewer.stdout[-3000:]
+    other = run_pytest(*[a if a != "quickstart" else "prefill and ctx32" for a in args])
+    out = other.stdout + other.stderr
+    assert other.returncode == 4 and "none of this run's 2 benchmarks is in the baseline" in out, out[-3000:]
 
     saved.write_text(original[: len(original) // 2])  # a truncated baseline
     points.unlink()

@@ -7,6 +7,7 @@ from collections import defaultdict
 
 import pytest
 
+from ssmbench.registry import ARCHS
 from tests.selftest.child import run_pytest
 
 pytestmark = pytest.mark.selftest
@@ -21,11 +22,13 @@ def test_each_model_stays_on_one_worker(pytestconfig):
     workers = defaultdict(set)
     lines = re.findall(r"^\[(gw\d+)\] .*?(tests/\S+)", run.stdout, re.M)
     assert lines, run.stdout[-3000:]
+    tiny = {f"tiny-{key}" for key in ARCHS}
+    pattern = re.compile(r"\[(" + "|".join(sorted(map(re.escape, tiny), key=len, reverse=True)) + r")[\]-]")
     for worker, nodeid in lines:
-        model = re.search(r"\[(tiny-(?:mamba|phi))[\]-]", nodeid).group(1)
+        model = pattern.search(nodeid).group(1)
         assert nodeid.endswith(f"@{model}"), f"{nodeid}: no xdist group tag '@{model}', so xdist cannot group it"
         workers[model].add(worker)
-    assert set(workers) == {"tiny-mamba", "tiny-phi"}, run.stdout[-3000:]
+    assert set(workers) == tiny, run.stdout[-3000:]
     assert all(len(w) == 1 for w in workers.values()), f"a model's tests ran on several workers: {dict(workers)}"
 
 

@@ -1,0 +1,12 @@
+"""The architectures, one module each (``ARCH`` in it). Adding one: a module here, its entry in ``MODULES``,
+and its tiny checkpoint (``python scripts/make_tiny_checkpoints.py --only KEY``)."""
+
+from __future__ import annotations
+
+from . import mamba, phi
+from .base import FAMILIES, TINY_DIR, Arch, Kernels
+
+MODULES = (mamba, phi)
+ARCHS: dict[str, Arch] = {m.ARCH.key: m.ARCH for m in MODULES}
+
+__all__ = ["ARCHS", "FAMILIES", "TINY_DIR", "Arch", "Kernels"]

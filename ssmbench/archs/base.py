@@ -1,0 +1,64 @@
+"""What the suite knows about one architecture, in one place. Generic code asks the architecture; a piece an
+architecture lacks (no float64 reference, no cache formula, no kernels) makes the check that needs it skip,
+saying so -- never crash, never pass without testing anything."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+TINY_DIR = REPO_ROOT / "fixtures" / "tiny"
+
+FAMILIES = ("ssm", "attention")
+
+# layer_reference(model, index) -> (the module whose input and output are captured, its float64 function of
+# that input) or None where the model has no such layer at that index.
+LayerReference = Callable[[Any, int], "tuple[torch.nn.Module, Callable[[torch.Tensor], torch.Tensor]] | None"]
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """Where transformers resolves an SSM's fused kernels: the modeling module, and per operation the name of
+    the module-level wrapper it calls (5.x) -- or, on 4.x, the module's one fast-path flag."""
+
+    module: str  # e.g. "transformers.models.mamba.modeling_mamba"
+    ops: dict[str, str]  # operation -> wrapper name in ``module``
+    fast_path_flag: str = "is_fast_path_available"  # 4.x
+    flag_packages: dict[str, str] = field(default_factory=dict)  # 4.x: operation -> package the flag implies
+
+
+@dataclass(frozen=True)
+class Arch:
+    key: str  # short name used in options and env vars: --ssm-model-path KEY=DIR, SSMBENCH_PATH_KEY
+    family: str  # "ssm" or "attention": reporting and scaling expectations
+    model_type: str  # transformers' config.model_type
+    hub_id: str  # the real checkpoint
+    synthetic_config: dict[str, Any]  # the real checkpoint's config values
+    published_params: float  # parameter count of the real checkpoint, as published (3 significant figures)
+    tiny_config: dict[str, Any]  # the embedded tiny checkpoint's (vocabulary and special ids come from its tokenizer)
+    tiny_pad_token: bool  # whether the tiny checkpoint's tokenizer has a pad token, as the real one does
+    cache_bytes: Callable[[Any, int, torch.dtype, int], int] | None = None  # (config, context, dtype, batch)
+    layer_reference: LayerReference | None = None
+    reference_name: str = ""  # what the float64 reference computes, for messages
+    kernels: Kernels | None = None
+    suite_graph: bool = False  # the suite's CUDA graph of the one-token step (ssmbench.graphs) supports it
+
+    @property
+    def tiny_path(self) -> Path:
+        return TINY_DIR / self.key
+
+    @property
+    def env_var(self) -> str:
+        return f"SSMBENCH_PATH_{self.key.upper()}"
+
+
+def attention_cache_bytes(config, context: int, dtype: torch.dtype, batch: int = 1) -> int:
+    """K and V for every token: ``2 x layers x kv_heads x head_dim`` values per token and sequence."""
+    elem = torch.empty((), dtype=dtype).element_size()
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return batch * 2 * config.num_hidden_layers * heads * head_dim * context * elem

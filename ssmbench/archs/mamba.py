@@ -1,0 +1,52 @@
+"""Mamba (v1): state-spaces/mamba-2.8b-hf, the reference pair's SSM."""
+
+from __future__ import annotations
+
+import torch
+
+from .. import reference
+from ..compat import mamba_ssm_state_dtype
+from .base import Arch, Kernels
+
+
+def cache_bytes(config, context: int, dtype: torch.dtype, batch: int = 1) -> int:
+    """``layers x intermediate x (state_size + conv_kernel)`` values per sequence whatever the context; the SSM
+    state in float32 on transformers 5.x (see compat)."""
+    elem = torch.empty((), dtype=dtype).element_size()
+    state_elem = torch.empty((), dtype=mamba_ssm_state_dtype(dtype)).element_size()
+    per_channel = config.state_size * state_elem + config.conv_kernel * elem
+    return batch * config.num_hidden_layers * config.intermediate_size * per_channel
+
+
+def layer_reference(model, index: int):
+    mixer = model.backbone.layers[index].mixer
+    return mixer, lambda hidden: reference.mamba_mixer(mixer, hidden)
+
+
+ARCH = Arch(
+    key="mamba",
+    family="ssm",
+    model_type="mamba",
+    hub_id="state-spaces/mamba-2.8b-hf",
+    synthetic_config=dict(
+        vocab_size=50280, hidden_size=2560, num_hidden_layers=64, state_size=16, expand=2,
+        intermediate_size=5120, conv_kernel=4, time_step_rank=160, use_bias=False, use_conv_bias=True,
+        layer_norm_epsilon=1e-5, residual_in_fp32=True, tie_word_embeddings=True,
+        bos_token_id=0, eos_token_id=0, pad_token_id=0,
+    ),
+    published_params=2.768e9,
+    tiny_config=dict(hidden_size=64, num_hidden_layers=4, state_size=16, expand=2, intermediate_size=128,
+                     conv_kernel=4, time_step_rank=8, use_bias=False, use_conv_bias=True, tie_word_embeddings=True),
+    tiny_pad_token=True,  # like the real GPT-NeoX tokenizer
+    cache_bytes=cache_bytes,
+    layer_reference=layer_reference,
+    reference_name="float64 sequential scan",
+    kernels=Kernels(
+        module="transformers.models.mamba.modeling_mamba",
+        ops={"selective_scan": "mamba_selective_scan", "selective_state_update": "mamba_selective_state_update",
+             "causal_conv1d": "causal_conv1d_fn", "causal_conv1d_update": "causal_conv1d_update"},
+        flag_packages={"selective_scan": "mamba_ssm", "selective_state_update": "mamba_ssm",
+                       "causal_conv1d": "causal_conv1d", "causal_conv1d_update": "causal_conv1d"},
+    ),
+    suite_graph=True,
+)

@@ -1,0 +1,44 @@
+"""Architectures as modules (``ssmbench/archs``): every registered one is complete enough to build, and a piece
+one lacks makes the checks that need it skip, saying which -- never crash, never pass without testing."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from pytest_ssmbench.settings import ARCH_PIECES, plan
+from ssmbench import archs, tiny
+from ssmbench.registry import ARCHS, ModelSpec
+
+pytestmark = [pytest.mark.quick, pytest.mark.selftest]
+
+
+@pytest.mark.parametrize("key", sorted(ARCHS))
+def test_every_architecture_is_complete_and_has_its_tiny_checkpoint(key):
+    arch = ARCHS[key]
+    assert arch.key == key and arch.family in archs.FAMILIES
+    assert (arch.tiny_path / "config.json").is_file(), (
+        f"{key}: no tiny checkpoint at {arch.tiny_path}; run python scripts/make_tiny_checkpoints.py --only {key}")
+    assert arch.synthetic_config and arch.tiny_config and arch.published_params > 0
+    assert arch.kernels is None or arch.family == "ssm", f"{key}: SSM kernels declared for an attention model"
+
+
+def _plan(spec, needs):
+    return plan(spec, test="test_x", families=None, sources=None, heavy=False, benchmark=False,
+                device=torch.device("cpu"), model_set="tiny", dtype_choice="auto", needs=needs)
+
+
+@pytest.mark.parametrize("piece", sorted(ARCH_PIECES))
+def test_a_missing_architecture_piece_skips_the_check_saying_which(piece):
+    arch = ARCHS["mamba"]
+    lacking = dataclasses.replace(arch, **{piece: None if piece != "suite_graph" else False})
+    assert _plan(ModelSpec(arch, "tiny", str(arch.tiny_path)), (piece,)).skip is None
+    skip = _plan(ModelSpec(lacking, "tiny", str(arch.tiny_path)), (piece,)).skip
+    assert skip == f"tiny-mamba: mamba has {ARCH_PIECES[piece]}"
+
+
+def test_rebuilding_tiny_checkpoints_names_the_valid_architectures():
+    with pytest.raises(ValueError, match="unknown architecture.*nope.*valid: " + ", ".join(ARCHS)):
+        tiny.make_all(only=["nope"])
