@@ -57,14 +57,15 @@ def find_cache(output: Any) -> Any:
 KNOWN_DIFFERENCES = {
     "mamba-decode-after-1-token-prompt": (
         ("ssm",), lambda v: (v.major, v.minor) == (4, 46),
-        "transformers 4.46 (seen on 4.46.3; fine on 5.17 and 5.24; other versions unchecked): Mamba's cached "
-        "decode after a 1-token prompt diverges from the full forward pass (its slow path keys prefill vs "
-        "decode on cache_position length); no upstream issue found",
+        "transformers 4.46 (seen on 4.46.3; fine on 5.17 and 5.24; other versions unchecked): Mamba's (and "
+        "FalconMamba's, the same mixer) cached decode after a 1-token prompt diverges from the full forward pass "
+        "(its slow path keys prefill vs decode on cache_position length); no upstream issue found",
     ),
     "mamba-a-log-dtype": (
         ("ssm",), lambda v: (v.major, v.minor) == (4, 46),
-        "transformers 4.46 (seen on 4.46.3; fine on 5.17 and 5.24; other versions unchecked): Mamba's A_log "
-        "stays float32 when from_pretrained is asked for bfloat16 or float16 (the mixer creates it in float32)",
+        "transformers 4.46 (seen on 4.46.3; fine on 5.17 and 5.24; other versions unchecked): Mamba's and "
+        "FalconMamba's A_log stays float32 when from_pretrained is asked for bfloat16 or float16 (the mixer "
+        "creates it in float32)",
     ),
 }
 

@@ -1,6 +1,6 @@
-"""Independent float64 reference implementations: Mamba's selective scan as the paper's sequential
-recurrence, and Phi's partial-rotary causal softmax attention. They read only module weights and config
-values, never transformers' own helper functions."""
+"""Independent float64 reference implementations: Mamba's selective scan and Mamba-2's SSD as sequential
+recurrences, and rotary causal softmax attention (Phi's partial rotary; grouped-query for Qwen2 and Llama).
+They read only module weights and config values, never transformers' own helper functions."""
 
 from __future__ import annotations
 
@@ -21,8 +21,14 @@ def _linear(x: torch.Tensor, linear: torch.nn.Linear) -> torch.Tensor:
     return y + b if b is not None else y
 
 
-def mamba_mixer(mixer: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-    """Output of a Mamba (v1) mixer for ``hidden`` [batch, length, hidden], computed step by step."""
+def _rms(x: torch.Tensor, eps: float) -> torch.Tensor:
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+
+
+def mamba_mixer(mixer: torch.nn.Module, hidden: torch.Tensor, bcdt_rms_eps: float | None = None) -> torch.Tensor:
+    """Output of a Mamba (v1) mixer for ``hidden`` [batch, length, hidden], computed step by step. With
+    ``bcdt_rms_eps`` (FalconMamba), the low-rank dt, B and C are each RMS-normalised, without weights, before
+    use."""
     x = hidden.double()
     xs, z = _linear(x, mixer.in_proj).chunk(2, dim=-1)  # [B, L, I] each
     batch, length, inner = xs.shape
@@ -36,6 +42,8 @@ def mamba_mixer(mixer: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     n = mixer.A_log.shape[-1]
     rank = mixer.dt_proj.weight.shape[-1]
     dt_low, b_ssm, c_ssm = torch.split(_linear(u, mixer.x_proj), [rank, n, n], dim=-1)
+    if bcdt_rms_eps is not None:
+        dt_low, b_ssm, c_ssm = (_rms(t, bcdt_rms_eps) for t in (dt_low, b_ssm, c_ssm))
     dt = F.softplus(_linear(dt_low, mixer.dt_proj))  # [B, L, I]
     a = -torch.exp(mixer.A_log.detach().double())  # [I, N]
     d = mixer.D.detach().double()
@@ -49,6 +57,47 @@ def mamba_mixer(mixer: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     return _linear(y, mixer.out_proj)
 
 
+def mamba2_mixer(mixer: torch.nn.Module, hidden: torch.Tensor, config) -> torch.Tensor:
+    """Output of a Mamba-2 (SSD) mixer for ``hidden`` [batch, length, hidden], as the sequential recurrence
+    over each head's [head_dim x state] matrix: h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t^T, y_t = h_t C_t + D x_t
+    (A, dt and D scalars per head; B and C shared by the heads of a group), then the gated grouped RMS norm."""
+    if config.hidden_act not in ("silu", "swish"):
+        raise NotImplementedError(f"Mamba-2 reference: activation {config.hidden_act!r}")
+    x = hidden.double()
+    batch, length, _ = x.shape
+    heads, head_dim, groups, n = config.num_heads, config.head_dim, config.n_groups, config.state_size
+    inner = heads * head_dim
+    conv_dim = inner + 2 * groups * n
+    gate, xbc, dt = torch.split(_linear(x, mixer.in_proj), [inner, conv_dim, heads], dim=-1)
+    kernel = mixer.conv1d.weight.shape[-1]
+    w = mixer.conv1d.weight.detach().double()[:, 0, :]  # [conv_dim, K]
+    padded = F.pad(xbc, (0, 0, kernel - 1, 0))
+    conv = sum(padded[:, k : k + length, :] * w[:, k] for k in range(kernel))
+    if mixer.conv1d.bias is not None:
+        conv = conv + mixer.conv1d.bias.detach().double()
+    xs, b_ssm, c_ssm = torch.split(F.silu(conv), [inner, groups * n, groups * n], dim=-1)
+    xs = xs.view(batch, length, heads, head_dim)
+    per_group = heads // groups
+    b_ssm = b_ssm.view(batch, length, groups, n).repeat_interleave(per_group, dim=2)  # [B, L, H, N]
+    c_ssm = c_ssm.view(batch, length, groups, n).repeat_interleave(per_group, dim=2)
+    low, high = getattr(config, "time_step_limit", (0.0, float("inf")))
+    dt = F.softplus(dt + mixer.dt_bias.detach().double()).clamp(low, high)  # [B, L, H]
+    a = -torch.exp(mixer.A_log.detach().double())  # [H]
+    d = mixer.D.detach().double()
+    h = torch.zeros(batch, heads, head_dim, n, dtype=torch.float64, device=x.device)
+    ys = []
+    for t in range(length):
+        decay = torch.exp(dt[:, t] * a)[:, :, None, None]  # [B, H, 1, 1]
+        h = decay * h + (dt[:, t, :, None] * xs[:, t])[..., None] * b_ssm[:, t, :, None, :]
+        ys.append((h * c_ssm[:, t, :, None, :]).sum(-1) + d[:, None] * xs[:, t])
+    y = torch.stack(ys, dim=1).reshape(batch, length, inner) * F.silu(gate)
+    grouped = y.view(batch, length, groups, inner // groups)
+    eps = mixer.norm.variance_epsilon
+    y = (grouped * torch.rsqrt(grouped.pow(2).mean(-1, keepdim=True) + eps)).view(batch, length, inner)
+    y = y * mixer.norm.weight.detach().double()
+    return _linear(y, mixer.out_proj)
+
+
 def rope_settings(config) -> tuple[float, float]:
     """(rope_theta, partial_rotary_factor) from a Phi config, old or new style."""
     params = getattr(config, "rope_parameters", None) or {}
@@ -57,12 +106,15 @@ def rope_settings(config) -> tuple[float, float]:
     return float(theta), float(partial)
 
 
-def phi_attention(attn: torch.nn.Module, hidden: torch.Tensor, config) -> torch.Tensor:
-    """Output of a Phi self-attention block for ``hidden`` [batch, length, hidden] at positions 0..L-1."""
+def attention(attn: torch.nn.Module, hidden: torch.Tensor, config, out_proj: str) -> torch.Tensor:
+    """Output of a rotary causal self-attention block for ``hidden`` [batch, length, hidden] at positions
+    0..L-1: multi-head or grouped-query (query head h reads key/value head h // (heads / kv_heads)), rotary on
+    the first ``partial_rotary_factor`` of each head in the GPT-NeoX half layout, then ``out_proj``."""
     x = hidden.double()
     batch, length, _ = x.shape
     heads = config.num_attention_heads
-    head_dim = config.hidden_size // heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     theta, partial = rope_settings(config)
     rot = int(head_dim * partial)
 
@@ -81,11 +133,18 @@ def phi_attention(attn: torch.nn.Module, hidden: torch.Tensor, config) -> torch.
         return torch.cat([r * cos + rotated * sin, rest], dim=-1)
 
     q, k = rotate(q), rotate(k)
+    group = heads // kv_heads
+    k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
     scores = q @ k.transpose(-1, -2) / math.sqrt(head_dim)
     causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
     probs = scores.masked_fill(~causal, float("-inf")).softmax(-1)
     out = (probs @ v).transpose(1, 2).reshape(batch, length, heads * head_dim)
-    return _linear(out, attn.dense)
+    return _linear(out, getattr(attn, out_proj))
+
+
+def phi_attention(attn: torch.nn.Module, hidden: torch.Tensor, config) -> torch.Tensor:
+    """Output of a Phi self-attention block (partial rotary, output projection ``dense``)."""
+    return attention(attn, hidden, config, "dense")
 
 
 def capture(module: torch.nn.Module, run) -> tuple[torch.Tensor, torch.Tensor]:

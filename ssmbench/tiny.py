@@ -88,6 +88,8 @@ def make_portable(folder: Path) -> None:
     cfg = folder / "config.json"
     data = json.loads(cfg.read_text())
     data.setdefault("torch_dtype", data.get("dtype", "float32"))
+    if data.get("time_step_limit") == [0.0, {"__float__": "Infinity"}]:  # 5.x's JSON for (0, inf), unreadable
+        del data["time_step_limit"]  # to 4.x: (0, inf) is every version's default
     rope = data.get("rope_parameters") or {}
     for key in ("rope_theta", "partial_rotary_factor"):
         if key in rope:
@@ -98,7 +100,7 @@ def make_portable(folder: Path) -> None:
 def make_all(out_dir: Path = TINY_DIR, *, steps: int = 600, seed: int = 0, only: list[str] | None = None,
              log=print) -> dict[str, float]:
     """Build, train and save the tiny checkpoints (``only``: these architectures; the others' files stay).
-    Every model trains from the same seed on the same corpus, so one rebuilt alone is the one all would give."""
+    Each model trains from the same seed, corpus and tokenizer, independently of the others."""
     unknown = sorted(set(only or ()) - set(TINY_CONFIGS))
     if unknown:
         raise ValueError(f"unknown architecture(s) {', '.join(unknown)}; valid: {', '.join(TINY_CONFIGS)}")

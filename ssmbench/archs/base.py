@@ -38,7 +38,8 @@ class Arch:
     model_type: str  # transformers' config.model_type
     hub_id: str  # the real checkpoint
     synthetic_config: dict[str, Any]  # the real checkpoint's config values
-    published_params: float  # parameter count of the real checkpoint, as published (3 significant figures)
+    published_params: float  # parameter count of the real checkpoint, as published ...
+    published_digits: int  # ... to this many significant figures (the check allows half a unit of the last one)
     tiny_config: dict[str, Any]  # the embedded tiny checkpoint's (vocabulary and special ids come from its tokenizer)
     tiny_pad_token: bool  # whether the tiny checkpoint's tokenizer has a pad token, as the real one does
     cache_bytes: Callable[[Any, int, torch.dtype, int], int] | None = None  # (config, context, dtype, batch)

@@ -35,6 +35,7 @@ ARCH = Arch(
         bos_token_id=0, eos_token_id=0, pad_token_id=0,
     ),
     published_params=2.768e9,
+    published_digits=4,
     tiny_config=dict(hidden_size=64, num_hidden_layers=4, state_size=16, expand=2, intermediate_size=128,
                      conv_kernel=4, time_step_rank=8, use_bias=False, use_conv_bias=True, tie_word_embeddings=True),
     tiny_pad_token=True,  # like the real GPT-NeoX tokenizer

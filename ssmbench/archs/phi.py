@@ -23,6 +23,7 @@ ARCH = Arch(
         tie_word_embeddings=False, qk_layernorm=False, bos_token_id=50256, eos_token_id=50256,
     ),
     published_params=2.780e9,
+    published_digits=4,
     tiny_config=dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
                      num_key_value_heads=4, partial_rotary_factor=0.5, rope_theta=10000.0,
                      max_position_embeddings=2048, hidden_act="gelu_new", tie_word_embeddings=False),

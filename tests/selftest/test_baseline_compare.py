@@ -147,6 +147,7 @@ def test_end_to_end_compare_then_refuse_foreign_and_corrupt_baselines(saved_base
     ("--batch-sizes", "0", "comma-separated positive integers"),
     ("--model-path", "mambo=/x", "mamba phi"),
     ("--backends", "eager,jit", "eager compiled graphed"),
+    ("--archs", "mamba,nope", "nope mamba phi"),
 ])
 def test_unknown_option_value_is_a_usage_error_naming_valid_values(option, value, valid):
     run = run_pytest(option, value, "--collect-only", "-q")
