@@ -5,7 +5,7 @@
 #           (runs/2026-11-29/prefill_probe.py), then by the suite as the first point of a fresh process, calibrated;
 #           the isolation benchmark (same point before and after another backend); GPU clocks sampled.
 #           (The 2026-11-28 check, in runs/2026-11-28-trust/check, is this file's check at commit 5878a6c.)
-#   start:  the full sweep (both models, 512 ... 131072, eager/compiled/graphed, --calibrate) detached with
+#   start:  the full sweep (the reference pair, --ssm-archs mamba,phi; 512 ... 131072, eager/compiled/graphed, --calibrate) detached with
 #           setsid into /tmp/sweep (one call cannot hold it: 10 minutes a command); waits up to WAIT seconds.
 #   finish: waits for the sweep to end (same warm machine), then packs /tmp/sweep into $OUT/sweep.tar.gz.
 # Every phase copies what exists so far to $OUT, so a call that times out loses nothing measured.
@@ -28,10 +28,10 @@ if [ "$phase" = check ]; then
   sampler=$!
   timeout -s INT 150 python3 baselines/h200/runs/2026-11-29/prefill_probe.py 512 2048 > "$R/prefill-probe.jsonl" \
     2> "$R/prefill-probe.err"
-  timeout -s INT 120 $PYT -m benchmark --models synthetic --backends eager -k "prefill and synthetic-mamba" \
+  timeout -s INT 120 $PYT -m benchmark --models synthetic --ssm-archs mamba --backends eager -k "prefill and synthetic-mamba" \
     --contexts 512,2048 --calibrate --calibrate-contexts 512,2048 --results-file "$R/prefill-points.json" \
     > "$R/prefill.log" 2>&1
-  timeout -s INT 200 $PYT -m benchmark --models synthetic -k isolation --results-file "$R/isolation-points.json" \
+  timeout -s INT 200 $PYT -m benchmark --models synthetic --ssm-archs mamba,phi -k isolation --results-file "$R/isolation-points.json" \
     > "$R/isolation.log" 2>&1
   kill $sampler
 elif [ "$phase" = start ]; then
@@ -39,7 +39,7 @@ elif [ "$phase" = start ]; then
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > /tmp/sweep/gpu.csv
   git rev-parse HEAD > /tmp/sweep/commit 2>/dev/null || true
   setsid nohup bash -c "cd $PWD && export PYTHONPATH=/tmp/kernels PYTHONUNBUFFERED=1 && start=\$(date +%s) && \
-    $PYT -m benchmark --models synthetic --backends eager,compiled,graphed --contexts $CONTEXTS \
+    $PYT -m benchmark --models synthetic --ssm-archs mamba,phi --backends eager,compiled,graphed --contexts $CONTEXTS \
     --calibrate --calibrate-contexts 512,131072 \
     --benchmark-storage=file:///tmp/sweep/baselines --benchmark-save=synthetic-bf16 \
     --benchmark-columns=min,median,max,rounds --scaling-report /tmp/sweep/report \
