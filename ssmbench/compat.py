@@ -52,25 +52,62 @@ def find_cache(output: Any) -> Any:
 
 
 # Behaviour that really differs between supported transformers versions: the tests stay, and where a
-# difference holds they are marked strict xfail with this text (so a fix upstream shows up as XPASS).
-# key -> (families it affects, predicate on the installed version, what differs)
+# difference holds they are marked strict xfail with this text (so a fix upstream shows up as XPASS). Each names
+# the releases it was seen on, and where it was fine: found by running them, not guessed.
+# key -> (architectures it affects, predicate on the installed version, what differs[, predicate on the model's
+# config: the difference shows only in some configurations])
 KNOWN_DIFFERENCES = {
     "mamba-decode-after-1-token-prompt": (
-        ("ssm",), lambda v: (v.major, v.minor) == (4, 46),
+        ("mamba", "falcon_mamba"), lambda v: (v.major, v.minor) == (4, 46),
         "transformers 4.46 (seen on 4.46.3; fine on 5.17 and 5.24; other versions unchecked): Mamba's (and "
         "FalconMamba's, the same mixer) cached decode after a 1-token prompt diverges from the full forward pass "
         "(its slow path keys prefill vs decode on cache_position length); no upstream issue found",
     ),
     "mamba-a-log-dtype": (
-        ("ssm",), lambda v: (v.major, v.minor) == (4, 46),
+        ("mamba", "falcon_mamba"), lambda v: (v.major, v.minor) == (4, 46),
         "transformers 4.46 (seen on 4.46.3; fine on 5.17 and 5.24; other versions unchecked): Mamba's and "
         "FalconMamba's A_log stays float32 when from_pretrained is asked for bfloat16 or float16 (the mixer "
         "creates it in float32)",
     ),
+    "mamba2-grouped-ssd": (
+        ("mamba2",), lambda v: v < Version("4.52"),
+        "transformers < 4.52 (seen on 4.46.3; fine on 4.52.4, 5.0.0, 5.17.0, 5.24.0; 4.47-4.51 unchecked): "
+        "Mamba-2's torch path expands each group's B and C to its heads tiled (.repeat), not group by group, so "
+        "with n_groups > 1 its chunked prefill is wrong: huggingface/transformers#37533",
+        lambda config: getattr(config, "n_groups", 1) > 1,
+    ),
+    "mamba2-grouped-norm": (
+        ("mamba2",), lambda v: v < Version("5.24"),
+        "transformers < 5.24 (seen on 4.52.4, 5.0.0 and 5.17.0; fine on 5.24.0; 5.18-5.23 unchecked): Mamba-2's "
+        "gated RMSNorm normalises all groups together, not each group as mamba_ssm does (n_groups > 1): "
+        "huggingface/transformers#40861",
+        lambda config: getattr(config, "n_groups", 1) > 1,
+    ),
+    "mamba2-tied-save": (
+        ("mamba2",), lambda v: v < Version("5.0"),
+        "transformers < 5.0 (seen on 4.46.3 and 4.52.4; fine on 5.0.0, 5.17.0, 5.24.0; 4.53-4.57 unchecked): "
+        "Mamba2ForCausalLM declares no tied weights (_tied_weights_keys = []), so save_pretrained refuses a tied "
+        "model's shared embedding and lm_head (mamba2-2.7b is tied); no upstream issue found",
+        lambda config: bool(getattr(config, "tie_word_embeddings", False)),
+    ),
+    "mamba2-1-token-prompt": (
+        ("mamba2",), lambda v: v < Version("4.52"),
+        "transformers < 4.52 (seen on 4.46.3; fine on 4.52.4 and later; 4.47-4.51 unchecked): Mamba-2's forward "
+        "with use_cache on a 1-token prompt takes the conv state's decode branch and raises IndexError; no "
+        "upstream issue found",
+    ),
 }
 
 
-def known_difference(key: str, family: str) -> str | None:
-    """The reason text when difference ``key`` holds for this version and model family, else None."""
-    families, holds, reason = KNOWN_DIFFERENCES[key]
-    return reason if family in families and holds(TRANSFORMERS_VERSION) else None
+def known_difference(key: str, model) -> str | None:
+    """The reason text when difference ``key`` holds for this version and a loaded model (``LoadedModel``: its
+    architecture and configuration), else None."""
+    archs, holds, reason, *config_holds = KNOWN_DIFFERENCES[key]
+    applies = model.spec.arch.key in archs and holds(TRANSFORMERS_VERSION)
+    return reason if applies and all(check(model.model.config) for check in config_holds) else None
+
+
+def known_differences(model, *keys: str) -> str | None:
+    """The reasons of those of ``keys`` that hold here for ``model``, joined; None when none does."""
+    reasons = [r for r in (known_difference(k, model) for k in keys) if r]
+    return "; ".join(reasons) or None

@@ -1,10 +1,7 @@
 """Mamba-2: state-spaces/mamba2-2.7b (SSD: scalar decay per head, a [head_dim x 128] state per head).
 
-Not registered in ``ssmbench/archs/__init__.py`` yet. Its reference, cache formula and tiny checkpoint (n_groups 2)
-agree with transformers 5.24 (every quick check passes there); earlier releases fail them: 4.52.4, 5.0.0 and 5.17.0
-normalise the gated RMSNorm over all groups at once (huggingface/transformers#40861), 4.46.3 also expands grouped
-B and C tiled (huggingface/transformers#37533) and fails 8 quick checks. Registering it needs those ranges as
-strict xfails, found by running the releases (issue #16)."""
+The tiny checkpoint has n_groups 2 (mamba2-2.7b has 1; Mamba-Codestral 8): transformers' grouped paths are
+where its Mamba-2 was wrong for releases (ssmbench.compat.KNOWN_DIFFERENCES, mamba2-*)."""
 
 from __future__ import annotations
 

@@ -17,7 +17,10 @@ NEW = 12
 
 
 @pytest.mark.heavy
-def test_save_load_roundtrip_is_exact(lm, tmp_path):
+def test_save_load_roundtrip_is_exact(lm, tmp_path, request):
+    reason = known_difference("mamba2-tied-save", lm)
+    if reason:
+        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
     enc = lm.encode(PROMPTS[:2])
     before = lm.logits(enc["input_ids"], attention_mask=enc["attention_mask"])
     lm.model.save_pretrained(tmp_path)
@@ -41,7 +44,7 @@ def _load_as(lm, dtype):
 @pytest.mark.heavy
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
 def test_requested_dtype_is_loaded(lm, dtype, request):
-    reason = known_difference("mamba-a-log-dtype", lm.spec.family)
+    reason = known_difference("mamba-a-log-dtype", lm)
     if reason:
         request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
     model = _load_as(lm, dtype)

@@ -8,6 +8,7 @@ import torch
 
 from ssmbench import reference
 from ssmbench.compare import assert_logits_close
+from ssmbench.compat import known_differences
 from ssmbench.inputs import PROMPTS
 
 pytestmark = pytest.mark.conformance
@@ -20,10 +21,13 @@ def _run_prompts(lm):
 
 @pytest.mark.needs("layer_reference")
 @pytest.mark.parametrize("layer", [0, -1])
-def test_layer_matches_float64_reference(lm, layer):
+def test_layer_matches_float64_reference(lm, layer, request):
     """The architecture's characteristic layer (Mamba's mixer, Phi's attention, ...) against its float64
     reference (``Arch.layer_reference``), on the input it really sees in a forward pass."""
     arch = lm.spec.arch
+    reason = known_differences(lm, "mamba2-grouped-ssd", "mamba2-grouped-norm")
+    if reason:
+        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
     module, expected_of = arch.layer_reference(lm.model, layer)
     with torch.no_grad():
         hidden, output = reference.capture(module, _run_prompts(lm))

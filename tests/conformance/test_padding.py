@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ssmbench.compare import assert_same_generation
+from ssmbench.compat import known_difference
 from ssmbench.inputs import RAGGED_PROMPTS
 
 pytestmark = pytest.mark.conformance
@@ -14,7 +15,10 @@ pytestmark = pytest.mark.conformance
 NEW = 12
 
 
-def test_left_padded_batch_equals_single(lm):
+def test_left_padded_batch_equals_single(lm, request):
+    reason = known_difference("mamba2-grouped-ssd", lm)
+    if reason:
+        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
     enc = lm.encode(RAGGED_PROMPTS)
     assert (enc["attention_mask"] == 0).any(), "the prompts must need padding for this check to mean anything"
     batch = lm.generate(RAGGED_PROMPTS, max_new_tokens=NEW, min_new_tokens=NEW)

@@ -42,3 +42,22 @@ def test_a_missing_architecture_piece_skips_the_check_saying_which(piece):
 def test_rebuilding_tiny_checkpoints_names_the_valid_architectures():
     with pytest.raises(ValueError, match="unknown architecture.*nope.*valid: " + ", ".join(ARCHS)):
         tiny.make_all(only=["nope"])
+
+
+def test_a_known_difference_applies_only_to_its_architectures_versions_and_configurations(monkeypatch):
+    from types import SimpleNamespace
+
+    from packaging.version import Version
+
+    from ssmbench import compat
+
+    def model(arch, **config):
+        return SimpleNamespace(spec=SimpleNamespace(arch=SimpleNamespace(key=arch)), model=SimpleNamespace(
+            config=SimpleNamespace(**config)))
+
+    monkeypatch.setattr(compat, "TRANSFORMERS_VERSION", Version("5.17.0"))
+    assert "transformers#40861" in compat.known_difference("mamba2-grouped-norm", model("mamba2", n_groups=2))
+    assert compat.known_difference("mamba2-grouped-norm", model("mamba2", n_groups=1)) is None  # mamba2-2.7b
+    assert compat.known_difference("mamba2-grouped-norm", model("mamba", n_groups=2)) is None
+    monkeypatch.setattr(compat, "TRANSFORMERS_VERSION", Version("5.24.0"))
+    assert compat.known_difference("mamba2-grouped-norm", model("mamba2", n_groups=2)) is None

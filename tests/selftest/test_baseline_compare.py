@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from pytest_ssmbench import baselines
+from ssmbench.registry import ARCHS
 from tests.selftest.child import ROOT, run_pytest
 
 H200 = ROOT / "baselines" / "h200" / "Linux-CPython-3.12-64bit" / "0001_synthetic-bf16.json"
@@ -116,8 +117,8 @@ def test_end_to_end_compare_then_refuse_foreign_and_corrupt_baselines(saved_base
     out = foreign.stdout + foreign.stderr
     assert foreign.returncode == 4, out[-3000:]
     assert "refusing to compare" in out and "gpu_name: baseline 'NVIDIA H200', this run 'none'" in out, out[-2000:]
-    assert "2 passed" in out, "the run itself must still happen"
-    assert len(json.loads(points.read_text())["points"]) == 2, "the run's own results must still be saved"
+    assert f"{len(ARCHS)} passed" in out, "the run itself must still happen"
+    assert len(json.loads(points.read_text())["points"]) == len(ARCHS), "the run's own results must still be saved"
 
     # Fewer architectures than the baseline: compared, exit 0. Only points the baseline lacks: refused, exit 4.
     saved.write_text(original)
@@ -126,7 +127,8 @@ def test_end_to_end_compare_then_refuse_foreign_and_corrupt_baselines(saved_base
     assert fewer.returncode == 0 and "Comparing against" in fewer.stdout + fewer.stderr, fewer.stdout[-3000:]
     other = run_pytest(*[a if a != "quickstart" else "prefill and ctx32" for a in args])
     out = other.stdout + other.stderr
-    assert other.returncode == 4 and "none of this run's 2 benchmarks is in the baseline" in out, out[-3000:]
+    assert other.returncode == 4 and f"none of this run's {len(ARCHS)} benchmarks is in the baseline" in out, \
+        out[-3000:]
 
     saved.write_text(original[: len(original) // 2])  # a truncated baseline
     points.unlink()
@@ -134,7 +136,7 @@ def test_end_to_end_compare_then_refuse_foreign_and_corrupt_baselines(saved_base
     out = corrupt.stdout + corrupt.stderr
     assert corrupt.returncode == 4, out[-3000:]
     assert f"baseline file {saved} is unreadable: JSONDecodeError" in out, out[-2000:]
-    assert len(json.loads(points.read_text())["points"]) == 2
+    assert len(json.loads(points.read_text())["points"]) == len(ARCHS)
     saved.write_text(original)
 
 
