@@ -54,9 +54,10 @@ def write(terminalreporter, config: pytest.Config) -> None:
     for message in refusals:
         tr.write_sep("!", "baseline comparison refused (exit code 4); this run's results were still saved", red=True)
         tr.write_line(message, red=True)
-    if s.device.type == "cuda" and impl.scan_on_reference(impl.mamba_ops("cuda")) and any(
-        x.family == "ssm" for x in s.specs
-    ):
-        tr.write_sep("!", "Mamba ran on transformers' reference PyTorch loop, not the CUDA kernels", red=True)
-        tr.write_line("Install mamba-ssm and causal-conv1d: any Mamba timing from this run is the slow fallback's, "
-                      "not Mamba's (conformance results still hold for the reference path).", red=True)
+    slow = sorted({x.arch.key for x in s.specs if x.arch.kernels and s.device.type == "cuda"
+                   and impl.scan_on_reference(impl.ssm_ops(x.arch.kernels, "cuda"))})
+    if slow:
+        tr.write_sep("!", f"{', '.join(slow)} ran on transformers' reference PyTorch loop, not the CUDA kernels",
+                     red=True)
+        tr.write_line("Install mamba-ssm and causal-conv1d: any timing of these from this run is the slow fallback's "
+                      "(conformance results still hold for the reference path).", red=True)

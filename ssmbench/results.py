@@ -356,7 +356,10 @@ def summary_lines(store: ResultStore) -> list[str]:
     lines += calibration_lines(store)
     for pair, found in crossovers(store).items():
         lines.append(f"crossovers, {pair}:")
-        lines += [f"  Mamba {k}: {v}" for k, v in found.items()]
+        ssm = pair.split(" vs ")[0]
+        arch = next((p.arch for p in store.points if p.model == ssm), "mamba")
+        label = "Mamba" if arch == "mamba" else arch  # "mamba2 faster (prefill)": which SSM, not always Mamba
+        lines += [f"  {label} {k}: {v}" for k, v in found.items()]
     return lines
 
 

@@ -127,6 +127,21 @@ def test_the_committed_h200_points_read_as_typed_points():
     assert any(line.startswith("crossovers, synthetic-mamba vs synthetic-phi") for line in results.summary_lines(store))
 
 
+def test_every_ssm_is_paired_with_every_attention_model_and_named_in_its_crossovers():
+    store = results.ResultStore()
+    for model, arch, family, times in [("tiny-mamba", "mamba", "ssm", (2.0, 3.0)),
+                                       ("tiny-mamba2", "mamba2", "ssm", (0.5, 1.0)),
+                                       ("tiny-phi", "phi", "attention", (1.0, 4.0))]:
+        for context, t in zip((16, 64), times, strict=True):
+            p = Point(model, "prefill", context, 1, 1, arch=arch, family=family, source="tiny")
+            p.timing.median_s = t
+            store.add(p)
+    lines = results.summary_lines(store)
+    assert results.pairs(store) == [("tiny-mamba", "tiny-phi"), ("tiny-mamba2", "tiny-phi")]
+    assert "  Mamba faster (prefill): from 64 tokens (range 16-64)" in lines, lines
+    assert "  mamba2 faster (prefill): everywhere in 16-64" in lines, lines
+
+
 def test_atomic_write_keeps_old_file_when_the_write_fails(tmp_path, monkeypatch):
     target = tmp_path / "baseline.json"
     target.write_text("old")
