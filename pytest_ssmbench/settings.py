@@ -140,6 +140,7 @@ def plan(spec: ModelSpec, *, test: str, families: tuple[str, ...] | None, source
       ``needs`` (architecture pieces, ``ARCH_PIECES``) skips it, saying which, where the architecture lacks one;
     - tiny models run every check in the quick tier; full-size models too, except checks marked heavy (an 11 GB
       save, say), which go to the slow tier; benchmarks are their own tier (-m benchmark);
+    - an architecture newer than the installed transformers (``Arch.min_transformers``) skips, saying so;
     - full-size models are marked gpu and skip off CUDA in the synthetic set (and in auto); an unavailable
       checkpoint skips with where it was looked for;
     - the dtype: benchmarks bfloat16 for full-size models, conformance per ``resolve_dtype``;
@@ -152,7 +153,9 @@ def plan(spec: ModelSpec, *, test: str, families: tuple[str, ...] | None, source
         marks.append("gpu")
     skip = None
     missing = [piece for piece in needs if not getattr(spec.arch, piece)]
-    if missing:
+    if spec.arch.unsupported():
+        skip = f"{spec.name}: {spec.arch.unsupported()}"
+    elif missing:
         skip = f"{spec.name}: {spec.arch.key} has " + "; ".join(ARCH_PIECES[piece] for piece in missing)
     elif spec.unavailable:
         skip = f"{spec.name}: {spec.unavailable}"

@@ -180,9 +180,15 @@ def decode_path(lm: LoadedModel, backend: str) -> str:
             raise ValueError(f"{lm.name}: the graphed backend captures Mamba's fixed-size recurrent step; "
                              f"for {lm.spec.arch.key} use 'compiled' (transformers' static cache)")
         return SUITE_GRAPH
-    if compat.static_cache_compile_offered(lm.model) or not graph:
+    if compat.static_cache_compile_offered(lm.model):
         return TRANSFORMERS_STATIC
-    return SUITE_GRAPH
+    if graph:
+        return SUITE_GRAPH
+    # 4.x ignores cache_implementation="static" for such a class (with a warning): a "compiled" point would be
+    # an eager one under another name.
+    raise ValueError(f"{lm.name}: transformers {compat.TRANSFORMERS_VERSION} offers no compiled decode for "
+                     f"{lm.spec.arch.model_type} (its static cache is ignored) and the suite's graph does not "
+                     "support it")
 
 
 def generate_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Runs,

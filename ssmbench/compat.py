@@ -58,16 +58,17 @@ def find_cache(output: Any) -> Any:
 # config: the difference shows only in some configurations])
 KNOWN_DIFFERENCES = {
     "mamba-decode-after-1-token-prompt": (
-        ("mamba", "falcon_mamba"), lambda v: (v.major, v.minor) == (4, 46),
-        "transformers 4.46 (seen on 4.46.3; fine on 5.17 and 5.24; other versions unchecked): Mamba's (and "
-        "FalconMamba's, the same mixer) cached decode after a 1-token prompt diverges from the full forward pass "
-        "(its slow path keys prefill vs decode on cache_position length); no upstream issue found",
+        ("mamba", "falcon_mamba"), lambda v: v < Version("5.4"),
+        "transformers < 5.4 (seen here on 4.46.3, 4.52.4 and 5.0.0; fine on 5.17.0 and 5.24.0; issue #16's run "
+        "of 28 releases: wrong on 4.46.0 ... 5.3.0, rewritten in 5.4.0): Mamba's (and FalconMamba's, the same "
+        "mixer) cached decode after a 1-token prompt diverges from the full forward pass (the conv state's "
+        "clamped cache_position writes the new token into the wrong slot); no upstream issue found",
     ),
     "mamba-a-log-dtype": (
-        ("mamba", "falcon_mamba"), lambda v: (v.major, v.minor) == (4, 46),
-        "transformers 4.46 (seen on 4.46.3; fine on 5.17 and 5.24; other versions unchecked): Mamba's and "
-        "FalconMamba's A_log stays float32 when from_pretrained is asked for bfloat16 or float16 (the mixer "
-        "creates it in float32)",
+        ("mamba", "falcon_mamba"), lambda v: v < Version("5.3"),
+        "transformers < 5.3 (seen here on 4.46.3, 4.52.4 and 5.0.0; fine on 5.17.0 and 5.24.0; issue #16's run: "
+        "4.46 ... 5.2): Mamba's and FalconMamba's A_log stays float32 when from_pretrained is asked for bfloat16 "
+        "or float16, deliberately (mamba_ssm keeps it so)",
     ),
     "mamba2-grouped-ssd": (
         ("mamba2",), lambda v: v < Version("4.52"),
@@ -82,6 +83,13 @@ KNOWN_DIFFERENCES = {
         "gated RMSNorm normalises all groups together, not each group as mamba_ssm does (n_groups > 1): "
         "huggingface/transformers#40861",
         lambda config: getattr(config, "n_groups", 1) > 1,
+    ),
+    "bamba-grouped-norm": (
+        ("bamba",), lambda v: v < Version("5.24"),
+        "transformers < 5.24 (seen on 4.52.4, 5.0.0 and 5.17.0; fine on 5.24.0; 5.18-5.23 unchecked): Bamba's "
+        "Mamba-2 mixer has Mamba-2's gated RMSNorm over all groups at once (mamba_n_groups > 1): "
+        "huggingface/transformers#40861",
+        lambda config: getattr(config, "mamba_n_groups", 1) > 1,
     ),
     "mamba2-tied-save": (
         ("mamba2",), lambda v: v < Version("5.0"),

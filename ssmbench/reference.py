@@ -57,15 +57,16 @@ def mamba_mixer(mixer: torch.nn.Module, hidden: torch.Tensor, bcdt_rms_eps: floa
     return _linear(y, mixer.out_proj)
 
 
-def mamba2_mixer(mixer: torch.nn.Module, hidden: torch.Tensor, config) -> torch.Tensor:
+def mamba2_mixer(mixer: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     """Output of a Mamba-2 (SSD) mixer for ``hidden`` [batch, length, hidden], as the sequential recurrence
     over each head's [head_dim x state] matrix: h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t^T, y_t = h_t C_t + D x_t
-    (A, dt and D scalars per head; B and C shared by the heads of a group), then the gated grouped RMS norm."""
-    if config.hidden_act not in ("silu", "swish"):
-        raise NotImplementedError(f"Mamba-2 reference: activation {config.hidden_act!r}")
+    (A, dt and D scalars per head; B and C shared by the heads of a group), then the gated grouped RMS norm.
+    Sizes are the mixer's own (Mamba-2's and the hybrids' Mamba-2 mixers name them alike)."""
+    if mixer.activation not in ("silu", "swish"):
+        raise NotImplementedError(f"Mamba-2 reference: activation {mixer.activation!r}")
     x = hidden.double()
     batch, length, _ = x.shape
-    heads, head_dim, groups, n = config.num_heads, config.head_dim, config.n_groups, config.state_size
+    heads, head_dim, groups, n = mixer.num_heads, mixer.head_dim, mixer.n_groups, mixer.ssm_state_size
     inner = heads * head_dim
     conv_dim = inner + 2 * groups * n
     gate, xbc, dt = torch.split(_linear(x, mixer.in_proj), [inner, conv_dim, heads], dim=-1)
@@ -80,7 +81,7 @@ def mamba2_mixer(mixer: torch.nn.Module, hidden: torch.Tensor, config) -> torch.
     per_group = heads // groups
     b_ssm = b_ssm.view(batch, length, groups, n).repeat_interleave(per_group, dim=2)  # [B, L, H, N]
     c_ssm = c_ssm.view(batch, length, groups, n).repeat_interleave(per_group, dim=2)
-    low, high = getattr(config, "time_step_limit", (0.0, float("inf")))
+    low, high = getattr(mixer, "time_step_limit", (0.0, float("inf")))
     dt = F.softplus(dt + mixer.dt_bias.detach().double()).clamp(low, high)  # [B, L, H]
     a = -torch.exp(mixer.A_log.detach().double())  # [H]
     d = mixer.D.detach().double()

@@ -178,14 +178,14 @@ def _oom_note(store: ResultStore, models: list[str], kind: str, backend: str | N
 
 
 def pairs(store: ResultStore) -> list[tuple[str, str]]:
-    """(SSM, attention model) of the same source, every such pair."""
+    """(SSM or hybrid, attention model) of the same source, every such pair."""
     by_source: dict[str, dict[str, list[str]]] = {}
     for p in store.points:
         models = by_source.setdefault(p.source, {}).setdefault(p.family, [])
         if p.model not in models:
             models.append(p.model)
     return [(ssm, attn) for fams in by_source.values()
-            for ssm in fams.get("ssm", []) for attn in fams.get("attention", [])]
+            for ssm in fams.get("ssm", []) + fams.get("hybrid", []) for attn in fams.get("attention", [])]
 
 
 def crossovers(store: ResultStore) -> dict[str, dict[str, str]]:

@@ -13,7 +13,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 TINY_DIR = REPO_ROOT / "fixtures" / "tiny"
 
-FAMILIES = ("ssm", "attention")
+FAMILIES = ("ssm", "attention", "hybrid")
 
 # layer_reference(model, index) -> (the module whose input and output are captured, its float64 function of
 # that input) or None where the model has no such layer at that index.
@@ -34,7 +34,7 @@ class Kernels:
 @dataclass(frozen=True)
 class Arch:
     key: str  # short name used in options and env vars: --ssm-model-path KEY=DIR, SSMBENCH_PATH_KEY
-    family: str  # "ssm" or "attention": reporting and scaling expectations
+    family: str  # "ssm", "attention" or "hybrid": reporting and scaling expectations
     model_type: str  # transformers' config.model_type
     hub_id: str  # the real checkpoint
     synthetic_config: dict[str, Any]  # the real checkpoint's config values
@@ -47,6 +47,17 @@ class Arch:
     reference_name: str = ""  # what the float64 reference computes, for messages
     kernels: Kernels | None = None
     suite_graph: bool = False  # the suite's CUDA graph of the one-token step (ssmbench.graphs) supports it
+    min_transformers: str | None = None  # the first transformers release that has it (older ones skip it)
+
+    def unsupported(self) -> str | None:
+        """Why the installed transformers cannot run this architecture (None: it can)."""
+        from packaging.version import Version
+
+        from ..compat import TRANSFORMERS_VERSION
+
+        if self.min_transformers and TRANSFORMERS_VERSION < Version(self.min_transformers):
+            return f"transformers {TRANSFORMERS_VERSION} has no {self.model_type} (added in {self.min_transformers})"
+        return None
 
     @property
     def tiny_path(self) -> Path:

@@ -23,9 +23,13 @@ def cache_bytes(config, context: int, dtype: torch.dtype, batch: int = 1) -> int
     return batch * config.num_hidden_layers * per_layer
 
 
+MAMBA2_KERNEL_OPS = {"selective_scan": "mamba2_chunk_scan", "selective_state_update": "mamba2_selective_state_update",
+                     "causal_conv1d": "causal_conv1d_fn", "causal_conv1d_update": "causal_conv1d_update"}
+
+
 def layer_reference(model, index: int):
     mixer = model.backbone.layers[index].mixer
-    return mixer, lambda hidden: reference.mamba2_mixer(mixer, hidden, model.config)
+    return mixer, lambda hidden: reference.mamba2_mixer(mixer, hidden)
 
 
 ARCH = Arch(
@@ -54,8 +58,7 @@ ARCH = Arch(
     reference_name="float64 sequential SSD recurrence",
     kernels=Kernels(
         module="transformers.models.mamba2.modeling_mamba2",
-        ops={"selective_scan": "mamba2_chunk_scan", "selective_state_update": "mamba2_selective_state_update",
-             "causal_conv1d": "causal_conv1d_fn", "causal_conv1d_update": "causal_conv1d_update"},
+        ops=MAMBA2_KERNEL_OPS,
         flag_packages={"selective_scan": "mamba_ssm", "selective_state_update": "mamba_ssm",
                        "causal_conv1d": "causal_conv1d", "causal_conv1d_update": "causal_conv1d"},
     ),

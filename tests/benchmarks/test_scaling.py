@@ -26,9 +26,17 @@ def _series(bench, spec, kind, metric):
 
 
 def test_cache_scaling_shape(spec, bench):
-    """Mamba's state is the same at any context (slope 0); a KV cache grows linearly (slope 1)."""
+    """Mamba's state is the same at any context (slope 0); a KV cache grows linearly (slope 1); a hybrid's is
+    a fixed state plus its attention layers' K and V: affine, the same bytes per added token everywhere."""
     contexts, ys = _series(bench, spec, "decode", "cache_bytes")
     xs = [c + bench.decode_tokens - 1 for c in contexts]  # positions the returned cache holds
+    if spec.family == "hybrid":
+        per_token = [(y1 - y0) / (x1 - x0) for x0, x1, y0, y1 in zip(xs, xs[1:], ys, ys[1:], strict=False)]
+        state = ys[0] - per_token[0] * xs[0]
+        assert min(per_token) > 0 and state > 0 and max(per_token) - min(per_token) <= 0.01 * min(per_token), (
+            f"{spec.name}: a hybrid's cache should be a fixed state plus K and V per token; bytes per token "
+            f"between the sweep's points {per_token}, state {state:.0f} (points {dict(zip(xs, ys, strict=True))})")
+        return
     slope = loglog_slope(xs, ys)
     expected = 0.0 if spec.family == "ssm" else 1.0
     assert abs(slope - expected) <= SLOPE_TOLERANCE, (

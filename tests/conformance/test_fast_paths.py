@@ -10,6 +10,7 @@ import torch
 from ssmbench import impl
 from ssmbench.bench import BACKEND_KWARGS, SUITE_GRAPH, decode_path, graphed_decoder, prompt_ids
 from ssmbench.compare import assert_logits_close, assert_same_generation
+from ssmbench.compat import known_difference
 from ssmbench.inputs import PROMPTS
 
 pytestmark = pytest.mark.conformance
@@ -23,10 +24,13 @@ def _greedy(lm, prompt, **kwargs):
                        output_logits=True, **kwargs)
 
 
-@pytest.mark.family("ssm")
+@pytest.mark.family("ssm", "hybrid")
 @pytest.mark.needs("kernels")
-def test_kernels_match_reference_path(lm):
+def test_kernels_match_reference_path(lm, request):
     kernels = lm.spec.arch.kernels
+    reason = known_difference("mamba2-grouped-ssd", lm)  # the kernels group correctly, the torch path did not
+    if reason:
+        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
     if not impl.kernels_available(lm.device.type, kernels):
         pytest.skip(f"{lm.name}: transformers resolved no CUDA kernels in {kernels.module} here "
                     f"({impl.model_implementation(lm.model, kernels)}, device {lm.device.type}); install mamba-ssm")
@@ -69,7 +73,11 @@ def test_graphed_decode_matches_eager(lm):
 def test_compiled_backend_matches_eager(lm):
     if lm.device.type != "cuda":
         pytest.skip(f"{lm.name}: the compiled backend needs a GPU (transformers compiles generate() on CUDA only)")
-    if decode_path(lm, "compiled") == SUITE_GRAPH:
+    try:
+        path = decode_path(lm, "compiled")
+    except ValueError as exc:  # no compiled decode for this class here: nothing to compare
+        pytest.skip(str(exc))
+    if path == SUITE_GRAPH:
         pytest.skip(f"{lm.name}: this transformers offers no compiled decode for Mamba (static cache ignored), so "
                     "'compiled' runs the suite's CUDA graph, checked by test_graphed_decode_matches_eager")
     plen = lm.encode(PROMPTS[1])["input_ids"].shape[1]

@@ -11,11 +11,12 @@ from ssmbench import bench, cache, compat, graphs
 pytestmark = [pytest.mark.quick, pytest.mark.selftest]
 
 
-def _lm(family, supports_static=None):
+def _lm(family, supports_static=None, graph=None):
     model = types.SimpleNamespace()
     if supports_static is not None:
         model._supports_static_cache = supports_static  # transformers 4.x declares it per class
-    arch = types.SimpleNamespace(key=f"fake-{family}", suite_graph=family == "ssm")
+    arch = types.SimpleNamespace(key=f"fake-{family}", model_type=f"fake-{family}",
+                                 suite_graph=family == "ssm" if graph is None else graph)
     return types.SimpleNamespace(spec=types.SimpleNamespace(family=family, arch=arch), name=f"fake-{family}",
                                  model=model)
 
@@ -37,6 +38,14 @@ def test_graphed_refuses_attention_models_and_unknown_backends():
         bench.decode_path(_lm("attention"), "graphed")
     with pytest.raises(ValueError, match="valid: eager, compiled, graphed"):
         bench.decode_path(_lm("ssm"), "jit")
+
+
+def test_compiled_is_refused_where_4x_would_silently_stay_eager():
+    """An SSM without the suite's graph (Mamba-2, FalconMamba) on a transformers that ignores the static cache
+    for it: no point labelled compiled that is eager."""
+    with pytest.raises(ValueError, match="offers no compiled decode for fake-ssm"):
+        bench.decode_path(_lm("ssm", supports_static=False, graph=False), "compiled")
+    assert bench.decode_path(_lm("ssm", supports_static=None, graph=False), "compiled") == bench.TRANSFORMERS_STATIC
 
 
 def test_static_cache_flag_reading():

@@ -225,7 +225,7 @@ import torch
 from ssmbench.registry import resolve_model_set
 from ssmbench.loading import load
 from ssmbench.inputs import PROMPTS
-for spec in resolve_model_set("tiny"):
+for spec in (s for s in resolve_model_set("tiny") if not s.arch.unsupported()):
     lm = load(spec, torch.device("cpu"), torch.float32)
     print(spec.name, lm.generate(PROMPTS, max_new_tokens=12, min_new_tokens=12).tolist())
     torch.manual_seed(0)
@@ -236,7 +236,8 @@ for spec in resolve_model_set("tiny"):
 def test_two_runs_generate_identical_tokens():
     outputs = [subprocess.run([sys.executable, "-c", GENERATE_SCRIPT], cwd=ROOT, env=clean_env(), capture_output=True,
                               text=True, timeout=300, check=True).stdout for _ in range(2)]
-    assert outputs[0].count("tiny-") == 2 * len(ARCHS) and outputs[0] == outputs[1]
+    runnable = [a for a in ARCHS.values() if not a.unsupported()]
+    assert outputs[0].count("tiny-") == 2 * len(runnable) and outputs[0] == outputs[1]
 
 
 @pytest.mark.quick
