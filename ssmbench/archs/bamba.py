@@ -65,7 +65,6 @@ ARCH = Arch(
     cache_bytes=cache_bytes,
     layer_reference=layer_reference,
     reference_name="float64 sequential SSD recurrence (Mamba layers) / grouped-query softmax attention",
-    kernels=Kernels(module="transformers.models.bamba.modeling_bamba", ops=MAMBA2_KERNEL_OPS,
-                    flag_packages={op: "causal_conv1d" if "conv" in op else "mamba_ssm" for op in MAMBA2_KERNEL_OPS}),
+    kernels=Kernels(module="transformers.models.bamba.modeling_bamba", ops=MAMBA2_KERNEL_OPS),
     min_transformers="4.48.0",
 )

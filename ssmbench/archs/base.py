@@ -20,6 +20,11 @@ FAMILIES = ("ssm", "attention", "hybrid")
 LayerReference = Callable[[Any, int], "tuple[torch.nn.Module, Callable[[torch.Tensor], torch.Tensor]] | None"]
 
 
+# The packages behind each operation, what 4.x's one fast-path flag implies.
+KERNEL_PACKAGES = {"selective_scan": "mamba_ssm", "selective_state_update": "mamba_ssm",
+                   "causal_conv1d": "causal_conv1d", "causal_conv1d_update": "causal_conv1d"}
+
+
 @dataclass(frozen=True)
 class Kernels:
     """Where transformers resolves an SSM's fused kernels: the modeling module, and per operation the name of
@@ -28,7 +33,7 @@ class Kernels:
     module: str  # e.g. "transformers.models.mamba.modeling_mamba"
     ops: dict[str, str]  # operation -> wrapper name in ``module``
     fast_path_flag: str = "is_fast_path_available"  # 4.x
-    flag_packages: dict[str, str] = field(default_factory=dict)  # 4.x: operation -> package the flag implies
+    flag_packages: dict[str, str] = field(default_factory=lambda: dict(KERNEL_PACKAGES))  # 4.x: op -> package
 
 
 @dataclass(frozen=True)

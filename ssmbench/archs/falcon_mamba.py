@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import reference
 from .base import Arch, Kernels
-from .mamba import cache_bytes
+from .mamba import MAMBA1_KERNEL_OPS, cache_bytes
 
 
 def layer_reference(model, index: int):
@@ -34,11 +34,5 @@ ARCH = Arch(
     cache_bytes=cache_bytes,
     layer_reference=layer_reference,
     reference_name="float64 sequential scan with dt/B/C RMS normalisation",
-    kernels=Kernels(
-        module="transformers.models.falcon_mamba.modeling_falcon_mamba",
-        ops={"selective_scan": "mamba_selective_scan", "selective_state_update": "mamba_selective_state_update",
-             "causal_conv1d": "causal_conv1d_fn", "causal_conv1d_update": "causal_conv1d_update"},
-        flag_packages={"selective_scan": "mamba_ssm", "selective_state_update": "mamba_ssm",
-                       "causal_conv1d": "causal_conv1d", "causal_conv1d_update": "causal_conv1d"},
-    ),
+    kernels=Kernels(module="transformers.models.falcon_mamba.modeling_falcon_mamba", ops=MAMBA1_KERNEL_OPS),
 )

@@ -8,6 +8,10 @@ from .. import reference
 from ..compat import mamba_ssm_state_dtype
 from .base import Arch, Kernels
 
+# The wrappers transformers' Mamba-1 modeling modules call (mamba, falcon_mamba), by operation.
+MAMBA1_KERNEL_OPS = {"selective_scan": "mamba_selective_scan", "selective_state_update": "mamba_selective_state_update",
+                     "causal_conv1d": "causal_conv1d_fn", "causal_conv1d_update": "causal_conv1d_update"}
+
 
 def cache_bytes(config, context: int, dtype: torch.dtype, batch: int = 1) -> int:
     """``layers x intermediate x (state_size + conv_kernel)`` values per sequence whatever the context; the SSM
@@ -42,12 +46,6 @@ ARCH = Arch(
     cache_bytes=cache_bytes,
     layer_reference=layer_reference,
     reference_name="float64 sequential scan",
-    kernels=Kernels(
-        module="transformers.models.mamba.modeling_mamba",
-        ops={"selective_scan": "mamba_selective_scan", "selective_state_update": "mamba_selective_state_update",
-             "causal_conv1d": "causal_conv1d_fn", "causal_conv1d_update": "causal_conv1d_update"},
-        flag_packages={"selective_scan": "mamba_ssm", "selective_state_update": "mamba_ssm",
-                       "causal_conv1d": "causal_conv1d", "causal_conv1d_update": "causal_conv1d"},
-    ),
+    kernels=Kernels(module="transformers.models.mamba.modeling_mamba", ops=MAMBA1_KERNEL_OPS),
     suite_graph=True,
 )

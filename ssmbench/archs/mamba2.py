@@ -56,10 +56,5 @@ ARCH = Arch(
     cache_bytes=cache_bytes,
     layer_reference=layer_reference,
     reference_name="float64 sequential SSD recurrence",
-    kernels=Kernels(
-        module="transformers.models.mamba2.modeling_mamba2",
-        ops=MAMBA2_KERNEL_OPS,
-        flag_packages={"selective_scan": "mamba_ssm", "selective_state_update": "mamba_ssm",
-                       "causal_conv1d": "causal_conv1d", "causal_conv1d_update": "causal_conv1d"},
-    ),
+    kernels=Kernels(module="transformers.models.mamba2.modeling_mamba2", ops=MAMBA2_KERNEL_OPS),
 )
