@@ -88,7 +88,7 @@ def header(config: pytest.Config) -> list[str]:
     ops = impl.mamba_ops(s.device.type)
     # Every other SSM architecture in the set whose kernels the suite knows: what transformers resolved for it.
     others = sorted({spec.arch.key: spec.arch.kernels for spec in s.specs
-                     if spec.arch.kernels and spec.arch.key != "mamba"}.items())
+                     if spec.arch.kernels and spec.arch.key != "mamba" and not spec.arch.unsupported()}.items())
     return [
         f"ssmbench: device {dev}",
         f"ssmbench: model set {s.model_set}: {models}",

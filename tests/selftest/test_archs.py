@@ -61,3 +61,17 @@ def test_a_known_difference_applies_only_to_its_architectures_versions_and_confi
     assert compat.known_difference("mamba2-grouped-norm", model("mamba", n_groups=2)) is None
     monkeypatch.setattr(compat, "TRANSFORMERS_VERSION", Version("5.24.0"))
     assert compat.known_difference("mamba2-grouped-norm", model("mamba2", n_groups=2)) is None
+
+
+def test_the_header_passes_over_an_architecture_this_transformers_lacks(pytestconfig, monkeypatch):
+    """Its modeling module does not exist there: the header must not try to import it (it did, on 4.46.3, for
+    Bamba: an INTERNALERROR before any test ran)."""
+    from pytest_ssmbench import settings as settings_module
+
+    arch = ARCHS["mamba2"]
+    missing = dataclasses.replace(arch, key="future", min_transformers="99.0",
+                                  kernels=archs.Kernels(module="transformers.models.no_such_model", ops={}))
+    run = settings_module.settings(pytestconfig)
+    monkeypatch.setattr(run, "specs", [ModelSpec(missing, "tiny", str(arch.tiny_path))])
+    lines = settings_module.header(pytestconfig)
+    assert not any("future implementation" in line for line in lines), lines
