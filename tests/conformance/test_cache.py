@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from pytest_ssmbench.fixtures import xfail_known
 from ssmbench.compare import assert_logits_close, assert_same_generation
-from ssmbench.compat import known_differences
 from ssmbench.inputs import PROMPTS
 
 pytestmark = pytest.mark.conformance
@@ -46,9 +46,7 @@ def test_step_decode_logits_match_full_forward(lm, prefill, request):
     """Prefill ``prefill`` tokens, then decode the rest of a fixed sequence one token at a time through the
     cache; each step's logits must equal the full (cache-free) forward pass at that position."""
     keys = ("mamba-decode-after-1-token-prompt", "mamba2-1-token-prompt") if prefill == 1 else ("mamba2-grouped-ssd",)
-    reason = known_differences(lm, *keys)
-    if reason:
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
+    xfail_known(request, lm, *keys)
     ids = lm.generate(PROMPTS[2], max_new_tokens=20, min_new_tokens=20)[:, :24]  # a natural sequence
     full = lm.logits(ids, use_cache=False)
     rest = ids[:, prefill:]

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from pytest_ssmbench.fixtures import xfail_known
 from ssmbench.cache import expected_cache_bytes, tensor_bytes
-from ssmbench.compat import find_cache, known_difference
+from ssmbench.compat import find_cache
 
 pytestmark = pytest.mark.conformance
 
@@ -15,9 +16,8 @@ pytestmark = pytest.mark.conformance
 @pytest.mark.needs("cache_bytes")
 @pytest.mark.parametrize("context", [1, 16, 64])
 def test_cache_bytes_match_formula(lm, context, request):
-    reason = known_difference("mamba2-1-token-prompt", lm) if context == 1 else None
-    if reason:
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
+    if context == 1:
+        xfail_known(request, lm, "mamba2-1-token-prompt")
     ids = torch.randint(0, lm.tokenizer.vocab_size, (2, context), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         out = lm.model(input_ids=ids.to(lm.device), use_cache=True)

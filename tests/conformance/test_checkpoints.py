@@ -7,8 +7,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from pytest_ssmbench.fixtures import xfail_known
 from ssmbench.compare import assert_same_generation
-from ssmbench.compat import dtype_kwargs, kept_in_float32, known_difference
+from ssmbench.compat import dtype_kwargs, kept_in_float32
 from ssmbench.inputs import PROMPTS
 
 pytestmark = pytest.mark.conformance
@@ -18,9 +19,7 @@ NEW = 12
 
 @pytest.mark.heavy
 def test_save_load_roundtrip_is_exact(lm, tmp_path, request):
-    reason = known_difference("mamba2-tied-save", lm)
-    if reason:
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
+    xfail_known(request, lm, "mamba2-tied-save")
     enc = lm.encode(PROMPTS[:2])
     before = lm.logits(enc["input_ids"], attention_mask=enc["attention_mask"])
     lm.model.save_pretrained(tmp_path)
@@ -44,9 +43,7 @@ def _load_as(lm, dtype):
 @pytest.mark.heavy
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
 def test_requested_dtype_is_loaded(lm, dtype, request):
-    reason = known_difference("mamba-a-log-dtype", lm)
-    if reason:
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
+    xfail_known(request, lm, "mamba-a-log-dtype")
     model = _load_as(lm, dtype)
     dtypes = {p.dtype for p in model.parameters()}
     # A model class may declare parameters that stay in float32 (4.x Mamba: A_log); everything else follows.

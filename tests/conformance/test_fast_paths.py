@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from pytest_ssmbench.fixtures import xfail_known
 from ssmbench import impl
 from ssmbench.bench import BACKEND_KWARGS, SUITE_GRAPH, decode_path, graphed_decoder, prompt_ids
 from ssmbench.compare import assert_logits_close, assert_same_generation
-from ssmbench.compat import known_difference
 from ssmbench.inputs import PROMPTS
 
 pytestmark = pytest.mark.conformance
@@ -28,9 +28,7 @@ def _greedy(lm, prompt, **kwargs):
 @pytest.mark.needs("kernels")
 def test_kernels_match_reference_path(lm, request):
     kernels = lm.spec.arch.kernels
-    reason = known_difference("mamba2-grouped-ssd", lm)  # the kernels group correctly, the torch path did not
-    if reason:
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
+    xfail_known(request, lm, "mamba2-grouped-ssd")  # the kernels group correctly, the torch path did not
     if not impl.kernels_available(lm.device.type, kernels):
         pytest.skip(f"{lm.name}: transformers resolved no CUDA kernels in {kernels.module} here "
                     f"({impl.model_implementation(lm.model, kernels)}, device {lm.device.type}); install mamba-ssm")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from pytest_ssmbench.fixtures import xfail_known
 from ssmbench import reference
 from ssmbench.compare import assert_logits_close
-from ssmbench.compat import known_differences
 from ssmbench.inputs import PROMPTS
 
 pytestmark = pytest.mark.conformance
@@ -26,10 +26,8 @@ def test_layer_matches_float64_reference(lm, layer, request):
     reference (``Arch.layer_reference``), on the input it really sees in a forward pass."""
     arch = lm.spec.arch
     module, expected_of = arch.layer_reference(lm.model, layer)
-    mixer = hasattr(module, "A_log")  # an SSM mixer (a hybrid's other layers are attention)
-    reason = known_differences(lm, "mamba2-grouped-ssd", "mamba2-grouped-norm", "bamba-grouped-norm") if mixer else None
-    if reason:
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
+    if hasattr(module, "A_log"):  # an SSM mixer (a hybrid's other layers are attention)
+        xfail_known(request, lm, "mamba2-grouped-ssd", "mamba2-grouped-norm", "bamba-grouped-norm")
     with torch.no_grad():
         hidden, output = reference.capture(module, _run_prompts(lm))
         expected = expected_of(hidden)

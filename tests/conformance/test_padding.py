@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_ssmbench.fixtures import xfail_known
 from ssmbench.compare import assert_same_generation
-from ssmbench.compat import known_difference
 from ssmbench.inputs import RAGGED_PROMPTS
 
 pytestmark = pytest.mark.conformance
@@ -16,9 +16,7 @@ NEW = 12
 
 
 def test_left_padded_batch_equals_single(lm, request):
-    reason = known_difference("mamba2-grouped-ssd", lm)
-    if reason:
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
+    xfail_known(request, lm, "mamba2-grouped-ssd")
     enc = lm.encode(RAGGED_PROMPTS)
     assert (enc["attention_mask"] == 0).any(), "the prompts must need padding for this check to mean anything"
     batch = lm.generate(RAGGED_PROMPTS, max_new_tokens=NEW, min_new_tokens=NEW)
