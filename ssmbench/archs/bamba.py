@@ -9,8 +9,7 @@ from __future__ import annotations
 import torch
 
 from .. import reference
-from ..compat import mamba_ssm_state_dtype
-from .base import Arch, Kernels
+from .base import Arch, Kernels, attention_cache_bytes, ssm_layer_bytes
 from .mamba2 import MAMBA2_KERNEL_OPS
 
 
@@ -21,15 +20,11 @@ def _attention_layers(config) -> list[int]:
 def cache_bytes(config, context: int, dtype: torch.dtype, batch: int = 1) -> int:
     """Mamba-2 state for each Mamba layer (conv channels ``expand x hidden + 2 x groups x state``, model dtype;
     a [head_dim x state] SSM state per head, float32 on 5.x) plus K and V per token for each attention layer."""
-    elem = torch.empty((), dtype=dtype).element_size()
-    state_elem = torch.empty((), dtype=mamba_ssm_state_dtype(dtype)).element_size()
     attention = len(_attention_layers(config))
     conv_dim = int(config.mamba_expand * config.hidden_size) + 2 * config.mamba_n_groups * config.mamba_d_state
     state = config.mamba_n_heads * config.mamba_d_head * config.mamba_d_state
-    per_mamba_layer = conv_dim * config.mamba_d_conv * elem + state * state_elem
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    per_token = 2 * attention * config.num_key_value_heads * head_dim * elem
-    return batch * ((config.num_hidden_layers - attention) * per_mamba_layer + per_token * context)
+    mamba_layers = (config.num_hidden_layers - attention) * ssm_layer_bytes(conv_dim, config.mamba_d_conv, state, dtype)
+    return batch * mamba_layers + attention_cache_bytes(config, context, dtype, batch, layers=attention)
 
 
 def layer_reference(model, index: int):

@@ -73,9 +73,21 @@ class Arch:
         return f"SSMBENCH_PATH_{self.key.upper()}"
 
 
-def attention_cache_bytes(config, context: int, dtype: torch.dtype, batch: int = 1) -> int:
-    """K and V for every token: ``2 x layers x kv_heads x head_dim`` values per token and sequence."""
+def attention_cache_bytes(config, context: int, dtype: torch.dtype, batch: int = 1, layers: int | None = None) -> int:
+    """K and V for every token: ``2 x layers x kv_heads x head_dim`` values per token and sequence (``layers``:
+    the attention layers, all of them unless given)."""
     elem = torch.empty((), dtype=dtype).element_size()
     heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    return batch * 2 * config.num_hidden_layers * heads * head_dim * context * elem
+    layers = config.num_hidden_layers if layers is None else layers
+    return batch * 2 * layers * heads * head_dim * context * elem
+
+
+def ssm_layer_bytes(conv_channels: int, conv_kernel: int, state_values: int, dtype: torch.dtype) -> int:
+    """One SSM layer's fixed state for one sequence, whatever the context: the conv window over its channels in
+    the model dtype, and the SSM state (float32 on transformers 5.x, see compat)."""
+    from ..compat import mamba_ssm_state_dtype
+
+    elem = torch.empty((), dtype=dtype).element_size()
+    state_elem = torch.empty((), dtype=mamba_ssm_state_dtype(dtype)).element_size()
+    return conv_channels * conv_kernel * elem + state_values * state_elem

@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 
 from .. import reference
-from ..compat import mamba_ssm_state_dtype
-from .base import Arch, Kernels
+from .base import Arch, Kernels, ssm_layer_bytes
 
 # The wrappers transformers' Mamba-1 modeling modules call (mamba, falcon_mamba), by operation.
 MAMBA1_KERNEL_OPS = {"selective_scan": "mamba_selective_scan", "selective_state_update": "mamba_selective_state_update",
@@ -16,10 +15,9 @@ MAMBA1_KERNEL_OPS = {"selective_scan": "mamba_selective_scan", "selective_state_
 def cache_bytes(config, context: int, dtype: torch.dtype, batch: int = 1) -> int:
     """``layers x intermediate x (state_size + conv_kernel)`` values per sequence whatever the context; the SSM
     state in float32 on transformers 5.x (see compat)."""
-    elem = torch.empty((), dtype=dtype).element_size()
-    state_elem = torch.empty((), dtype=mamba_ssm_state_dtype(dtype)).element_size()
-    per_channel = config.state_size * state_elem + config.conv_kernel * elem
-    return batch * config.num_hidden_layers * config.intermediate_size * per_channel
+    inner = config.intermediate_size
+    return batch * config.num_hidden_layers * ssm_layer_bytes(inner, config.conv_kernel, inner * config.state_size,
+                                                              dtype)
 
 
 def layer_reference(model, index: int):
