@@ -5,8 +5,10 @@ wall clock, the allocator's peak. What the suite's figures are checked against b
     python scripts/plain_point.py phi --context 32768 131072            # time to first token, extra peak
     python scripts/plain_point.py mamba --context 2048 --new-tokens 33 --static-cache
 
-Prints one JSON line per context: seconds per call (each call timed alone) and the extra peak over the
-weights (max_memory_allocated() minus memory_allocated() before the calls). Random token ids, greedy.
+Prints one JSON line per context: seconds per call (each call timed alone), the extra peak over the weights
+(max_memory_allocated() minus memory_allocated() before the calls) and each call's own peak over what was
+allocated when it began (compiled: the first calls record CUDA graphs; compare the later ones).
+Random token ids, greedy.
 """
 
 from __future__ import annotations
@@ -47,9 +49,11 @@ def main() -> None:
         torch.cuda.synchronize()
         before = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
-        seconds, status = [], "ok"
+        seconds, peaks, call_peaks, status = [], [], [], "ok"
         try:
             for _ in range(args.calls):
+                call_before = torch.cuda.memory_allocated()
+                torch.cuda.reset_peak_memory_stats()
                 start = time.perf_counter()
                 with torch.no_grad():
                     model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
@@ -57,13 +61,16 @@ def main() -> None:
                                    pad_token_id=config.eos_token_id, **extra)
                 torch.cuda.synchronize()
                 seconds.append(time.perf_counter() - start)
+                call_peaks.append(torch.cuda.max_memory_allocated())
+                peaks.append((call_peaks[-1] - call_before) / 1e9)
         except torch.cuda.OutOfMemoryError:
             status = "oom"
-        peak = torch.cuda.max_memory_allocated() - before
+            call_peaks.append(torch.cuda.max_memory_allocated())
+        peak = max(call_peaks) - before
         print(json.dumps({"arch": args.arch, "context": context, "new_tokens": args.new_tokens, "status": status,
                           "static_cache": args.static_cache, "seconds": seconds,
                           "median_s": statistics.median(seconds) if seconds else None,
-                          "extra_peak_gb": peak / 1e9, "resident_before_gb": before / 1e9,
+                          "extra_peak_gb": peak / 1e9, "call_extra_peaks_gb": peaks, "resident_before_gb": before / 1e9,
                           "weights_gb": weights / 1e9, "torch": torch.__version__}), flush=True)
         del ids
         torch.cuda.empty_cache()

@@ -28,6 +28,8 @@ class Timing:
     step_spread: float | None = None  # interquartile range / median of the steps
     first_call_s: float | None = None  # the warm-up call (compilation or capture included)
     compile_s: float | None = None
+    settle_calls: int | None = None  # compiled: calls (the first included) until one warmed or recorded no CUDA graph
+    graphs_settled: bool | None = None  # False: still recording when the settle cap was hit
     capture_s: float | None = None
     new_tokens_seen: list[int] = field(default_factory=list)
     unwarmed: bool | None = None  # one unwarmed call: timing off (--benchmark-disable, or xdist)

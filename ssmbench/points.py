@@ -15,12 +15,14 @@ from . import calibrate, devices, results
 from .bench import (
     PointContext,
     Runs,
+    WorkspaceClears,
     decode_path,
     finish_point,
     generate_call,
     point_record,
     release_backend_state,
     rounds_for_precision,
+    settle_graphs,
 )
 from .loading import LoadedModel
 from .measure import Nvml
@@ -106,12 +108,17 @@ def measure_point(b: BenchSettings, lm: LoadedModel, kind: str, ids: torch.Tenso
     call, setup = generate_call(lm, ids, new_tokens, runs, backend, b.nvml), runs.setup(lm.device)
     rounds, oom, measured = b.rounds, None, False
     try:
-        with PointContext(lm, b.nvml) as ctx:
+        with PointContext(lm, b.nvml) as ctx, WorkspaceClears() as clears:
             warmup = 1
+            if timing_on and backend != "eager" and lm.device.type == "cuda":
+                # The warm-up of a compiled or graphed point: until a call records no new CUDA graph.
+                t = point.timing
+                t.settle_calls, t.graphs_settled = settle_graphs(call, setup, clears)
+                warmup = 0
             if rounds is None:
                 rounds = PILOT_ROUNDS
                 if timing_on:
-                    for _ in range(1 + PILOT_ROUNDS):
+                    for _ in range(warmup + PILOT_ROUNDS):
                         setup()
                         call()
                     pilot = runs.measured(PILOT_ROUNDS)

@@ -290,13 +290,23 @@ def _model_lines(store: ResultStore, model: str) -> list[str]:
         lines.append(f"  {d.backend} decode @ {d.context}: {_fmt(t.decode_s_per_token, 'ms')} ms/token "
                      f"(+-{_fmt(t.step_spread, '%')} %), MBU {_fmt(d.roofline.mbu, '%')} %, extra peak "
                      f"{_fmt(d.memory.extra_peak_bytes, 'GB')} GB, first call {t.first_call_s:.1f} s (compilation "
-                     f"~{'n/a' if t.compile_s is None else format(t.compile_s, '.1f')} s)"
+                     f"~{'n/a' if t.compile_s is None else format(t.compile_s, '.1f')} s)" + _settled(t)
                      + (f" [{d.decode_path}]" if d.decode_path else ""))
     for t in store.select(model=model, kind="throughput", status="ok"):
         lines.append(f"  throughput batch {t.batch:3d} @ {t.context}: {t.timing.tokens_per_s:.1f} tok/s")
     for t in store.select(model=model, kind="throughput", status="oom"):
         lines.append(f"  throughput batch {t.batch:3d} @ {t.context}: out of memory")
     return lines
+
+
+def _settled(t) -> str:
+    """How many calls a compiled or graphed point warmed up with before its rounds (until a call recorded no
+    new CUDA graph)."""
+    if t.settle_calls is None:
+        return ""
+    if t.graphs_settled:
+        return f", rounds after {t.settle_calls} warm-up call{'s' if t.settle_calls > 1 else ''}"
+    return f", STILL RECORDING CUDA graphs after {t.settle_calls} warm-up calls (rounds may include recordings)"
 
 
 def _name(p: Point) -> str:
@@ -309,10 +319,13 @@ def spread_lines(store: ResultStore) -> list[str]:
     their round counts."""
     ok = store.select(status="ok")
     wide = [p for p in ok if (spread_of(p) or 0) > SPREAD_FLAG or p.timing.target_met is False]
+    unsettled = [p for p in ok if p.timing.graphs_settled is False]
+    lines = [f"{_name(p)}: CUDA graphs still recorded after {p.timing.settle_calls} warm-up calls: its rounds may "
+             "include recordings and the cuBLAS workspaces re-allocated after them" for p in unsettled]
     if not wide:
-        return []
-    lines = [f"spread over {SPREAD_FLAG * 100:g} % in {len(wide)} of {len(ok)} points "
-             "(rounds: max-min over median; steps: interquartile range over median):"]
+        return lines
+    lines += [f"spread over {SPREAD_FLAG * 100:g} % in {len(wide)} of {len(ok)} points "
+              "(rounds: max-min over median; steps: interquartile range over median):"]
     for p in wide:
         t = p.timing
         lines.append(f"  {_name(p)}: rounds {_fmt(t.rounds_spread, '%')} %, steps {_fmt(t.step_spread, '%')} %, "

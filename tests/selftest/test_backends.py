@@ -73,3 +73,42 @@ def test_capture_refused_off_cuda():
     model = _FakeModel()
     with pytest.raises(ValueError, match="needs a CUDA model"):
         graphs.GraphedMambaDecoder(model, capture=True)
+
+
+def _recording_call(clears_per_call):
+    """A call whose n-th invocation clears cuBLAS's workspaces clears_per_call[n] times (torch.compile's graph
+    trees do so around each warm-up and recording), then none."""
+    calls = []
+
+    def call():
+        for _ in range(clears_per_call[len(calls)] if len(calls) < len(clears_per_call) else 0):
+            torch._C._cuda_clearCublasWorkspaces()
+        calls.append(1)
+    return call, calls
+
+
+def test_a_compiled_point_warms_up_until_a_call_records_no_graph(monkeypatch):
+    # phi-2 compiled on the H200: the first calls after compilation still recorded graphs (and cuBLAS
+    # re-allocated 32 MiB after each), so rounds that started at the second call peaked 15 % over plain calls.
+    monkeypatch.setattr(torch._C, "_cuda_clearCublasWorkspaces", lambda: None, raising=False)
+    original = torch._C._cuda_clearCublasWorkspaces
+    call, calls = _recording_call([4, 2, 0, 2])  # the second warm-up records again after a quiet call
+    with bench.WorkspaceClears() as clears:
+        assert bench.settle_graphs(call, lambda: None, clears) == (3, True)
+    assert clears.count == 6 and len(calls) == 3
+    assert torch._C._cuda_clearCublasWorkspaces is original  # restored on exit
+
+
+def test_a_compiled_point_that_never_settles_says_so(monkeypatch):
+    monkeypatch.setattr(torch._C, "_cuda_clearCublasWorkspaces", lambda: None, raising=False)
+    call, calls = _recording_call([1] * 100)
+    with bench.WorkspaceClears() as clears:
+        assert bench.settle_graphs(call, lambda: None, clears, max_calls=5) == (5, False)
+    assert len(calls) == 5
+
+
+def test_without_the_workspace_hook_one_call_is_the_warm_up(monkeypatch):
+    monkeypatch.delattr(torch._C, "_cuda_clearCublasWorkspaces", raising=False)  # a CPU build has none
+    call, calls = _recording_call([])
+    with bench.WorkspaceClears() as clears:
+        assert bench.settle_graphs(call, lambda: None, clears) == (1, True)

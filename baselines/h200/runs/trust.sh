@@ -5,10 +5,17 @@
 #           (runs/2026-11-29/prefill_probe.py), then by the suite as the first point of a fresh process, calibrated;
 #           the isolation benchmark (same point before and after another backend); GPU clocks sampled.
 #           (The 2026-11-28 check, in runs/2026-11-28-trust/check, is this file's check at commit 5878a6c.)
-#   start:  the full sweep (the reference pair, --ssm-archs mamba,phi; 512 ... 131072, eager/compiled/graphed, --calibrate) detached with
-#           setsid into /tmp/sweep (one call cannot hold it: 10 minutes a command); waits up to WAIT seconds.
-#   finish: waits for the sweep to end (same warm machine), then packs /tmp/sweep into $OUT/sweep.tar.gz.
-# Every phase copies what exists so far to $OUT, so a call that times out loses nothing measured.
+#   quick:  the quick tier on the GPU with the kernels (all architectures' tiny checkpoints: kernel parity of
+#           every SSM architecture with kernels), into $OUT/quick.
+#   start:  detached with setsid into /tmp/sweep (one call cannot hold it: 10 minutes a command), one after the
+#           other: the full sweep (the reference pair, --ssm-archs mamba,phi; 512 ... 131072,
+#           eager/compiled/graphed, --calibrate); two points plainly in fresh processes (scripts/plain_point.py:
+#           phi-2 compiled decode at 512, Mamba's prefill at 131072); with ARCHS=1, the other architectures
+#           (mamba2, falcon_mamba, qwen2, bamba; eager, 512 ... 32768, calibrated at 512) into /tmp/sweep/archs.
+#           Waits up to WAIT seconds.
+#   finish: waits up to WAIT seconds more for all of it (same warm machine).
+# Every phase packs what exists so far into $OUT/sweep.tar.gz, every minute while waiting, so a call that times
+# out loses nothing measured.
 set -u
 phase=$1
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
@@ -18,7 +25,11 @@ fi
 export PYTHONPATH=/tmp/kernels
 PYT="python3 -m pytest -p no:cacheprovider -rs"
 CONTEXTS=${CONTEXTS:-512,2048,8192,32768,65536,131072}
-pack() { tar -czf "$OUT/sweep.tar.gz" -C /tmp sweep 2>/dev/null; }
+pack() { tar -czf "$OUT/sweep.tar.gz.part" -C /tmp sweep 2>/dev/null; mv -f "$OUT/sweep.tar.gz.part" "$OUT/sweep.tar.gz"; }
+wait_for() {  # wait_for FILE SECONDS: until FILE exists, packing every minute
+  for i in $(seq "$2"); do [ -f "$1" ] && break; sleep 1; [ $((i % 60)) = 0 ] && pack; done
+  pack
+}
 if [ "$phase" = check ]; then
   # 2026-11-29: the 2026-11-28 sweep's one unexplained miss (Mamba prefill at 512: 96 ms in the suite, 65 ms
   # plainly) and the isolation benchmark, which had not yet passed on a GPU. GPU clocks sampled throughout.
@@ -34,20 +45,47 @@ if [ "$phase" = check ]; then
   timeout -s INT 200 $PYT -m benchmark --models synthetic --ssm-archs mamba,phi -k isolation --results-file "$R/isolation-points.json" \
     > "$R/isolation.log" 2>&1
   kill $sampler
+elif [ "$phase" = quick ]; then
+  R=$OUT/quick; mkdir -p "$R"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$R/gpu.csv"
+  python3 -c "import torch, transformers, mamba_ssm, causal_conv1d; print(torch.__version__, transformers.__version__, \
+mamba_ssm.__version__, causal_conv1d.__version__)" > "$R/versions.txt" 2>&1
+  start=$(date +%s)
+  timeout -s INT ${QUICK_S:-300} $PYT -m quick > "$R/quick.log" 2>&1; echo $? > "$R/exit"
+  echo $(( $(date +%s) - start )) > "$R/wall_s"
+  tail -3 "$R/quick.log"
 elif [ "$phase" = start ]; then
-  rm -rf /tmp/sweep && mkdir -p /tmp/sweep
+  rm -rf /tmp/sweep && mkdir -p /tmp/sweep/plain /tmp/sweep/archs
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > /tmp/sweep/gpu.csv
   git rev-parse HEAD > /tmp/sweep/commit 2>/dev/null || true
-  setsid nohup bash -c "cd $PWD && export PYTHONPATH=/tmp/kernels PYTHONUNBUFFERED=1 && start=\$(date +%s) && \
-    $PYT -m benchmark --models synthetic --ssm-archs mamba,phi --backends eager,compiled,graphed --contexts $CONTEXTS \
-    --calibrate --calibrate-contexts 512,131072 \
-    --benchmark-storage=file:///tmp/sweep/baselines --benchmark-save=synthetic-bf16 \
-    --benchmark-columns=min,median,max,rounds --scaling-report /tmp/sweep/report \
-    --results-file /tmp/sweep/points.json > /tmp/sweep/bench.log 2>&1; echo \$? > /tmp/sweep/exit; \
-    echo \$(( \$(date +%s) - start )) > /tmp/sweep/wall_s" > /dev/null 2>&1 < /dev/null &
-  for _ in $(seq "${WAIT:-540}"); do [ -f /tmp/sweep/exit ] && break; sleep 1; done
-  pack; tail -5 /tmp/sweep/bench.log
+  cat > /tmp/sweep/run.sh <<EOS
+cd $PWD && export PYTHONPATH=/tmp/kernels PYTHONUNBUFFERED=1
+start=\$(date +%s)
+$PYT -m benchmark --models synthetic --ssm-archs mamba,phi --backends eager,compiled,graphed --contexts $CONTEXTS \\
+  --calibrate --calibrate-contexts 512,131072 \\
+  --benchmark-storage=file:///tmp/sweep/baselines --benchmark-save=synthetic-bf16 \\
+  --benchmark-columns=min,median,max,rounds --scaling-report /tmp/sweep/report \\
+  --results-file /tmp/sweep/points.json > /tmp/sweep/bench.log 2>&1
+echo \$? > /tmp/sweep/exit; echo \$(( \$(date +%s) - start )) > /tmp/sweep/wall_s
+python3 scripts/plain_point.py phi --context 512 --new-tokens 33 --static-cache --calls 10 \\
+  > /tmp/sweep/plain/phi-compiled-decode-512.jsonl 2> /tmp/sweep/plain/phi.err
+python3 scripts/plain_point.py mamba --context 131072 --calls 4 > /tmp/sweep/plain/mamba-prefill-131072.jsonl \\
+  2> /tmp/sweep/plain/mamba.err
+touch /tmp/sweep/plain/done
+if [ "${ARCHS:-0}" = 1 ]; then
+  start=\$(date +%s)
+  $PYT -m benchmark --models synthetic --ssm-archs mamba2,falcon_mamba,qwen2,bamba --backends eager \\
+    --contexts 512,2048,8192,32768 -k "not isolation and not throughput" --calibrate --calibrate-contexts 512 \\
+    --benchmark-storage=file:///tmp/sweep/archs/baselines --benchmark-save=archs-eager-bf16 \\
+    --benchmark-columns=min,median,max,rounds --scaling-report /tmp/sweep/archs/report \\
+    --results-file /tmp/sweep/archs/points.json > /tmp/sweep/archs/bench.log 2>&1
+  echo \$? > /tmp/sweep/archs/exit; echo \$(( \$(date +%s) - start )) > /tmp/sweep/archs/wall_s
+fi
+touch /tmp/sweep/all-done
+EOS
+  setsid nohup bash /tmp/sweep/run.sh > /tmp/sweep/run.log 2>&1 < /dev/null &
+  wait_for /tmp/sweep/all-done "${WAIT:-540}"; tail -5 /tmp/sweep/bench.log
 elif [ "$phase" = finish ]; then
-  for _ in $(seq "${WAIT:-560}"); do [ -f /tmp/sweep/exit ] && break; sleep 1; done
-  pack; tail -5 /tmp/sweep/bench.log; cat /tmp/sweep/exit /tmp/sweep/wall_s 2>/dev/null
+  wait_for /tmp/sweep/all-done "${WAIT:-560}"
+  tail -3 /tmp/sweep/bench.log; tail -3 /tmp/sweep/archs/bench.log 2>/dev/null; cat /tmp/sweep/exit /tmp/sweep/wall_s 2>/dev/null
 fi
