@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Issue #12 on the H200 (device tool; image torch 2.11, transformers 5.17; mamba-ssm + causal-conv1d from
-# ../shared/wheels, carried as .kernels/mamba-kernels-h200.tar.xz).
+# ../shared/wheels, carried as .kernels/mamba-kernels-h200.tar.xz: both wheels unpacked into one folder, the two
+# CUDA extensions' symbols stripped (strip --strip-unneeded: 90 -> 69 MB; the device tool carries 64 MiB with the
+# checkout), then tar -cf - . | xz -9e).
 #   check:  Mamba's prefill at 512 and 2048 by the suite's call and plainly, alternating in one process
 #           (runs/2026-11-29/prefill_probe.py), then by the suite as the first point of a fresh process, calibrated;
 #           the isolation benchmark (same point before and after another backend); GPU clocks sampled.
@@ -55,6 +57,9 @@ mamba_ssm.__version__, causal_conv1d.__version__)" > "$R/versions.txt" 2>&1
   echo $(( $(date +%s) - start )) > "$R/wall_s"
   tail -3 "$R/quick.log"
 elif [ "$phase" = start ]; then
+  if ! python3 -c "import selective_scan_cuda, causal_conv1d_cuda, mamba_ssm, causal_conv1d" > "$OUT/kernels-import.txt" 2>&1; then
+    echo "the kernels do not import: no sweep"; cat "$OUT/kernels-import.txt"; exit 3
+  fi
   rm -rf /tmp/sweep && mkdir -p /tmp/sweep/plain /tmp/sweep/archs
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > /tmp/sweep/gpu.csv
   git rev-parse HEAD > /tmp/sweep/commit 2>/dev/null || true
