@@ -57,7 +57,7 @@ mamba_ssm.__version__, causal_conv1d.__version__)" > "$R/versions.txt" 2>&1
   echo $(( $(date +%s) - start )) > "$R/wall_s"
   tail -3 "$R/quick.log"
 elif [ "$phase" = start ]; then
-  if ! python3 -c "import selective_scan_cuda, causal_conv1d_cuda, mamba_ssm, causal_conv1d" > "$OUT/kernels-import.txt" 2>&1; then
+  if ! python3 -c "import torch, selective_scan_cuda, causal_conv1d_cuda, mamba_ssm, causal_conv1d" > "$OUT/kernels-import.txt" 2>&1; then
     echo "the kernels do not import: no sweep"; cat "$OUT/kernels-import.txt"; exit 3
   fi
   rm -rf /tmp/sweep && mkdir -p /tmp/sweep/plain /tmp/sweep/archs
