@@ -61,10 +61,13 @@ elif [ "$phase" = start ]; then
     echo "the kernels do not import: no sweep"; cat "$OUT/kernels-import.txt"; exit 3
   fi
   rm -rf /tmp/sweep && mkdir -p /tmp/sweep/plain /tmp/sweep/archs
+  # The detached run works in a copy: a later call re-sends the checkout under $PWD (on 2026-11-29 the architectures'
+  # sweep, starting as the next call arrived, failed at collection).
+  rm -rf /tmp/work && cp -a "$PWD" /tmp/work
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > /tmp/sweep/gpu.csv
   git rev-parse HEAD > /tmp/sweep/commit 2>/dev/null || true
   cat > /tmp/sweep/run.sh <<EOS
-cd $PWD && export PYTHONPATH=/tmp/kernels PYTHONUNBUFFERED=1
+cd /tmp/work && export PYTHONPATH=/tmp/kernels PYTHONUNBUFFERED=1
 start=\$(date +%s)
 $PYT -m benchmark --models synthetic --ssm-archs mamba,phi --backends eager,compiled,graphed --contexts $CONTEXTS \\
   --calibrate --calibrate-contexts 512,131072 \\
