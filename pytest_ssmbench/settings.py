@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from dataclasses import dataclass
 
@@ -54,6 +55,12 @@ def configure(config: pytest.Config) -> None:
     # per layer, which 64 layers amplify past any float32 tolerance. bfloat16 work is unaffected.
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
+    # Triton's float32 dots default to TF32 whatever torch says: Mamba-2's SSD kernels (mamba-ssm, Triton) put the
+    # tiny Mamba-2's float32 logits 2-4e-4 from its reference loop on the H200, past float32's 1e-4. IEEE float32
+    # for any run that may hold float32 models; bfloat16 and float16 operands are unaffected. A value the user set
+    # stays.
+    if options.get(config, "ssm_dtype") in ("auto", "float32"):
+        os.environ.setdefault("TRITON_F32_DEFAULT", "ieee")
 
 
 def settings(config: pytest.Config) -> RunSettings:
@@ -93,7 +100,7 @@ def header(config: pytest.Config) -> list[str]:
         f"ssmbench: device {dev}",
         f"ssmbench: model set {s.model_set}: {models}",
         *(f"ssmbench:   {spec.name}: {_source(spec)}" for spec in s.specs),
-        f"ssmbench: dtype {s.dtype} (TF32 off); torch {torch.__version__}, transformers {transformers.__version__}",
+        f"ssmbench: dtype {s.dtype} (TF32 off; Triton float32 dots {os.environ.get('TRITON_F32_DEFAULT', 'tf32')}); torch {torch.__version__}, transformers {transformers.__version__}",
         f"ssmbench: mamba implementation {impl.summarize(ops)}",
         *(f"ssmbench: {key} implementation {impl.summarize(impl.ssm_ops(kernels, s.device.type))}"
           for key, kernels in others),

@@ -14,14 +14,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def clean_env() -> dict[str, str]:
-    """This process's environment without the variables pytest and xdist set for the running test."""
+def clean_env(drop: tuple[str, ...] = ()) -> dict[str, str]:
+    """This process's environment without the variables pytest and xdist set for the running test (and
+    ``drop``)."""
     return {k: v for k, v in os.environ.items()
-            if not k.startswith("PYTEST_XDIST_") and k != "PYTEST_CURRENT_TEST"}
+            if not k.startswith("PYTEST_XDIST_") and k != "PYTEST_CURRENT_TEST" and k not in drop}
 
 
-def run_pytest(*args: str, cwd: Path = ROOT, timeout: int = 300,
-               env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_pytest(*args: str, cwd: Path = ROOT, timeout: int = 300, env_extra: dict[str, str] | None = None,
+               drop_env: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--rootdir={ROOT}", *args],
-                          cwd=cwd, env=clean_env() | (env_extra or {}), capture_output=True, text=True,
+                          cwd=cwd, env=clean_env(drop_env) | (env_extra or {}), capture_output=True, text=True,
                           timeout=timeout, check=False)

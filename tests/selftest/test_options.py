@@ -114,3 +114,15 @@ def test_bench_rounds_auto_from_the_command_line_reaches_the_sweep(tmp_path):
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     (point,) = ResultStore.read(points).points
     assert point.timing.pilot_rounds == 3 and point.timing.target_met is not None
+
+
+@pytest.mark.parametrize("args, preset, dots", [
+    ([], None, "ieee"),  # the tiny models run in float32: Triton's dots too (Mamba-2's SSD kernels)
+    (["--ssm-dtype", "bfloat16"], None, "tf32"),  # no float32 model: Triton's default left alone
+    ([], "tf32", "tf32"),  # a value the user set stays
+])
+def test_triton_float32_dots_are_ieee_when_float32_models_may_run(args, preset, dots):
+    env = {"TRITON_F32_DEFAULT": preset} if preset else {}
+    run = run_pytest("--collect-only", *args, TEST, env_extra=env, drop_env=("TRITON_F32_DEFAULT",))
+    assert run.returncode == 0, run.stdout[-1500:] + run.stderr[-1500:]
+    assert f"Triton float32 dots {dots})" in run.stdout, run.stdout[:1500]
