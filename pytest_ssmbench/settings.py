@@ -100,7 +100,8 @@ def header(config: pytest.Config) -> list[str]:
         f"ssmbench: device {dev}",
         f"ssmbench: model set {s.model_set}: {models}",
         *(f"ssmbench:   {spec.name}: {_source(spec)}" for spec in s.specs),
-        f"ssmbench: dtype {s.dtype} (TF32 off; Triton float32 dots {os.environ.get('TRITON_F32_DEFAULT', 'tf32')}); torch {torch.__version__}, transformers {transformers.__version__}",
+        f"ssmbench: dtype {s.dtype} (TF32 off; Triton float32 dots {os.environ.get('TRITON_F32_DEFAULT', 'tf32')}); "
+        f"torch {torch.__version__}, transformers {transformers.__version__}",
         f"ssmbench: mamba implementation {impl.summarize(ops)}",
         *(f"ssmbench: {key} implementation {impl.summarize(impl.ssm_ops(kernels, s.device.type))}"
           for key, kernels in others),

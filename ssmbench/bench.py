@@ -377,10 +377,11 @@ def finish_point(point: Point, lm: LoadedModel, all_runs: Runs, rounds: int, ctx
     t.capture_s = all_runs.capture_s
     t.new_tokens_seen = sorted(set(all_runs.new_tokens))
     # Memory: each round's peak over what was allocated when that round began, the median of the measured
-    # rounds (a one-time allocation in one round is not what every call needs; compiled points start their rounds
-    # only once a call records no new CUDA graph, see settle_graphs) -- what one call needs on top of everything resident: the weights and, for compiled
-    # and graphed decoding, the state those keep between calls (its bytes: cache_bytes). What was resident
-    # when the point began is recorded too, and how far the rounds' starting allocation moved.
+    # rounds (a one-time allocation in one round is not what every call needs; compiled points start their
+    # rounds only once a call records no new CUDA graph, see settle_graphs) -- what one call needs on top of
+    # everything resident: the weights and, for compiled and graphed decoding, the state those keep between
+    # calls (its bytes: cache_bytes). What was resident when the point began is recorded too, and how far the
+    # rounds' starting allocation moved.
     m, start = point.memory, ctx.resident_allocated
     extra = [p - s for p, s in zip(runs.peaks, runs.round_start_bytes, strict=True) if p is not None and s is not None]
     m.resident_allocated_bytes, m.resident_reserved_bytes = start, ctx.resident_reserved
