@@ -8,15 +8,20 @@ if the harness inflated a figure, the plain one shows it.
 - decode: extra peak memory of a plain call with the point's token count; for the compiled and graphed
   backends the steady time per token as ``(t(1 + M) - t(2)) / (M - 1)`` (optimum-benchmark's prefill/decode
   split, with the first decode step, which costs more, on the prefill's side as the suite's median step has
-  it), M large enough that the decode outweighs the prefill's noise. Eager decode per token is not calibrated:
+  it), M the point's own number of decode tokens. Eager decode per token is not calibrated:
   launch-bound on a shared host, it moves by more than 5 % from one call to the next (its spread says so).
 
 Times are compared twice. The harness's own call (the callable and setup the rounds ran) alternates with the
-plain call, ``CALLS`` times each (more for short calls), and their medians must agree within the tolerance: a
-drifting host moves both alike (on the H200, Mamba's launch-bound prefill at 512 tokens took 55-97 ms from one
-call to the next), so what is left is the harness. The point's own figure (``of="point"``) is held against the
-same plain median and fails only beyond the tolerance and three times the rounds' and plain calls' spread: a
-point measured while the host was slow is flagged by its spread, not called a harness bug.
+plain call: a drifting host moves both alike (on the H200, Mamba's launch-bound prefill at 512 tokens took
+55-97 ms from one call to the next), so what is left is the harness. Each pair gives a ratio; the pairs go on
+until the 95 % interval of the median ratio (distribution-free, from order statistics) is narrower than the
+tolerance (half of it each side), or ``MAX_PAIRS`` or ``MAX_SECONDS`` is reached -- pytest-benchmark's way of
+calibrating rounds to a precision. The figure **fails** when the whole interval lies beyond the tolerance (the
+harness differs, with 95 % confidence), is **unresolved** when its median does but the interval reaches inside
+(the host's noise is wider than the tolerance: reported, not passed off as agreement), and agrees otherwise. The
+point's own figure (``of="point"``) is held against the same plain median and fails only beyond the tolerance
+and three times the rounds' and plain calls' spread: a point measured while the host was slow is flagged by its
+spread, not called a harness bug.
 """
 
 from __future__ import annotations
@@ -35,11 +40,13 @@ from .loading import LoadedModel
 from .measure import synchronize
 from .point import Calibration, Point
 
-CALLS = 3  # at least this many harness and plain calls per figure, alternating (the medians are compared) ...
-MAX_CALLS = 15  # ... and more, up to this many, while they have taken less than MIN_SECONDS: a launch-bound
-MIN_SECONDS = 2.0  # call (Mamba's prefill at 512 on the H200: 55-97 ms) needs more than 3 for a stable median
+CALLS = 3  # at least this many pairs (harness call, plain call) per figure ...
+MAX_PAIRS = 41  # ... and more, until the median ratio's 95 % interval is within PRECISION x the tolerance each
+MAX_SECONDS = 30.0  # side, or this many pairs or seconds: phi-2's compiled decode at 512 on the H200 moved 15 %
+PRECISION = 0.5  # between calls seconds apart, so 3 pairs could not tell a 5 % bias from the host
+CALLS_MEMORY = 3  # plain calls for the extra peak (the median), fewer where they take over MEMORY_SECONDS
+MEMORY_SECONDS = 2.0
 NOISE_FACTOR = 3.0
-MAX_DECODE_TOKENS = 256
 
 
 @dataclass
@@ -47,17 +54,27 @@ class Check:
     figure: str  # "ttft_s", "decode_s_per_token", "extra_peak_bytes"
     suite: float
     plain: float
-    noise: float = 0.0  # the measurements' own spread (relative): off a GPU, or for the point's own figure
+    noise: float = 0.0  # the point's figure: the rounds' and plain calls' own spread (relative)
     of: str = "harness"  # "harness": its call re-run alternately with the plain one; "point": the point's figure
+    low: float | None = None  # harness times: 95 % interval of the median of suite/plain - 1 over the pairs
+    high: float | None = None
+    pairs: int | None = None
+    coverage: float | None = None  # the interval's confidence (under 0.95 with fewer than 6 pairs)
 
     @property
     def diff(self) -> float:
         return abs(self.suite - self.plain) / self.plain if self.plain else math.inf
 
     def fails(self, tolerance: float) -> bool:
-        """Over the tolerance -- and, off a GPU, over three times the two measurements' own spread: a shared
-        2-core host moves a millisecond call by 2x between seconds, which says nothing about the harness."""
+        """Paired (harness) times: the whole interval beyond the tolerance. The point's figure: over the
+        tolerance and over three times the measurements' own spread. Memory: over the tolerance."""
+        if self.low is not None and self.high is not None:
+            return self.low > tolerance or self.high < -tolerance
         return self.diff > tolerance and self.diff > NOISE_FACTOR * self.noise
+
+    def unresolved(self, tolerance: float) -> bool:
+        """Over the tolerance, but the host's noise too wide to say the harness differs."""
+        return self.low is not None and self.diff > tolerance and not self.fails(tolerance)
 
 
 def _plain_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: str) -> float:
@@ -76,9 +93,10 @@ def _plain_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: st
 def _plain_peak(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: str) -> int | None:
     """The allocator's peak over a plain call, minus what was allocated just before it (after a warm-up call
     where the backend compiles or captures, so its state is in place, as in the harness's rounds): the median
-    over calls -- ``CALLS`` of them, fewer where they take over ``MIN_SECONDS`` -- as the point takes the median
-    of its rounds. (On the H200 the compiled decode of phi-2 at 512 tokens peaked 220 MiB over its start in some
-    calls and 253 in others, 33 MiB that cuBLAS re-allocates when torch.compile's graphs have cleared it.)"""
+    over calls -- ``CALLS_MEMORY`` of them, fewer where they take over ``MEMORY_SECONDS`` -- as the point takes
+    the median of its rounds. (On the H200 the compiled decode of phi-2 at 512 tokens peaked 220 MiB over its
+    start in most calls once its CUDA graphs had settled, 253 in the first calls after compilation: 33 MiB that
+    cuBLAS re-allocates when torch.compile's graph trees have cleared it.)"""
     if lm.device.type != "cuda":
         return None
     if backend != "eager":
@@ -86,7 +104,7 @@ def _plain_peak(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: st
     gc.collect()
     peaks: list[int] = []
     start = time.perf_counter()
-    while not peaks or (len(peaks) < CALLS and time.perf_counter() - start < MIN_SECONDS):
+    while not peaks or (len(peaks) < CALLS_MEMORY and time.perf_counter() - start < MEMORY_SECONDS):
         synchronize(lm.device)
         torch.cuda.reset_peak_memory_stats(lm.device)
         before = torch.cuda.memory_allocated(lm.device)
@@ -95,8 +113,39 @@ def _plain_peak(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: st
     return int(statistics.median(peaks))
 
 
+def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """A distribution-free interval for the median: (the k-th smallest, the k-th largest, its coverage), k the
+    largest with coverage 1 - 2 P(Binomial(n, 1/2) < k) of at least ``confidence``; with fewer than 6 values
+    none reaches 95 %, and the whole range is returned with what it covers."""
+    ordered, n = sorted(values), len(values)
+
+    def coverage(k: int) -> float:
+        return 1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2 ** n
+
+    k = 1
+    while k + 1 <= (n + 1) // 2 and coverage(k + 1) >= confidence:
+        k += 1
+    return ordered[k - 1], ordered[n - k], coverage(k)
+
+
+def paired_check(figure: str, suite: list[float], plain: list[float]) -> Check:
+    """The harness's calls against the plain calls they alternated with: the medians, and the interval of
+    the median ratio."""
+    low, high, cover = median_interval([s / p - 1 for s, p in zip(suite, plain, strict=True)])
+    return Check(figure, statistics.median(suite), statistics.median(plain), low=low, high=high, pairs=len(suite),
+                 coverage=cover)
+
+
+def resolved(suite: list[float], plain: list[float], tolerance: float) -> bool:
+    """Enough pairs: the median ratio's 95 % interval within PRECISION x the tolerance each side."""
+    if len(suite) < CALLS:
+        return False
+    low, high, cover = median_interval([s / p - 1 for s, p in zip(suite, plain, strict=True)])
+    return cover >= 0.95 and (high - low) / 2 <= PRECISION * tolerance
+
+
 def calibrate_point(point: Point, lm: LoadedModel, ids: torch.Tensor, backend: str,
-                    harness: Callable[[], float]) -> list[Check]:
+                    harness: Callable[[], float], tolerance: float = 0.05) -> list[Check]:
     """The plain measurements of a prefill or decode point, as checks against the point's figures. ``harness``
     makes one more call the way the point's rounds did and returns its figure (time to first token for
     prefill, the median step for decode)."""
@@ -115,9 +164,11 @@ def calibrate_point(point: Point, lm: LoadedModel, ids: torch.Tensor, backend: s
             plain.append(_plain_call(lm, ids, 1, backend))
     elif point.kind == "decode" and backend != "eager" and t.decode_s_per_token:
         figure, point_value = "decode_s_per_token", t.decode_s_per_token
-        # M decode tokens: at least the point's, and enough that they take about as long as the prefill.
-        m = min(MAX_DECODE_TOKENS, max(point.new_tokens, math.ceil(t.ttft_s / t.decode_s_per_token)))
-        _plain_call(lm, ids, 1 + m, backend)  # the longer call first: a static cache sized for it serves both
+        # As many decode tokens as the point's: steps get cheaper over a longer decode (Mamba's compiled decode
+        # at 131072 on the H200: 5.4 ms over the first 32, 4.9 averaged over 630), so the same length is
+        # compared; the prefill's noise in the difference is what more pairs are for.
+        m = point.new_tokens
+        _plain_call(lm, ids, 1 + m, backend)  # warms the static cache for this length
 
         # The suite's figure is the steady step (the median); the first decode step after the prefill costs
         # more (phi-2 compiled on the H200: 8-10 ms against 4.2), so the plain call with two tokens is the
@@ -130,26 +181,38 @@ def calibrate_point(point: Point, lm: LoadedModel, ids: torch.Tensor, backend: s
     else:
         return checks
     start = time.perf_counter()
-    while len(suite) < CALLS or (len(suite) < MAX_CALLS and time.perf_counter() - start < MIN_SECONDS):
+    while not resolved(suite, plain, tolerance) and (
+            len(suite) < CALLS or (len(suite) < MAX_PAIRS and time.perf_counter() - start < MAX_SECONDS)):
         pair()
-    gpu = lm.device.type == "cuda"
-    checks.append(Check(figure, statistics.median(suite), statistics.median(plain),
-                        0.0 if gpu else _spread(suite) + _spread(plain)))
+    checks.append(paired_check(figure, suite, plain))
     checks.append(Check(figure, point_value, statistics.median(plain), _spread(t.round_values_s) + _spread(plain),
                         of="point"))
     return checks
 
 
 def record(point: Point, checks: list[Check], tolerance: float) -> list[str]:
-    """Store the checks in the point; return (and store) a failure message per check over ``tolerance``."""
-    failures = [f"{point.model} {point.kind} @ {point.context} ({point.backend}): {c.figure} "
+    """Store the checks in the point; return (and store) a failure message per check that fails, and store a
+    note per unresolved one."""
+    def says(c: Check) -> str:
+        return (f"{point.model} {point.kind} @ {point.context} ({point.backend}): {c.figure} "
                 f"{_show(c.figure, c.suite)} {_WHAT[c.of]} vs {_show(c.figure, c.plain)} measured plainly: "
-                f"{c.diff * 100:.1f} % apart (> {tolerance * 100:g} %"
-                f"{f' and > {NOISE_FACTOR:g} x the spread {c.noise * 100:.1f} %' if c.noise else ''})"
+                f"{c.diff * 100:.1f} % apart")
+
+    failures = [says(c) + (f" ({_interval(c)}: all of it beyond {tolerance * 100:g} %)" if c.low is not None else
+                           f" (> {tolerance * 100:g} %"
+                           f"{f' and > {NOISE_FACTOR:g} x the spread {c.noise * 100:.1f} %' if c.noise else ''})")
                 for c in checks if c.fails(tolerance)]
-    point.calibration = Calibration([asdict(c) | {"diff": c.diff, "fails": c.fails(tolerance)} for c in checks],
-                                    tolerance, failures)
+    unresolved = [says(c) + f", unresolved ({_interval(c)}: the host's noise is wider than {tolerance * 100:g} %)"
+                  for c in checks if c.unresolved(tolerance)]
+    point.calibration = Calibration([asdict(c) | {"diff": c.diff, "fails": c.fails(tolerance),
+                                                  "unresolved": c.unresolved(tolerance)} for c in checks],
+                                    tolerance, failures, unresolved)
     return failures
+
+
+def _interval(c: Check) -> str:
+    return (f"{c.coverage * 100:.0f} % interval {c.low * 100:+.1f} .. {c.high * 100:+.1f} % over {c.pairs} "
+            f"pair{'s' if c.pairs != 1 else ''}")
 
 
 _WHAT = {"harness": "by the suite's call", "point": "in the point's rounds"}

@@ -76,6 +76,7 @@ class Calibration:
     checks: list[dict[str, Any]] = field(default_factory=list)  # figure, suite, plain, diff
     tolerance: float | None = None
     failures: list[str] = field(default_factory=list)
+    unresolved: list[str] = field(default_factory=list)  # over the tolerance, within the host's noise
 
 
 PARTS = {"timing": Timing, "memory": Memory, "roofline": Roofline, "energy": Energy}

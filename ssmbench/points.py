@@ -134,8 +134,8 @@ def measure_point(b: BenchSettings, lm: LoadedModel, kind: str, ids: torch.Tenso
         # With timing off (one unwarmed call) there is no figure to hold a plain measurement against.
         if timing_on and kind in ("prefill", "decode") and batch == 1 and context in b.calibrate_contexts:
             harness = _harness(kind, call, setup, runs)
-            calibrate.record(point, calibrate.calibrate_point(point, lm, ids, backend, harness),
-                             b.calibrate_tolerance)
+            calibrate.record(point, calibrate.calibrate_point(point, lm, ids, backend, harness,
+                                                              b.calibrate_tolerance), b.calibrate_tolerance)
     except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
         if not is_out_of_memory(exc):
             raise

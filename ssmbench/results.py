@@ -343,16 +343,22 @@ def calibration_lines(store: ResultStore) -> list[str]:
     if not calibrated:
         return []
     failed = sum(1 for p in calibrated if p.calibration.failures)
-    lines = [f"calibration: {len(calibrated)} points re-measured plainly, {failed} over tolerance",
-             "  point | figure | suite (its call, alternating with plain; or the point's rounds) | plain | diff %"]
+    unresolved = sum(1 for p in calibrated if p.calibration.unresolved and not p.calibration.failures)
+    lines = [f"calibration: {len(calibrated)} points re-measured plainly, {failed} over tolerance"
+             + (f", {unresolved} unresolved (over it within the host's noise)" if unresolved else ""),
+             "  point | figure | suite (its call, alternating with plain; or the point's rounds) | plain | diff % "
+             "(paired: 95 % interval of the median ratio)"]
     for p in calibrated:
         for c in p.calibration.checks:
             unit = "GB" if c["figure"].endswith("bytes") else "ms"
             fails = c.get("fails", c["diff"] > p.calibration.tolerance)  # schema-1 files have no "fails"
-            ok = f"  > {p.calibration.tolerance * 100:g} %" if fails else ""
+            ok = (f"  > {p.calibration.tolerance * 100:g} %" if fails else
+                  "  unresolved" if c.get("unresolved") else "")
+            interval = (f" ({c['low'] * 100:+.1f} .. {c['high'] * 100:+.1f}, {c['pairs']} pairs)"
+                        if c.get("low") is not None else "")
             figure = c["figure"] + (" (point's rounds)" if c.get("of") == "point" else "")
             lines.append(f"  {_name(p)} | {figure} | {_fmt(c['suite'], unit)} {unit} | "
-                         f"{_fmt(c['plain'], unit)} {unit} | {c['diff'] * 100:.1f}{ok}")
+                         f"{_fmt(c['plain'], unit)} {unit} | {c['diff'] * 100:.1f}{interval}{ok}")
         lines += [f"  {_name(p)}: {failure}" for failure in p.calibration.failures if "out of memory" in failure]
     return lines
 

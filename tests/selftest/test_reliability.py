@@ -276,6 +276,7 @@ def test_calibration_catches_a_harness_that_inflates_a_figure(tiny_phi, tmp_path
     honest = measure_point(FakeBenchmark(), b, tiny_phi, "prefill", ids, 1)
     checks = honest.calibration.checks
     assert [(c["figure"], c["of"]) for c in checks] == [("ttft_s", "harness"), ("ttft_s", "point")]
+    assert checks[0]["pairs"] >= 3 and checks[0]["low"] <= checks[0]["high"]  # paired, with its interval
     assert not honest.calibration_failures
     real_finish = points_module.finish_point
 
@@ -370,13 +371,42 @@ def test_results_files_respect_the_umask(tmp_path):
 
 
 @pytest.mark.quick
-def test_calibration_tolerance_off_a_gpu_allows_for_the_measurements_own_spread():
+def test_calibration_tolerance_of_a_points_figure_allows_for_the_measurements_own_spread():
     from ssmbench.calibrate import Check
 
-    assert Check("ttft_s", 2.0, 1.0).fails(0.05)  # a GPU: the tolerance alone
-    assert not Check("ttft_s", 1.5, 1.0, noise=0.2).fails(1.0)  # within the tolerance
-    assert not Check("ttft_s", 3.0, 1.0, noise=0.9).fails(1.0)  # over it, but within 3x the spread
-    assert Check("ttft_s", 3.0, 1.0, noise=0.5).fails(1.0)  # over both
+    assert Check("extra_peak_bytes", 2.0, 1.0).fails(0.05)  # memory: the tolerance alone
+    assert not Check("ttft_s", 1.5, 1.0, noise=0.2, of="point").fails(1.0)  # within the tolerance
+    assert not Check("ttft_s", 3.0, 1.0, noise=0.9, of="point").fails(1.0)  # over it, but within 3x the spread
+    assert Check("ttft_s", 3.0, 1.0, noise=0.5, of="point").fails(1.0)  # over both
+
+
+@pytest.mark.quick
+def test_paired_calibration_fails_only_when_the_whole_interval_is_beyond_the_tolerance():
+    from ssmbench.calibrate import paired_check
+
+    def check(ratios):
+        return paired_check("ttft_s", [r * 1.0 for r in ratios], [1.0] * len(ratios))
+
+    biased = check([1.09, 1.10, 1.11, 1.10, 1.12, 1.08, 1.10, 1.09])  # a 10 % harness, quiet host
+    assert biased.fails(0.05) and not biased.unresolved(0.05)
+    noisy = check([0.96, 1.25, 1.02, 1.15, 0.90, 1.10, 1.07, 1.20])  # median +8.5 %, host noise of 35 %
+    assert not noisy.fails(0.05) and noisy.unresolved(0.05)
+    agrees = check([0.99, 1.01, 1.02, 0.98, 1.00, 1.03, 0.97, 1.01])
+    assert not agrees.fails(0.05) and not agrees.unresolved(0.05)
+    faster = check([0.80, 0.82, 0.79, 0.81, 0.83, 0.80])  # a harness that times too little fails as well
+    assert faster.fails(0.05)
+
+
+@pytest.mark.quick
+def test_median_interval_is_the_order_statistics_one():
+    from ssmbench.calibrate import median_interval, resolved
+
+    assert median_interval(list(range(1, 11))) == (2, 9, pytest.approx(1 - 2 * 11 / 1024))
+    low, high, cover = median_interval([3.0, 1.0, 2.0])  # fewer than 6: the range, and what it covers
+    assert (low, high, cover) == (1.0, 3.0, 0.75)
+    assert resolved([1.0, 1.01, 0.99, 1.0, 1.02, 0.98], [1.0] * 6, 0.05)
+    assert not resolved([1.0, 1.01, 0.99], [1.0] * 3, 0.05)  # no 95 % interval from 3 pairs
+    assert not resolved([1.0, 1.2, 0.8, 1.1, 0.9, 1.0], [1.0] * 6, 0.05)  # too noisy to tell 5 %
 
 
 def _damaged_copy(tmp_path, damage: str):
