@@ -1,0 +1,195 @@
+"""The quick tier on many transformers releases, side by side in this virtual environment: each release goes into
+a folder of its own (``pip install --no-deps --target``, with whatever of its requirements this environment does
+not satisfy -- tokenizers, huggingface_hub, ...), then ``PYTHONPATH=FOLDER pytest -m quick`` runs against it.
+No new virtual environment per release; torch and everything else come from this one.
+
+    python scripts/version_sweep.py 4.46.3 4.52.4 5.0.0          # these releases
+    python scripts/version_sweep.py --spread 16                  # 16 releases across the supported range
+    python scripts/version_sweep.py --spread 16 -- -k cache      # pytest arguments after --
+
+Prints, per release: version | passed | failed | xfailed | skipped | seconds | what failed (and errors while
+installing or importing, as a row of their own: the sweep goes on), then writes the rows as JSON (--json).
+Folders are kept under --root (default .versions/, ignored by git) and reused by later sweeps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from importlib import metadata
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.version import InvalidVersion, Version
+
+ROOT = Path(__file__).resolve().parent.parent
+OLDEST = Version("4.46.0")  # the oldest release the suite claims (pyproject.toml's transformers>=)
+
+
+def pip(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pip", *args, "--disable-pip-version-check"],
+                          capture_output=True, text=True, check=False)
+
+
+def releases() -> list[Version]:
+    """Every final transformers release from OLDEST on, as the package index lists them."""
+    out = pip("index", "versions", "transformers")
+    found = re.search(r"Available versions: (.*)", out.stdout)
+    if out.returncode or not found:
+        raise SystemExit(f"could not list transformers releases: {out.stderr.strip() or out.stdout.strip()}")
+    versions = []
+    for text in found.group(1).split(","):
+        try:
+            v = Version(text.strip())
+        except InvalidVersion:
+            continue
+        if not v.is_prerelease and v >= OLDEST:
+            versions.append(v)
+    return sorted(versions)
+
+
+def spread(versions: list[Version], count: int) -> list[Version]:
+    """The newest patch of each minor release, then ``count`` of those evenly across the range (first and last
+    always in)."""
+    newest: dict[tuple[int, int], Version] = {}
+    for v in versions:
+        newest[(v.major, v.minor)] = max(v, newest.get((v.major, v.minor), v))
+    minors = sorted(newest.values())
+    if count >= len(minors):
+        return minors
+    picks = {round(i * (len(minors) - 1) / (count - 1)) for i in range(count)}
+    return [minors[i] for i in sorted(picks)]
+
+
+def _installed(folder: Path) -> dict[str, str]:
+    """Distributions in ``folder`` (name normalised -> version)."""
+    return {_norm(d.metadata["Name"]): d.version for d in metadata.distributions(path=[str(folder)])}
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _missing(folder: Path) -> list[str]:
+    """Requirements of the distributions in ``folder`` that neither ``folder`` nor this environment satisfies
+    (``folder`` shadows the environment: it comes first on PYTHONPATH)."""
+    here = _installed(folder)
+    wanted = []
+    for dist in metadata.distributions(path=[str(folder)]):
+        for text in dist.requires or []:
+            req = Requirement(text)
+            if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+                continue
+            name = _norm(req.name)
+            version = here.get(name)
+            if version is None:
+                try:
+                    version = metadata.version(req.name)
+                except metadata.PackageNotFoundError:
+                    version = None
+            if version is None or not req.specifier.contains(version, prereleases=True):
+                wanted.append(f"{req.name}{req.specifier}")
+    return sorted(set(wanted))
+
+
+def install(version: Version, root: Path) -> Path:
+    """``root/transformers-VERSION``, made once: the release and, level by level, what it needs that this
+    environment lacks."""
+    target = root / f"transformers-{version}"
+    if (target / ".complete").exists():
+        return target
+    partial = root / f"transformers-{version}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    todo = [f"transformers=={version}"]
+    for _ in range(6):  # transformers -> huggingface_hub -> requests -> urllib3 ...: a few levels at most
+        out = pip("install", "-q", "--no-deps", "--upgrade", "--no-compile", "--target", str(partial), *todo)
+        if out.returncode:
+            raise RuntimeError(f"pip install {' '.join(todo)}: {(out.stderr or out.stdout).strip()[-500:]}")
+        todo = _missing(partial)
+        if not todo:
+            break
+    else:
+        raise RuntimeError(f"requirements still missing after 6 rounds: {todo}")
+    (partial / ".complete").write_text(" ".join(f"{k}=={v}" for k, v in sorted(_installed(partial).items())))
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    return target
+
+
+def run_quick(version: Version, folder: Path, pytest_args: list[str], logs: Path) -> dict:
+    """The quick tier against ``folder``: counts from pytest's JUnit XML, and the failed tests' ids."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["PYTHONPATH"] = str(folder)
+    seen = subprocess.run([sys.executable, "-c", "import transformers; print(transformers.__version__)"],
+                          env=env, capture_output=True, text=True, check=False)
+    if seen.returncode or seen.stdout.strip() != str(version):
+        raise RuntimeError(f"import transformers gave {seen.stdout.strip() or seen.stderr.strip()[-300:]}")
+    xml = logs / f"{version}.xml"
+    start = time.perf_counter()
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-m", "quick", "-q", "-rfE",
+                          f"--junitxml={xml}", *pytest_args], cwd=ROOT, env=env, capture_output=True, text=True,
+                         check=False)
+    seconds = time.perf_counter() - start
+    (logs / f"{version}.log").write_text(run.stdout + run.stderr)
+    row = {"version": str(version), "passed": 0, "failed": 0, "xfailed": 0, "skipped": 0,
+           "seconds": round(seconds, 1), "exit": run.returncode, "failures": []}
+    if not xml.exists():
+        row["failures"] = [f"pytest exited {run.returncode} without a report: {run.stdout[-300:]}"]
+        row["failed"] = 1
+        return row
+    for case in ET.parse(xml).getroot().iter("testcase"):
+        name = f"{case.get('classname', '').rsplit('.', 1)[-1]}::{case.get('name')}"
+        if case.find("failure") is not None or case.find("error") is not None:
+            row["failed"] += 1
+            row["failures"].append(name)
+        elif (skip := case.find("skipped")) is not None:
+            row["xfailed" if skip.get("type") == "pytest.xfail" else "skipped"] += 1
+        else:
+            row["passed"] += 1
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("versions", nargs="*", help="releases to run (default: --spread)")
+    parser.add_argument("--spread", type=int, default=None, help="this many releases across the supported range")
+    parser.add_argument("--root", type=Path, default=ROOT / ".versions", help="where the releases are installed")
+    parser.add_argument("--json", type=Path, default=None, help="write the rows here")
+    args, rest = parser.parse_known_args()
+    pytest_args = rest[1:] if rest[:1] == ["--"] else rest
+    if args.versions:
+        versions = [Version(v) for v in args.versions]
+    else:
+        versions = spread(releases(), args.spread or 16)
+    args.root.mkdir(parents=True, exist_ok=True)
+    logs = args.root / "logs"
+    logs.mkdir(exist_ok=True)
+    rows = []
+    print("| transformers | passed | failed | xfailed | skipped | seconds | what failed |", flush=True)
+    print("| --- | --- | --- | --- | --- | --- | --- |", flush=True)
+    for version in versions:
+        try:
+            row = run_quick(version, install(version, args.root), pytest_args, logs)
+        except Exception as exc:  # one release that cannot install or import must not end the sweep
+            row = {"version": str(version), "error": f"{type(exc).__name__}: {exc}"}
+        rows.append(row)
+        if "error" in row:
+            print(f"| {version} | - | - | - | - | - | could not run: {row['error'][:300]} |", flush=True)
+        else:
+            failed = ", ".join(row["failures"]) or "-"
+            print(f"| {version} | {row['passed']} | {row['failed']} | {row['xfailed']} | {row['skipped']} | "
+                  f"{row['seconds']:.0f} | {failed} |", flush=True)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1) + "\n")  # after every release: nothing run is lost
+    sys.exit(1 if any("error" in r or r["failed"] for r in rows) else 0)
+
+
+if __name__ == "__main__":
+    main()
