@@ -10,8 +10,9 @@ import torch
 
 
 def reachable_tensors(obj: Any) -> list[torch.Tensor]:
-    """Every distinct tensor reachable from ``obj`` (attributes, lists, tuples, dicts; modules excluded), in
-    a fixed traversal order: two caches of the same structure line up tensor for tensor.
+    """Every distinct tensor reachable from ``obj`` (attributes, lists, tuples, dicts; modules excluded, caches
+    that are modules not), in a fixed traversal order: two caches of the same structure line up tensor for
+    tensor.
 
     An explicit stack, not a recursive closure: a nested function that calls itself sits in a reference
     cycle with its cell, and the list of tensors it closes over then outlives the call until the cyclic
@@ -32,12 +33,19 @@ def reachable_tensors(obj: Any) -> list[torch.Tensor]:
             items = list(value.values())
         elif isinstance(value, (list, tuple)):
             items = list(value)
-        elif hasattr(value, "__dict__") and not isinstance(value, (type, torch.nn.Module)):
+        elif hasattr(value, "__dict__") and not isinstance(value, type) and (
+                not isinstance(value, torch.nn.Module) or _is_cache(value)):
             items = list(vars(value).values())
         else:
             continue
         stack.extend((item, depth + 1) for item in reversed(items))  # reversed: depth-first, in order
     return found
+
+
+def _is_cache(value: Any) -> bool:
+    """A transformers cache object: in 4.48-4.49 ``Cache`` was a ``torch.nn.Module`` (its tensors then sit in
+    plain attributes and ``_buffers``), which the walk otherwise skips -- phi-2's cache read as 0 bytes."""
+    return any(cls.__name__ == "Cache" and cls.__module__.endswith("cache_utils") for cls in type(value).__mro__)
 
 
 def tensor_bytes(obj: Any) -> int:

@@ -71,10 +71,10 @@ KNOWN_DIFFERENCES = {
         "or float16, deliberately (mamba_ssm keeps it so)",
     ),
     "mamba2-grouped-ssd": (
-        ("mamba2",), lambda v: v < Version("4.52"),
-        "transformers < 4.52 (seen on 4.46.3; fine on 4.52.4, 5.0.0, 5.17.0, 5.24.0; 4.47-4.51 unchecked): "
-        "Mamba-2's torch path expands each group's B and C to its heads tiled (.repeat), not group by group, so "
-        "with n_groups > 1 its chunked prefill is wrong: huggingface/transformers#37533",
+        ("mamba2",), lambda v: v < Version("4.48"),
+        "transformers < 4.48 (wrong on 4.46.3 and 4.47.1; right on 4.48.3 and every later release run): Mamba-2's "
+        "torch path expands each group's B and C to its heads tiled (.repeat), not group by group, so with "
+        "n_groups > 1 its chunked prefill is wrong: huggingface/transformers#37533",
         lambda config: getattr(config, "n_groups", 1) > 1,
     ),
     "mamba2-grouped-norm": (
@@ -99,10 +99,94 @@ KNOWN_DIFFERENCES = {
         lambda config: bool(getattr(config, "tie_word_embeddings", False)),
     ),
     "mamba2-1-token-prompt": (
-        ("mamba2",), lambda v: v < Version("4.52"),
-        "transformers < 4.52 (seen on 4.46.3; fine on 4.52.4 and later; 4.47-4.51 unchecked): Mamba-2's forward "
-        "with use_cache on a 1-token prompt takes the conv state's decode branch and raises IndexError; no "
+        ("mamba2",), lambda v: v < Version("4.48"),
+        "transformers < 4.48 (raises on 4.46.3 and 4.47.1; fine on 4.48.3 and every later release run): Mamba-2's "
+        "forward with use_cache on a 1-token prompt takes the conv state's decode branch and raises IndexError; "
+        "no upstream issue found",
+    ),
+    "bamba-cached-decode": (
+        ("bamba",), lambda v: v < Version("4.53"),
+        "transformers < 4.53 (wrong on 4.48.3 and 4.51.3; right on 4.53.3 and every later release run): Bamba's "
+        "cached decode steps drift from the full forward pass (relative error 0.1 on the tiny model); no upstream "
+        "issue found",
+    ),
+    "bamba-partial-rotary": (
+        ("bamba",), lambda v: Version("5.0") <= v < Version("5.17"),
+        "transformers 5.0 ... 5.16 (wrong on every release run from 5.0.0 to 5.14.1; right on 4.53.3, 4.56.2 and "
+        "5.17.0): Bamba's rotary embedding ignores partial_rotary_factor (RoPE over the whole head, not half of "
+        "it), dropped in the 5.x RoPE refactor and restored by huggingface/transformers#46912",
+    ),
+    "beam-search-cache-not-reordered": (
+        ("mamba", "mamba2"), lambda v: v < Version("5.13"),
+        "transformers < 5.13 (wrong on every release run from 4.46.3 to 5.12.1; right on 5.13.1 and later): beam "
+        "search reordered only a cache named past_key_values, never Mamba's or Mamba-2's, so the beams continued "
+        "from other beams' states: huggingface/transformers#46612, fixed by #46819",
+    ),
+    "bamba-beam-search": (
+        ("bamba",), lambda v: v < Version("4.53"),
+        "transformers < 4.53 (wrong on 4.48.3 and 4.51.3; right on 4.53.3 and later): Bamba's beam search with "
+        "the cache diverges from beam search recomputed without it after a few tokens; no upstream issue found",
+    ),
+    "right-padded-prefill-cache": (
+        ("mamba", "mamba2", "falcon_mamba"), lambda v: True,
+        "every release run, 4.46.3 ... 5.24.0: a right-padded prefill leaves a Mamba-family cache as if the pad "
+        "tokens had been read (zero conv state, decayed SSM state): huggingface/transformers#48256, open",
+    ),
+    "chunked-prefill-mamba1": (
+        ("mamba", "falcon_mamba"), lambda v: True,
+        "every release run, 4.46.3 ... 5.24.0: Mamba's (and FalconMamba's) mixer runs a multi-token input through a "
+        "cache as a fresh prefill, ignoring the cached conv and SSM state; no upstream issue found (Mamba-2's was "
+        "huggingface/transformers#46032)",
+    ),
+    "chunked-prefill-mamba2": (
+        ("mamba2",), lambda v: v < Version("5.13"),
+        "transformers < 5.13 (wrong on every release run from 4.46.3 to 5.12.1; right on 5.13.1 and later): "
+        "Mamba-2's mixer took a multi-token input with a cache as one decode step: huggingface/transformers#46032, "
+        "fixed by #46084",
+    ),
+    "chunked-prefill-bamba": (
+        ("bamba",), lambda v: v < Version("5.13"),
+        "transformers < 5.13 (wrong on every release run from 4.48.3 to 5.12.1; right on 5.13.1 and later): Bamba's "
+        "Mamba-2 mixer started a multi-token input with a cache from a zero conv context and state: fixed by "
+        "huggingface/transformers#46741",
+    ),
+    # Continuing generate() from the cache it returned (4.x returns none for these classes: the tests skip).
+    # Where the cache is used the continuation is wrong; where it is right the cache was not used at all.
+    "continue-wrong-mamba": (
+        ("mamba",), lambda v: Version("5.0") <= v < Version("5.5"),
+        "transformers 5.0 ... 5.4 (wrong on 5.0.0 and 5.2.0; right on 5.5.4 and later, 5.3-5.5.3 not run): "
+        "generate() continuing from the cache it returned for Mamba continues differently from one call; no "
         "upstream issue found",
+    ),
+    "continue-wrong-mamba2": (
+        ("mamba2",), lambda v: Version("5.5") <= v < Version("5.13"),
+        "transformers 5.5 ... 5.12 (wrong on 5.5.4, 5.7.0, 5.10.4 and 5.12.1; right on 5.2.0 and 5.13.1): "
+        "generate() continuing from the cache it returned for Mamba-2 continues differently from one call; no "
+        "upstream issue found",
+    ),
+    "continue-wrong-falcon_mamba": (
+        ("falcon_mamba",), lambda v: Version("5.0") <= v < Version("5.17"),
+        "transformers 5.0 ... 5.16 (wrong on every release run from 5.0.0 to 5.14.1; right on 5.17.0 and later): "
+        "generate() continuing from the cache it returned for FalconMamba continues differently from one call; "
+        "no upstream issue found",
+    ),
+    "continue-ignores-cache-mamba": (
+        ("mamba",), lambda v: v >= Version("5.5"),
+        "transformers >= 5.5 (5.5.4 ... 5.24.0; the cache was used on 5.0.0 and 5.2.0): generate() handed Mamba's "
+        "returned cache continues exactly as from a zeroed copy of it -- the cache is not used, the sequence is "
+        "recomputed; no upstream issue found",
+    ),
+    "continue-ignores-cache-mamba2": (
+        ("mamba2",), lambda v: v < Version("5.5") or v >= Version("5.13"),
+        "transformers 5.0 ... 5.4 and >= 5.13 (5.0.0, 5.2.0, 5.13.1 ... 5.24.0; used on 5.5.4 ... 5.12.1): "
+        "generate() handed Mamba-2's returned cache continues exactly as from a zeroed copy of it -- the cache is "
+        "not used; no upstream issue found",
+    ),
+    "continue-ignores-cache-falcon_mamba": (
+        ("falcon_mamba",), lambda v: v >= Version("5.17"),
+        "transformers >= 5.17 (5.17.0 ... 5.24.0; used on 5.0.0 ... 5.14.1): generate() handed FalconMamba's "
+        "returned cache continues exactly as from a zeroed copy of it -- the cache is not used; no upstream issue "
+        "found",
     ),
 }
 

@@ -15,6 +15,7 @@ MAMBA = ARCHS["mamba"].kernels
 # The operations transformers' Mamba mixer dispatches, by the name of the wrapper in modeling_mamba (5.x).
 MAMBA_OPS = MAMBA.ops
 REFERENCE = "torch-reference"
+_ABSENT = object()  # a module-level name reference_path found missing, and removes again
 
 
 def _resolved(wrapper: Any) -> Any:
@@ -36,6 +37,13 @@ def ssm_ops(kernels: Kernels, device_type: str = "cuda") -> dict[str, str]:
     if hasattr(mod, kernels.fast_path_flag):  # transformers 4.x: one flag picks cuda_kernels_forward
         fast = bool(getattr(mod, kernels.fast_path_flag)) and device_type == "cuda"
         return {op: kernels.flag_packages.get(op, "unknown") if fast else REFERENCE for op in kernels.ops}
+    if _global_regime(mod, kernels):  # 4.56 ... 5.13, Mamba-1: the forward checks module-level functions
+        fns = {name: getattr(mod, name, None) for name in kernels.fast_globals()}
+        fast = all(fn is not None for fn in fns.values())
+        ops = {op: _origin(fns[name]) if fast else REFERENCE for op, name in kernels.global_ops.items()}
+        if device_type != "cuda":
+            ops = {op: v if v == REFERENCE else f"{v} (unused off CUDA)" for op, v in ops.items()}
+        return ops
     ops = {}
     for op, attr in kernels.ops.items():
         wrapper = getattr(mod, attr, None)
@@ -43,6 +51,14 @@ def ssm_ops(kernels: Kernels, device_type: str = "cuda") -> dict[str, str]:
         if device_type != "cuda" and ops[op] != REFERENCE:
             ops[op] = f"{ops[op]} (unused off CUDA)"
     return ops
+
+
+def _global_regime(mod: Any, kernels: Kernels) -> bool:
+    """The modeling module has neither a fast-path flag nor a scan wrapper: its forward checks module-level
+    kernel functions (5.x sets them when the first mixer is built, through ``lazy_load_kernel``: until then
+    they are absent, which reads as not available)."""
+    return (bool(kernels.fast_globals()) and not hasattr(mod, kernels.fast_path_flag)
+            and not hasattr(mod, kernels.ops["selective_scan"]))
 
 
 def mamba_ops(device_type: str = "cuda") -> dict[str, str]:
@@ -79,7 +95,8 @@ def kernels_available(device_type: str = "cuda", kernels: Kernels = MAMBA) -> bo
 
 class reference_path:
     """Context manager: the SSM runs transformers' reference PyTorch implementation even where kernels are
-    installed (5.x: each wrapper's original torch function; 4.x: the fast-path flag off)."""
+    installed (5.14 on: each wrapper's original torch function; a fast-path flag: off; module-level kernel
+    functions: None)."""
 
     def __init__(self, kernels: Kernels = MAMBA):
         self.kernels = kernels
@@ -88,7 +105,15 @@ class reference_path:
         self.mod = importlib.import_module(self.kernels.module)
         self.saved: dict[str, Any] = {}
         flag = self.kernels.fast_path_flag
-        names = [flag] if hasattr(self.mod, flag) else list(self.kernels.ops.values())
+        if hasattr(self.mod, flag):
+            names = [flag]
+        elif _global_regime(self.mod, self.kernels):  # the forward takes the slow path when any is None
+            for name in self.kernels.fast_globals():
+                self.saved[name] = getattr(self.mod, name, _ABSENT)
+                setattr(self.mod, name, None)
+            return self
+        else:
+            names = list(self.kernels.ops.values())
         for name in names:
             self.saved[name] = getattr(self.mod, name)
             value = self.saved[name]
@@ -97,4 +122,7 @@ class reference_path:
 
     def __exit__(self, *exc):
         for name, value in self.saved.items():
-            setattr(self.mod, name, value)
+            if value is _ABSENT:
+                delattr(self.mod, name)
+            else:
+                setattr(self.mod, name, value)

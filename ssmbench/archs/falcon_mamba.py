@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import reference
 from .base import Arch, Kernels
-from .mamba import MAMBA1_KERNEL_OPS, cache_bytes
+from .mamba import MAMBA1_GLOBAL_OPS, MAMBA1_KERNEL_OPS, cache_bytes
 
 
 def layer_reference(model, index: int):
@@ -34,5 +34,6 @@ ARCH = Arch(
     cache_bytes=cache_bytes,
     layer_reference=layer_reference,
     reference_name="float64 sequential scan with dt/B/C RMS normalisation",
-    kernels=Kernels(module="transformers.models.falcon_mamba.modeling_falcon_mamba", ops=MAMBA1_KERNEL_OPS),
+    kernels=Kernels(module="transformers.models.falcon_mamba.modeling_falcon_mamba", ops=MAMBA1_KERNEL_OPS,
+                    global_ops=MAMBA1_GLOBAL_OPS, global_extra=("falcon_mamba_inner_fn",)),
 )

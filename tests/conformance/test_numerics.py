@@ -28,6 +28,8 @@ def test_layer_matches_float64_reference(lm, layer, request):
     module, expected_of = arch.layer_reference(lm.model, layer)
     if hasattr(module, "A_log"):  # an SSM mixer (a hybrid's other layers are attention)
         xfail_known(request, lm, "mamba2-grouped-ssd", "mamba2-grouped-norm", "bamba-grouped-norm")
+    else:
+        xfail_known(request, lm, "bamba-partial-rotary")
     with torch.no_grad():
         hidden, output = reference.capture(module, _run_prompts(lm))
         expected = expected_of(hidden)

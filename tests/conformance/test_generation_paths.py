@@ -1,0 +1,224 @@
+"""Other ways into generate(), each equal to the plain way: beam search with the cache equals beam search
+recomputed without it; a right-padded batch, a padded batch of one and ``inputs_embeds`` generate what the plain
+prompt does; generation continued from a returned cache, and a prompt prefilled in two chunks, equal one-shot
+generation. Each property is one transformers really broke for the Mamba family (the strict xfails name the
+upstream issue and the releases)."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+
+import pytest
+import torch
+
+from pytest_ssmbench.fixtures import xfail_known
+from ssmbench.cache import reachable_tensors
+from ssmbench.compare import assert_logits_close, assert_same_generation
+from ssmbench.compat import find_cache
+from ssmbench.inputs import PROMPTS, RAGGED_PROMPTS
+
+pytestmark = pytest.mark.conformance
+
+NEW = 8
+
+
+def _greedy(lm, inputs: dict, new: int = NEW, **kwargs):
+    return lm.model.generate(**inputs, max_new_tokens=new, min_new_tokens=new, do_sample=False,
+                             pad_token_id=lm.tokenizer.pad_token_id, return_dict_in_generate=True,
+                             output_logits=True, **kwargs)
+
+
+def _ids(lm, prompt: str) -> torch.Tensor:
+    return lm.encode(prompt)["input_ids"]
+
+
+def test_beam_search_with_cache_equals_without(lm, request):
+    """transformers#46612: beam search never reordered a Mamba cache (only ``past_key_values`` was), so the
+    beams continued from other beams' states, silently, until #46819."""
+    xfail_known(request, lm, "beam-search-cache-not-reordered", "bamba-beam-search")
+    ids = _ids(lm, PROMPTS[0])
+    common = dict(num_beams=3, num_return_sequences=3, max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False,
+                  early_stopping=True, pad_token_id=lm.tokenizer.pad_token_id, return_dict_in_generate=True,
+                  output_scores=True)
+    with torch.no_grad():
+        cached = lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, **common)
+        recomputed = lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False,
+                                       **common)
+    plen, text = ids.shape[1], lm.tokenizer.decode
+    assert cached.sequences.tolist() == recomputed.sequences.tolist(), (
+        f"{lm.name}: beam search (3 beams, 3 returned) with the cache vs recomputed without it:\n"
+        + "\n".join(f"  beam {i}: {text(a[plen:])!r} vs {text(b[plen:])!r}"
+                    for i, (a, b) in enumerate(zip(cached.sequences, recomputed.sequences, strict=True))))
+    torch.testing.assert_close(cached.sequences_scores, recomputed.sequences_scores, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.family("ssm")
+def test_right_padded_prefill_leaves_each_rows_state(lm, request):
+    """transformers#48256 (open): a right-padded prefill leaves a Mamba-family cache as if the pad tokens had
+    been read (zero conv state, decayed SSM state). Each row's next step from the batch's cache must give what
+    the row's own unpadded prefill gives. (generate() itself refuses right padding for every decoder-only model
+    -- "right-padding was detected" -- and attention caches are positional, so pure SSMs only.)"""
+    xfail_known(request, lm, "right-padded-prefill-cache")
+    tok = lm.tokenizer
+    side = tok.padding_side
+    tok.padding_side = "right"
+    try:
+        enc = lm.encode(RAGGED_PROMPTS)
+    finally:
+        tok.padding_side = side
+    lengths = enc["attention_mask"].sum(1).tolist()
+    width = enc["input_ids"].shape[1]
+    assert min(lengths) < width, "the prompts must need right padding for this to mean anything"
+    key = _cache_kwarg(lm.model)
+    with torch.no_grad():
+        out = lm.model(**enc, use_cache=True)
+        nxt = torch.stack([out.logits[i, n - 1].argmax() for i, n in enumerate(lengths)])[:, None]
+        batch = lm.model(input_ids=nxt, **{key: find_cache(out)}, use_cache=True,
+                         cache_position=torch.tensor([width], device=lm.device)).logits[:, -1]
+        for i, n in enumerate(lengths):
+            ids = enc["input_ids"][i : i + 1, :n]
+            alone = lm.model(input_ids=ids, use_cache=True)
+            step = lm.model(input_ids=nxt[i : i + 1], **{key: find_cache(alone)}, use_cache=True,
+                            cache_position=torch.tensor([n], device=lm.device)).logits[:, -1]
+            assert_logits_close(f"{lm.name}: row {i}'s next step after a right-padded prefill ({width - n} pad "
+                                "tokens after it) vs after its own prefill", batch[i : i + 1], step, lm.dtype,
+                                lm.noise_floor)
+
+
+def test_padded_batch_of_one_equals_unpadded(lm, request):
+    """transformers#46773: padding handled only when the batch had more than one row. Here one prompt with three
+    pad tokens on the tokenizer's side, masked, must generate what it generates unpadded."""
+    plain = lm.encode(PROMPTS[1])
+    pad = torch.full((1, 3), lm.tokenizer.pad_token_id, dtype=plain["input_ids"].dtype, device=lm.device)
+    zeros = torch.zeros_like(pad)
+    if lm.tokenizer.padding_side == "left":
+        padded = {"input_ids": torch.cat([pad, plain["input_ids"]], 1),
+                  "attention_mask": torch.cat([zeros, plain["attention_mask"]], 1)}
+    else:
+        padded = {"input_ids": torch.cat([plain["input_ids"], pad], 1),
+                  "attention_mask": torch.cat([plain["attention_mask"], zeros], 1)}
+    one = _greedy(lm, plain)
+    both = _greedy(lm, padded)
+    plen, width = plain["input_ids"].shape[1], padded["input_ids"].shape[1]
+    assert_same_generation(f"{lm.name}: a batch of one with 3 {lm.tokenizer.padding_side} pad tokens vs unpadded",
+                           both.sequences[0, width:], one.sequences[0, plen:], [s[0] for s in one.logits], lm.dtype,
+                           lm.tokenizer.decode, lm.noise_floor)
+
+
+def test_generation_continues_from_returned_cache(lm, request):
+    """generate() handed back its cache, and a second generate() from it (the sequence so far, the cache) must
+    continue exactly as one call for all the tokens."""
+    xfail_known(request, lm, "continue-wrong-mamba", "continue-wrong-mamba2", "continue-wrong-falcon_mamba")
+    enc = lm.encode(PROMPTS[0])
+    once = _greedy(lm, enc, new=2 * NEW)
+    first = _greedy(lm, enc, new=NEW)
+    try:
+        cache = find_cache(first)
+    except LookupError:
+        pytest.skip(f"{lm.name}: generate(return_dict_in_generate=True) returns no cache for this class here "
+                    f"(fields: {list(first.keys())}): nothing to continue from")
+    seq = first.sequences
+    with torch.no_grad():
+        second = lm.model.generate(input_ids=seq, attention_mask=torch.ones_like(seq), **{_gen_cache_kwarg(lm): cache},
+                                   max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False,
+                                   pad_token_id=lm.tokenizer.pad_token_id, return_dict_in_generate=True,
+                                   output_logits=True)
+    plen = enc["input_ids"].shape[1]
+    assert_same_generation(f"{lm.name}: {NEW} tokens, then {NEW} more from the returned cache, vs {2 * NEW} at once",
+                           second.sequences[0, plen:], once.sequences[0, plen:], [s[0] for s in once.logits],
+                           lm.dtype, lm.tokenizer.decode, lm.noise_floor)
+
+
+def test_a_returned_cache_is_used_when_continuing(lm, request):
+    """Continuing from a zeroed copy of the returned cache must change the continuation: a generate() that
+    ignores the cache it is handed (recomputing the sequence) passes the check above on any cache, and saves
+    nothing."""
+    xfail_known(request, lm, "continue-ignores-cache-mamba", "continue-ignores-cache-mamba2",
+                "continue-ignores-cache-falcon_mamba")
+    enc = lm.encode(PROMPTS[0])
+    first = _greedy(lm, enc, new=NEW)
+    try:
+        cache = find_cache(first)
+    except LookupError:
+        pytest.skip(f"{lm.name}: generate(return_dict_in_generate=True) returns no cache for this class here "
+                    f"(fields: {list(first.keys())}): nothing to continue from")
+    seq = first.sequences
+    with torch.no_grad():
+        second = lm.model.generate(input_ids=seq, attention_mask=torch.ones_like(seq), **{_gen_cache_kwarg(lm): cache},
+                                   max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False,
+                                   pad_token_id=lm.tokenizer.pad_token_id, return_dict_in_generate=True)
+    blank = copy.deepcopy(_fresh(lm, enc))
+    for tensor in reachable_tensors(blank):
+        tensor.zero_()
+    with torch.no_grad():
+        from_blank = lm.model.generate(input_ids=seq, attention_mask=torch.ones_like(seq),
+                                       **{_gen_cache_kwarg(lm): blank}, max_new_tokens=NEW, min_new_tokens=NEW,
+                                       do_sample=False, pad_token_id=lm.tokenizer.pad_token_id)
+    assert not torch.equal(from_blank[0, seq.shape[1]:], second.sequences[0, seq.shape[1]:]), (
+        f"{lm.name}: generate() continued the same from a zeroed cache: the cache passed was not used")
+
+
+def _fresh(lm, enc):
+    """The cache of a first generate() of NEW tokens (the one the test continued from was used up)."""
+    return find_cache(_greedy(lm, enc, new=NEW))
+
+
+@pytest.mark.parametrize("split", [5, 13])
+def test_prompt_prefilled_in_two_chunks_equals_one_shot(lm, split, request):
+    """transformers#47087: a prompt fed in two forward calls through the cache (chunked prefill) must give the
+    second chunk the logits the whole prompt gives it at once -- a model that restarts its state on a
+    multi-token input with a cache, or ignores the cache's position, does not."""
+    xfail_known(request, lm, "chunked-prefill-mamba1", "chunked-prefill-mamba2", "chunked-prefill-bamba")
+    ids = lm.generate(PROMPTS[2], max_new_tokens=12, min_new_tokens=12)  # a natural sequence, 21 tokens
+    assert ids.shape[1] > split + 2
+    with torch.no_grad():
+        full = lm.model(input_ids=ids, use_cache=False).logits
+        head = lm.model(input_ids=ids[:, :split], use_cache=True)
+        cache = find_cache(head)
+        positions = torch.arange(split, ids.shape[1], device=lm.device)
+        tail = lm.model(input_ids=ids[:, split:], **{_cache_kwarg(lm.model): cache}, use_cache=True,
+                        cache_position=positions, **_positions(lm.model, positions)).logits
+    assert_logits_close(f"{lm.name}: logits of tokens {split}..{ids.shape[1] - 1} prefilled after a {split}-token "
+                        "chunk vs the whole prompt at once", tail, full[:, split:], lm.dtype, lm.noise_floor)
+
+
+def _gen_cache_kwarg(lm) -> str:
+    """The keyword generate() passes a cache on to forward() under: forward's own name for it."""
+    return _cache_kwarg(lm.model)
+
+
+def _positions(model, positions: torch.Tensor) -> dict:
+    """position_ids for a model whose forward takes them (attention layers: rotary positions), else nothing."""
+    return {"position_ids": positions[None]} if "position_ids" in inspect.signature(model.forward).parameters else {}
+
+
+def _cache_kwarg(model) -> str:
+    """The keyword forward() takes a cache under, from its signature: a name it does not declare would land in
+    its ``**kwargs`` and be ignored (5.24's Mamba-2 outputs still answer to ``cache_params``, its forward takes
+    ``cache``)."""
+    params = inspect.signature(model.forward).parameters
+    for key in ("cache", "past_key_values", "cache_params"):
+        if key in params:
+            return key
+    raise LookupError(f"{type(model).__name__}.forward declares no cache argument: {list(params)}")
+
+
+def test_inputs_embeds_generate_what_ids_generate(lm, request):
+    """generate(inputs_embeds=...) -- the embedding of the same prompt -- must continue it as the ids do."""
+    enc = lm.encode(PROMPTS[0])
+    with torch.no_grad():
+        embeds = lm.model.get_input_embeddings()(enc["input_ids"])
+    by_ids = _greedy(lm, enc)
+    try:
+        by_embeds = _greedy(lm, {"inputs_embeds": embeds, "attention_mask": enc["attention_mask"]})
+    except ValueError as exc:
+        if "inputs_embeds" not in str(exc):
+            raise
+        pytest.skip(f"{lm.name}: generate() refuses inputs_embeds for this class here: {str(exc).split('. ')[0]}")
+    plen = enc["input_ids"].shape[1]
+    # With inputs_embeds, generate() returns only the new tokens.
+    new = by_embeds.sequences[0, -NEW:]
+    assert_same_generation(f"{lm.name}: generate from inputs_embeds vs from input_ids", new,
+                           by_ids.sequences[0, plen:], [s[0] for s in by_ids.logits], lm.dtype, lm.tokenizer.decode,
+                           lm.noise_floor)
