@@ -144,16 +144,24 @@ def run_quick(version: Version, folder: Path, pytest_args: list[str], logs: Path
         row["failures"] = [f"pytest exited {run.returncode} without a report: {run.stdout[-300:]}"]
         row["failed"] = 1
         return row
+    row.update(junit_counts(xml))
+    return row
+
+
+def junit_counts(xml: Path) -> dict:
+    """passed / failed / xfailed / skipped and the failed tests' ids from pytest's JUnit XML (an xfail is a
+    ``skipped`` of type ``pytest.xfail``; a strict XPASS and an error count as failed)."""
+    counts = {"passed": 0, "failed": 0, "xfailed": 0, "skipped": 0, "failures": []}
     for case in ET.parse(xml).getroot().iter("testcase"):
         name = f"{case.get('classname', '').rsplit('.', 1)[-1]}::{case.get('name')}"
         if case.find("failure") is not None or case.find("error") is not None:
-            row["failed"] += 1
-            row["failures"].append(name)
+            counts["failed"] += 1
+            counts["failures"].append(name)
         elif (skip := case.find("skipped")) is not None:
-            row["xfailed" if skip.get("type") == "pytest.xfail" else "skipped"] += 1
+            counts["xfailed" if skip.get("type") == "pytest.xfail" else "skipped"] += 1
         else:
-            row["passed"] += 1
-    return row
+            counts["passed"] += 1
+    return counts
 
 
 def main() -> None:

@@ -71,11 +71,16 @@ KNOWN_DIFFERENCES = {
         "or float16, deliberately (mamba_ssm keeps it so)",
     ),
     "mamba2-grouped-ssd": (
-        ("mamba2",), lambda v: v < Version("4.48"),
-        "transformers < 4.48 (wrong on 4.46.3 and 4.47.1; right on 4.48.3 and every later release run): Mamba-2's "
-        "torch path expands each group's B and C to its heads tiled (.repeat), not group by group, so with "
-        "n_groups > 1 its chunked prefill is wrong: huggingface/transformers#37533",
+        ("mamba2",), lambda v: v < Version("4.52"),
+        "transformers < 4.52 (wrong on 4.46.3, 4.47.1, 4.48.3 and 4.51.3; right on 4.53.3 and every later release "
+        "run): Mamba-2's torch path expands each group's B and C to its heads tiled (.repeat), not group by group, "
+        "so with n_groups > 1 its chunked prefill is wrong: huggingface/transformers#37533",
         lambda config: getattr(config, "n_groups", 1) > 1,
+    ),
+    "mamba2-left-padding": (
+        ("mamba2",), lambda v: v < Version("4.48"),
+        "transformers < 4.48 (wrong on 4.46.3 and 4.47.1; right on 4.48.3 and every later release run): a "
+        "left-padded Mamba-2 batch generates differently from each prompt alone; no upstream issue found",
     ),
     "mamba2-grouped-norm": (
         ("mamba2",), lambda v: v < Version("5.24"),
