@@ -123,19 +123,27 @@ def install(version: Version, root: Path) -> Path:
     return target
 
 
-def run_quick(version: Version, folder: Path, pytest_args: list[str], logs: Path) -> dict:
+def _version(text: str) -> Version | None:
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return None
+
+
+def run_quick(version: Version, folder: Path, pytest_args: list[str], logs: Path, timeout_s: float) -> dict:
     """The quick tier against ``folder``: counts from pytest's JUnit XML, and the failed tests' ids."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env["PYTHONPATH"] = str(folder)
     seen = subprocess.run([sys.executable, "-c", "import transformers; print(transformers.__version__)"],
                           env=env, capture_output=True, text=True, check=False)
-    if seen.returncode or seen.stdout.strip() != str(version):
+    if seen.returncode or _version(seen.stdout.strip()) != version:
         raise RuntimeError(f"import transformers gave {seen.stdout.strip() or seen.stderr.strip()[-300:]}")
     xml = logs / f"{version}.xml"
     start = time.perf_counter()
+    xml.unlink(missing_ok=True)
     run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-m", "quick", "-q", "-rfE",
                           f"--junitxml={xml}", *pytest_args], cwd=ROOT, env=env, capture_output=True, text=True,
-                         check=False)
+                         check=False, timeout=timeout_s)
     seconds = time.perf_counter() - start
     (logs / f"{version}.log").write_text(run.stdout + run.stderr)
     row = {"version": str(version), "passed": 0, "failed": 0, "xfailed": 0, "skipped": 0,
@@ -145,6 +153,9 @@ def run_quick(version: Version, folder: Path, pytest_args: list[str], logs: Path
         row["failed"] = 1
         return row
     row.update(junit_counts(xml))
+    if run.returncode not in (0, 1):  # 2 interrupted, 3 internal error, 4 usage error, 5 nothing collected
+        row["failed"] += 1
+        row["failures"].append(f"pytest exited {run.returncode}")
     return row
 
 
@@ -170,12 +181,15 @@ def main() -> None:
     parser.add_argument("--spread", type=int, default=None, help="this many releases across the supported range")
     parser.add_argument("--root", type=Path, default=ROOT / ".versions", help="where the releases are installed")
     parser.add_argument("--json", type=Path, default=None, help="write the rows here")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds one release's run may take")
     args, rest = parser.parse_known_args()
     pytest_args = rest[1:] if rest[:1] == ["--"] else rest
+    if args.spread is not None and args.spread < 2:
+        parser.error(f"--spread wants at least 2 releases (the oldest and the newest), got {args.spread}")
     if args.versions:
         versions = [Version(v) for v in args.versions]
     else:
-        versions = spread(releases(), args.spread or 16)
+        versions = spread(releases(), args.spread if args.spread is not None else 16)
     args.root.mkdir(parents=True, exist_ok=True)
     logs = args.root / "logs"
     logs.mkdir(exist_ok=True)
@@ -184,7 +198,7 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- |", flush=True)
     for version in versions:
         try:
-            row = run_quick(version, install(version, args.root), pytest_args, logs)
+            row = run_quick(version, install(version, args.root), pytest_args, logs, args.timeout)
         except Exception as exc:  # one release that cannot install or import must not end the sweep
             row = {"version": str(version), "error": f"{type(exc).__name__}: {exc}"}
         rows.append(row)

@@ -279,6 +279,10 @@ class WorkspaceClears:
             torch._C._cuda_clearCublasWorkspaces = counting
         return self
 
+    @property
+    def counting(self) -> bool:
+        return self._original is not None
+
     def __exit__(self, *exc) -> None:
         if self._original is not None:
             torch._C._cuda_clearCublasWorkspaces = self._original
@@ -289,19 +293,23 @@ SETTLE_MAX_S = 90.0
 
 
 def settle_graphs(call: Callable[[], None], setup: Callable[[], None], clears: WorkspaceClears,
-                  max_calls: int = SETTLE_MAX_CALLS, max_s: float = SETTLE_MAX_S) -> tuple[int, bool]:
+                  max_calls: int = SETTLE_MAX_CALLS, max_s: float = SETTLE_MAX_S) -> tuple[int, bool | None]:
     """A compiled point's warm-up: calls (the first compiles) until one warms up or records no CUDA graph --
     clears no cuBLAS workspace -- so the rounds after it measure what every later call costs, not the graph
     trees' first calls (their recordings, and the workspaces re-allocated after them). At most ``max_calls``
-    calls or ``max_s`` seconds. Returns (calls made, settled)."""
-    start, calls = time.perf_counter(), 0
+    calls or ``max_s`` seconds after the first (compiling) one. Returns (calls made, settled); settled is None
+    where nothing can be counted (no workspace hook in this torch): one call, the plain warm-up."""
+    start, calls = None, 0
     while True:
         before = clears.count
         setup()
         call()
         calls += 1
+        if not clears.counting:
+            return calls, None
         if clears.count == before:
             return calls, True
+        start = start if start is not None else time.perf_counter()
         if calls >= max_calls or time.perf_counter() - start > max_s:
             return calls, False
 

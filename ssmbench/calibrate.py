@@ -14,14 +14,13 @@ if the harness inflated a figure, the plain one shows it.
 Times are compared twice. The harness's own call (the callable and setup the rounds ran) alternates with the
 plain call: a drifting host moves both alike (on the H200, Mamba's launch-bound prefill at 512 tokens took
 55-97 ms from one call to the next), so what is left is the harness. Each pair gives a ratio; the pairs go on
-until the 95 % interval of the median ratio (distribution-free, from order statistics) is narrower than the
-tolerance (half of it each side), or ``MAX_PAIRS`` or ``MAX_SECONDS`` is reached -- pytest-benchmark's way of
-calibrating rounds to a precision. The figure **fails** when the whole interval lies beyond the tolerance (the
-harness differs, with 95 % confidence), is **unresolved** when its median does but the interval reaches inside
-(the host's noise is wider than the tolerance: reported, not passed off as agreement), and agrees otherwise. The
-point's own figure (``of="point"``) is held against the same plain median and fails only beyond the tolerance
-and three times the rounds' and plain calls' spread: a point measured while the host was slow is flagged by its
-spread, not called a harness bug.
+until the 95 % interval of the median ratio (distribution-free, from order statistics) decides -- wholly within
+the tolerance or wholly beyond it -- or ``MAX_PAIRS`` or ``MAX_SECONDS`` is reached (pytest-benchmark's way of
+calibrating rounds to a precision). The figure **fails** when the whole interval lies beyond the tolerance,
+**agrees** when it lies within, and is **unresolved** otherwise (the host's noise is wider than the tolerance:
+reported, not passed off as agreement). The point's own figure (``of="point"``) is held against the same plain
+median and fails only beyond the tolerance and three times the rounds' and plain calls' spread (interquartile
+range over median): a point measured while the host was slow is flagged by its spread, not called a harness bug.
 """
 
 from __future__ import annotations
@@ -41,9 +40,9 @@ from .measure import synchronize
 from .point import Calibration, Point
 
 CALLS = 3  # at least this many pairs (harness call, plain call) per figure ...
-MAX_PAIRS = 41  # ... and more, until the median ratio's 95 % interval is within PRECISION x the tolerance each
-MAX_SECONDS = 30.0  # side, or this many pairs or seconds: phi-2's compiled decode at 512 on the H200 moved 15 %
-PRECISION = 0.5  # between calls seconds apart, so 3 pairs could not tell a 5 % bias from the host
+MAX_PAIRS = 41  # ... and more, until the median ratio's 95 % interval decides (wholly within the tolerance or
+MAX_SECONDS = 30.0  # wholly beyond it), or this many pairs or seconds: phi-2's compiled decode at 512 on the H200
+#                     moved 15 % between calls seconds apart, so 3 pairs could not tell a 5 % bias from the host
 CALLS_MEMORY = 3  # plain calls for the extra peak (the median), fewer where they take over MEMORY_SECONDS
 MEMORY_SECONDS = 2.0
 NOISE_FACTOR = 3.0
@@ -73,8 +72,10 @@ class Check:
         return self.diff > tolerance and self.diff > NOISE_FACTOR * self.noise
 
     def unresolved(self, tolerance: float) -> bool:
-        """Over the tolerance, but the host's noise too wide to say the harness differs."""
-        return self.low is not None and self.diff > tolerance and not self.fails(tolerance)
+        """Paired times whose interval neither lies wholly beyond the tolerance nor wholly within it: the host's
+        noise too wide to say the harness differs, or that it agrees."""
+        return (self.low is not None and self.high is not None and not self.fails(tolerance)
+                and (self.low < -tolerance or self.high > tolerance))
 
 
 def _plain_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: str) -> float:
@@ -137,11 +138,12 @@ def paired_check(figure: str, suite: list[float], plain: list[float]) -> Check:
 
 
 def resolved(suite: list[float], plain: list[float], tolerance: float) -> bool:
-    """Enough pairs: the median ratio's 95 % interval within PRECISION x the tolerance each side."""
+    """Enough pairs: a 95 % interval of the median ratio that decides -- wholly within the tolerance, or
+    wholly beyond it."""
     if len(suite) < CALLS:
         return False
     low, high, cover = median_interval([s / p - 1 for s, p in zip(suite, plain, strict=True)])
-    return cover >= 0.95 and (high - low) / 2 <= PRECISION * tolerance
+    return cover >= 0.95 and (-tolerance <= low and high <= tolerance or low > tolerance or high < -tolerance)
 
 
 def calibrate_point(point: Point, lm: LoadedModel, ids: torch.Tensor, backend: str,
@@ -162,7 +164,7 @@ def calibrate_point(point: Point, lm: LoadedModel, ids: torch.Tensor, backend: s
         def pair() -> None:
             suite.append(harness())
             plain.append(_plain_call(lm, ids, 1, backend))
-    elif point.kind == "decode" and backend != "eager" and t.decode_s_per_token:
+    elif point.kind == "decode" and backend != "eager" and t.decode_s_per_token and point.new_tokens >= 3:
         figure, point_value = "decode_s_per_token", t.decode_s_per_token
         # As many decode tokens as the point's: steps get cheaper over a longer decode (Mamba's compiled decode
         # at 131072 on the H200: 5.4 ms over the first 32, 4.9 averaged over 630), so the same length is
@@ -219,10 +221,12 @@ _WHAT = {"harness": "by the suite's call", "point": "in the point's rounds"}
 
 
 def _spread(values: list[float]) -> float:
-    """How far the values lie apart, relative, the slowest left out (one stalled call must not excuse
-    everything): 0 for fewer than 3."""
-    kept = sorted(values)[:-1]
-    return (kept[-1] - kept[0]) / statistics.median(values) if len(kept) >= 2 else 0.0
+    """How far the values lie apart, relative: the interquartile range over the median (a range would grow with
+    the number of calls, and excuse more the more were made); 0 for fewer than 3."""
+    if len(values) < 3:
+        return 0.0
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return (q3 - q1) / statistics.median(values)
 
 
 def _show(figure: str, value: float) -> str:

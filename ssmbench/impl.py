@@ -37,9 +37,10 @@ def ssm_ops(kernels: Kernels, device_type: str = "cuda") -> dict[str, str]:
     if hasattr(mod, kernels.fast_path_flag):  # transformers 4.x: one flag picks cuda_kernels_forward
         fast = bool(getattr(mod, kernels.fast_path_flag)) and device_type == "cuda"
         return {op: kernels.flag_packages.get(op, "unknown") if fast else REFERENCE for op in kernels.ops}
-    if _global_regime(mod, kernels):  # 4.56 ... 5.13, Mamba-1: the forward checks module-level functions
-        fns = {name: getattr(mod, name, None) for name in kernels.fast_globals()}
-        fast = all(fn is not None for fn in fns.values())
+    if _global_regime(mod, kernels):  # seen 4.56.2 ... 5.14.1, Mamba-1: the forward checks module-level functions
+        fns = {name: getattr(mod, name, None) for name in kernels.global_ops.values()}
+        fast = all(fn is not None for fn in fns.values()) and all(
+            any(getattr(mod, name, None) is not None for name in names) for names in kernels.global_extra)
         ops = {op: _origin(fns[name]) if fast else REFERENCE for op, name in kernels.global_ops.items()}
         if device_type != "cuda":
             ops = {op: v if v == REFERENCE else f"{v} (unused off CUDA)" for op, v in ops.items()}
@@ -95,8 +96,9 @@ def kernels_available(device_type: str = "cuda", kernels: Kernels = MAMBA) -> bo
 
 class reference_path:
     """Context manager: the SSM runs transformers' reference PyTorch implementation even where kernels are
-    installed (5.14 on: each wrapper's original torch function; a fast-path flag: off; module-level kernel
-    functions: None)."""
+    installed (wrappers, seen from 5.17: each one's original torch function; a fast-path flag: off;
+    module-level kernel functions: None). A model built inside the context may re-enable its kernels (5.x
+    loads them in the mixer's ``__init__``): build models first."""
 
     def __init__(self, kernels: Kernels = MAMBA):
         self.kernels = kernels
@@ -122,7 +124,7 @@ class reference_path:
 
     def __exit__(self, *exc):
         for name, value in self.saved.items():
-            if value is _ABSENT:
-                delattr(self.mod, name)
-            else:
+            if value is not _ABSENT:
                 setattr(self.mod, name, value)
+            elif getattr(self.mod, name, _ABSENT) is None:  # still the None set here: a mixer built inside the
+                delattr(self.mod, name)                      # context (5.x lazy loading) set its own; keep that

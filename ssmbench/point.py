@@ -30,6 +30,7 @@ class Timing:
     compile_s: float | None = None
     settle_calls: int | None = None  # compiled: calls (the first included) until one warmed or recorded no CUDA graph
     graphs_settled: bool | None = None  # False: still recording when the settle cap was hit
+    graph_clears_in_rounds: int | None = None  # cuBLAS workspace clears (graph recordings) during the rounds
     capture_s: float | None = None
     new_tokens_seen: list[int] = field(default_factory=list)
     unwarmed: bool | None = None  # one unwarmed call: timing off (--benchmark-disable, or xdist)

@@ -13,6 +13,7 @@ import torch
 
 from . import calibrate, devices, results
 from .bench import (
+    TRANSFORMERS_STATIC,
     PointContext,
     Runs,
     WorkspaceClears,
@@ -110,11 +111,12 @@ def measure_point(b: BenchSettings, lm: LoadedModel, kind: str, ids: torch.Tenso
     try:
         with PointContext(lm, b.nvml) as ctx, WorkspaceClears() as clears:
             warmup = 1
-            if timing_on and backend != "eager" and lm.device.type == "cuda":
-                # The warm-up of a compiled or graphed point: until a call records no new CUDA graph.
+            if timing_on and decode_path(lm, backend) == TRANSFORMERS_STATIC and lm.device.type == "cuda":
+                # The warm-up of a torch.compile point: until a call records no new CUDA graph.
                 t = point.timing
                 t.settle_calls, t.graphs_settled = settle_graphs(call, setup, clears)
                 warmup = 0
+            settled_clears = clears.count
             if rounds is None:
                 rounds = PILOT_ROUNDS
                 if timing_on:
@@ -125,6 +127,8 @@ def measure_point(b: BenchSettings, lm: LoadedModel, kind: str, ids: torch.Tenso
                     rounds = rounds_for_precision(pilot.per_round(kind), b.target, pilot.total_s, b.max_time_s)
                     point.timing.pilot_rounds, warmup = PILOT_ROUNDS, 0
             runner(call, setup, rounds, warmup)
+            if point.timing.graphs_settled is not None:  # graphs recorded again during the measured calls
+                point.timing.graph_clears_in_rounds = clears.count - settled_clears
         finish_point(point, lm, runs, rounds, ctx, b.profile)
         point.timing.unwarmed = not timing_on
         measured = True

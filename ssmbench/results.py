@@ -319,8 +319,9 @@ def spread_lines(store: ResultStore) -> list[str]:
     their round counts."""
     ok = store.select(status="ok")
     wide = [p for p in ok if (spread_of(p) or 0) > SPREAD_FLAG or p.timing.target_met is False]
-    unsettled = [p for p in ok if p.timing.graphs_settled is False]
-    lines = [f"{_name(p)}: CUDA graphs still recorded after {p.timing.settle_calls} warm-up calls: its rounds may "
+    unsettled = [p for p in ok if p.timing.graphs_settled is False or p.timing.graph_clears_in_rounds]
+    lines = [f"{_name(p)}: CUDA graphs recorded again in its rounds ({p.timing.graph_clears_in_rounds} workspace "
+             f"clears; {p.timing.settle_calls} warm-up calls, settled: {p.timing.graphs_settled}): its rounds "
              "include recordings and the cuBLAS workspaces re-allocated after them" for p in unsettled]
     if not wide:
         return lines

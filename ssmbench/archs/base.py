@@ -28,19 +28,22 @@ KERNEL_PACKAGES = {"selective_scan": "mamba_ssm", "selective_state_update": "mam
 @dataclass(frozen=True)
 class Kernels:
     """Where transformers resolves an SSM's fused kernels: the modeling module, and per operation the name of
-    the module-level wrapper it calls (5.14 on) -- or the module's one fast-path flag (4.x; Mamba-2 and Bamba
-    to 5.13) -- or, where the forward computes that flag itself from module-level kernel functions (Mamba-1
-    and FalconMamba, 4.56 ... 5.13: ``None`` when not installed), those functions."""
+    the module-level wrapper it calls (seen from 5.17) -- or the module's one fast-path flag (4.x; Mamba-2 and
+    Bamba in 5.x before the wrappers) -- or, where the forward computes that flag itself from module-level kernel
+    functions (Mamba-1 and FalconMamba, seen 4.56.2 ... 5.14.1: ``None`` when not installed), those functions."""
 
     module: str  # e.g. "transformers.models.mamba.modeling_mamba"
     ops: dict[str, str]  # operation -> wrapper name in ``module``
     fast_path_flag: str = "is_fast_path_available"  # 4.x
     flag_packages: dict[str, str] = field(default_factory=lambda: dict(KERNEL_PACKAGES))  # 4.x: op -> package
     global_ops: dict[str, str] = field(default_factory=dict)  # operation -> module-level kernel function
-    global_extra: tuple[str, ...] = ()  # further module-level functions the fast path needs (mamba_inner_fn)
+    # further module-level functions the fast path needs, each a tuple of the names releases gave it
+    # (FalconMamba's inner function: mamba_inner_fn in 4.56, falcon_mamba_inner_fn in 5.x)
+    global_extra: tuple[tuple[str, ...], ...] = ()
 
     def fast_globals(self) -> tuple[str, ...]:
-        return (*self.global_ops.values(), *self.global_extra)
+        """Every module-level name the fast path may check (alternatives included)."""
+        return (*self.global_ops.values(), *(name for names in self.global_extra for name in names))
 
 
 @dataclass(frozen=True)

@@ -35,5 +35,5 @@ ARCH = Arch(
     layer_reference=layer_reference,
     reference_name="float64 sequential scan with dt/B/C RMS normalisation",
     kernels=Kernels(module="transformers.models.falcon_mamba.modeling_falcon_mamba", ops=MAMBA1_KERNEL_OPS,
-                    global_ops=MAMBA1_GLOBAL_OPS, global_extra=("falcon_mamba_inner_fn",)),
+                    global_ops=MAMBA1_GLOBAL_OPS, global_extra=(("falcon_mamba_inner_fn", "mamba_inner_fn"),)),
 )

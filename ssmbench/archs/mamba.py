@@ -10,7 +10,7 @@ from .base import Arch, Kernels, ssm_layer_bytes
 # The wrappers transformers' Mamba-1 modeling modules call (mamba, falcon_mamba), by operation.
 MAMBA1_KERNEL_OPS = {"selective_scan": "mamba_selective_scan", "selective_state_update": "mamba_selective_state_update",
                      "causal_conv1d": "causal_conv1d_fn", "causal_conv1d_update": "causal_conv1d_update"}
-# 4.56 ... 5.13: the module-level kernel functions (None when absent) the forward checks instead.
+# Seen 4.56.2 ... 5.14.1: the module-level kernel functions (None when absent) the forward checks instead.
 MAMBA1_GLOBAL_OPS = {"selective_scan": "selective_scan_fn", "selective_state_update": "selective_state_update",
                      "causal_conv1d": "causal_conv1d_fn", "causal_conv1d_update": "causal_conv1d_update"}
 
@@ -48,6 +48,6 @@ ARCH = Arch(
     layer_reference=layer_reference,
     reference_name="float64 sequential scan",
     kernels=Kernels(module="transformers.models.mamba.modeling_mamba", ops=MAMBA1_KERNEL_OPS,
-                    global_ops=MAMBA1_GLOBAL_OPS, global_extra=("mamba_inner_fn",)),
+                    global_ops=MAMBA1_GLOBAL_OPS, global_extra=(("mamba_inner_fn",),)),
     suite_graph=True,
 )

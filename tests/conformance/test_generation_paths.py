@@ -6,7 +6,6 @@ upstream issue and the releases)."""
 
 from __future__ import annotations
 
-import copy
 import inspect
 
 import pytest
@@ -14,7 +13,7 @@ import torch
 
 from pytest_ssmbench.fixtures import xfail_known
 from ssmbench.cache import reachable_tensors
-from ssmbench.compare import assert_logits_close, assert_same_generation
+from ssmbench.compare import LOGITS_RTOL, assert_logits_close, assert_same_generation, relative_error, tolerance
 from ssmbench.compat import find_cache
 from ssmbench.inputs import PROMPTS, RAGGED_PROMPTS
 
@@ -53,12 +52,15 @@ def test_beam_search_with_cache_equals_without(lm, request):
     torch.testing.assert_close(cached.sequences_scores, recomputed.sequences_scores, rtol=1e-3, atol=1e-3)
 
 
-@pytest.mark.family("ssm")
 def test_right_padded_prefill_leaves_each_rows_state(lm, request):
     """transformers#48256 (open): a right-padded prefill leaves a Mamba-family cache as if the pad tokens had
     been read (zero conv state, decayed SSM state). Each row's next step from the batch's cache must give what
-    the row's own unpadded prefill gives. (generate() itself refuses right padding for every decoder-only model
+    the row's own unpadded prefill gives. (generate() warns against right padding for every decoder-only model
     -- "right-padding was detected" -- and attention caches are positional, so pure SSMs only.)"""
+    if lm.spec.family != "ssm":
+        pytest.skip(f"{lm.name}: right padding is checked on pure SSMs only: generate() warns against it for every "
+                    "decoder-only model ('right-padding was detected'), and an attention cache is positional (a "
+                    "next step after the pads is not the row's next step)")
     xfail_known(request, lm, "right-padded-prefill-cache")
     tok = lm.tokenizer
     side = tok.padding_side
@@ -69,14 +71,18 @@ def test_right_padded_prefill_leaves_each_rows_state(lm, request):
         tok.padding_side = side
     lengths = enc["attention_mask"].sum(1).tolist()
     width = enc["input_ids"].shape[1]
-    assert min(lengths) < width, "the prompts must need right padding for this to mean anything"
+    # Rows of at least a conv window: a shorter row's own reference (a 1-token prefill, then a cached step) is
+    # itself wrong on older releases (mamba-decode-after-1-token-prompt, mamba2-1-token-prompt).
+    rows = [i for i, n in enumerate(lengths) if n >= 4]
+    assert any(lengths[i] < width for i in rows), "a checked row must need right padding for this to mean anything"
     key = _cache_kwarg(lm.model)
     with torch.no_grad():
         out = lm.model(**enc, use_cache=True)
         nxt = torch.stack([out.logits[i, n - 1].argmax() for i, n in enumerate(lengths)])[:, None]
         batch = lm.model(input_ids=nxt, **{key: find_cache(out)}, use_cache=True,
                          cache_position=torch.tensor([width], device=lm.device)).logits[:, -1]
-        for i, n in enumerate(lengths):
+        for i in rows:
+            n = lengths[i]
             ids = enc["input_ids"][i : i + 1, :n]
             alone = lm.model(input_ids=ids, use_cache=True)
             step = lm.model(input_ids=nxt[i : i + 1], **{key: find_cache(alone)}, use_cache=True,
@@ -87,21 +93,18 @@ def test_right_padded_prefill_leaves_each_rows_state(lm, request):
 
 
 def test_padded_batch_of_one_equals_unpadded(lm, request):
-    """transformers#46773: padding handled only when the batch had more than one row. Here one prompt with three
-    pad tokens on the tokenizer's side, masked, must generate what it generates unpadded."""
+    """huggingface/transformers#46773: Mamba-family padding masked only when the batch had more than one row.
+    Here one prompt with three left pad tokens (the suite's tokenizers pad left), masked, must generate what it
+    generates unpadded."""
+    xfail_known(request, lm, "mamba2-padded-batch-of-one")
     plain = lm.encode(PROMPTS[1])
     pad = torch.full((1, 3), lm.tokenizer.pad_token_id, dtype=plain["input_ids"].dtype, device=lm.device)
-    zeros = torch.zeros_like(pad)
-    if lm.tokenizer.padding_side == "left":
-        padded = {"input_ids": torch.cat([pad, plain["input_ids"]], 1),
-                  "attention_mask": torch.cat([zeros, plain["attention_mask"]], 1)}
-    else:
-        padded = {"input_ids": torch.cat([plain["input_ids"], pad], 1),
-                  "attention_mask": torch.cat([plain["attention_mask"], zeros], 1)}
+    padded = {"input_ids": torch.cat([pad, plain["input_ids"]], 1),
+              "attention_mask": torch.cat([torch.zeros_like(pad), plain["attention_mask"]], 1)}
     one = _greedy(lm, plain)
     both = _greedy(lm, padded)
     plen, width = plain["input_ids"].shape[1], padded["input_ids"].shape[1]
-    what = f"{lm.name}: a batch of one with 3 {lm.tokenizer.padding_side} pad tokens vs unpadded"
+    what = f"{lm.name}: a batch of one with 3 left pad tokens vs unpadded"
     assert_same_generation(what, both.sequences[0, width:], one.sequences[0, plen:], [s[0] for s in one.logits],
                            lm.dtype, lm.tokenizer.decode, lm.noise_floor)
     # The tokens alone let a small leak through (three unmasked pads left the tiny models' greedy tokens as they
@@ -123,22 +126,25 @@ def test_generation_continues_from_returned_cache(lm, request):
                     f"(fields: {list(first.keys())}): nothing to continue from")
     seq = first.sequences
     with torch.no_grad():
-        second = lm.model.generate(input_ids=seq, attention_mask=torch.ones_like(seq), **{_gen_cache_kwarg(lm): cache},
-                                   max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False,
-                                   pad_token_id=lm.tokenizer.pad_token_id, return_dict_in_generate=True,
-                                   output_logits=True)
+        second = lm.model.generate(input_ids=seq, attention_mask=torch.ones_like(seq),
+                                   **{_cache_kwarg(lm.model): cache}, max_new_tokens=NEW, min_new_tokens=NEW,
+                                   do_sample=False, pad_token_id=lm.tokenizer.pad_token_id,
+                                   return_dict_in_generate=True, output_logits=True)
     plen = enc["input_ids"].shape[1]
-    assert_same_generation(f"{lm.name}: {NEW} tokens, then {NEW} more from the returned cache, vs {2 * NEW} at once",
-                           second.sequences[0, plen:], once.sequences[0, plen:], [s[0] for s in once.logits],
+    what = f"{lm.name}: {NEW} tokens, then {NEW} more from the returned cache, vs {2 * NEW} at once"
+    assert_same_generation(what, second.sequences[0, plen:], once.sequences[0, plen:], [s[0] for s in once.logits],
                            lm.dtype, lm.tokenizer.decode, lm.noise_floor)
+    # The tokens alone let a small error through (a Mamba cache read twice over moved the tiny models' logits
+    # 0.5-2 % and none of their tokens); the first continued step's logits do not.
+    assert_logits_close(what + ", first continued step's logits", second.logits[0], once.logits[NEW], lm.dtype,
+                        lm.noise_floor)
 
 
 def test_a_returned_cache_is_used_when_continuing(lm, request):
-    """Continuing from a zeroed copy of the returned cache must change the continuation: a generate() that
-    ignores the cache it is handed (recomputing the sequence) passes the check above on any cache, and saves
-    nothing."""
-    xfail_known(request, lm, "continue-ignores-cache-mamba", "continue-ignores-cache-mamba2",
-                "continue-ignores-cache-falcon_mamba")
+    """Continuing from a zeroed copy of the returned cache must change the continuation's first logits: a
+    generate() that ignored the cache it is handed (recomputing the sequence) would pass the check above on
+    any cache, and save nothing."""
+    xfail_known(request, lm, "continue-ignores-cache-mamba2")
     enc = lm.encode(PROMPTS[0])
     first = _greedy(lm, enc, new=NEW)
     try:
@@ -148,18 +154,23 @@ def test_a_returned_cache_is_used_when_continuing(lm, request):
                     f"(fields: {list(first.keys())}): nothing to continue from")
     seq = first.sequences
     with torch.no_grad():
-        second = lm.model.generate(input_ids=seq, attention_mask=torch.ones_like(seq), **{_gen_cache_kwarg(lm): cache},
-                                   max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False,
-                                   pad_token_id=lm.tokenizer.pad_token_id, return_dict_in_generate=True)
-    blank = copy.deepcopy(_fresh(lm, enc))
+        second = lm.model.generate(input_ids=seq, attention_mask=torch.ones_like(seq),
+                                   **{_cache_kwarg(lm.model): cache}, max_new_tokens=NEW, min_new_tokens=NEW,
+                                   do_sample=False, pad_token_id=lm.tokenizer.pad_token_id,
+                                   return_dict_in_generate=True, output_logits=True)
+    blank = _fresh(lm, enc)
     for tensor in reachable_tensors(blank):
         tensor.zero_()
     with torch.no_grad():
         from_blank = lm.model.generate(input_ids=seq, attention_mask=torch.ones_like(seq),
-                                       **{_gen_cache_kwarg(lm): blank}, max_new_tokens=NEW, min_new_tokens=NEW,
-                                       do_sample=False, pad_token_id=lm.tokenizer.pad_token_id)
-    assert not torch.equal(from_blank[0, seq.shape[1]:], second.sequences[0, seq.shape[1]:]), (
-        f"{lm.name}: generate() continued the same from a zeroed cache: the cache passed was not used")
+                                       **{_cache_kwarg(lm.model): blank}, max_new_tokens=NEW, min_new_tokens=NEW,
+                                       do_sample=False, pad_token_id=lm.tokenizer.pad_token_id,
+                                       return_dict_in_generate=True, output_logits=True)
+    # The first step's logits, not the tokens: a tiny model's greedy tokens can survive a perturbation.
+    err = relative_error(from_blank.logits[0], second.logits[0])
+    assert err > tolerance(LOGITS_RTOL, lm.dtype, lm.noise_floor), (
+        f"{lm.name}: generate() continued from a zeroed cache with the same first-step logits (relative "
+        f"difference {err:.2g}): the cache passed was not used")
 
 
 def _fresh(lm, enc):
@@ -169,16 +180,15 @@ def _fresh(lm, enc):
 
 @pytest.mark.parametrize("split", [5, 13])
 def test_prompt_prefilled_in_two_chunks_equals_one_shot(lm, split, request):
-    """transformers#47087: a prompt fed in two forward calls through the cache (chunked prefill) must give the
-    second chunk the logits the whole prompt gives it at once -- a model that restarts its state on a
-    multi-token input with a cache, or ignores the cache's position, does not."""
+    """A prompt fed in two forward calls through the cache (chunked prefill) must give the second chunk the
+    logits the whole prompt gives it at once -- a model that restarts its state on a multi-token input with a
+    cache, or ignores the cache's position, does not."""
     xfail_known(request, lm, "chunked-prefill-mamba1", "chunked-prefill-mamba2", "chunked-prefill-bamba")
     ids = lm.generate(PROMPTS[2], max_new_tokens=12, min_new_tokens=12)  # a natural sequence, 21 tokens
     assert ids.shape[1] > split + 2
     with torch.no_grad():
         full = lm.model(input_ids=ids, use_cache=False).logits
-        head = lm.model(input_ids=ids[:, :split], use_cache=True)
-        cache = find_cache(head)
+        cache = _prefill_cache(lm, ids[:, :split])
         positions = torch.arange(split, ids.shape[1], device=lm.device)
         tail = lm.model(input_ids=ids[:, split:], **{_cache_kwarg(lm.model): cache}, use_cache=True,
                         cache_position=positions, **_positions(lm.model, positions)).logits
@@ -186,9 +196,19 @@ def test_prompt_prefilled_in_two_chunks_equals_one_shot(lm, split, request):
                         "chunk vs the whole prompt at once", tail, full[:, split:], lm.dtype, lm.noise_floor)
 
 
-def _gen_cache_kwarg(lm) -> str:
-    """The keyword generate() passes a cache on to forward() under: forward's own name for it."""
-    return _cache_kwarg(lm.model)
+def _prefill_cache(lm, ids: torch.Tensor):
+    """The cache after a forward over ``ids``; where forward returns none unless handed one (Bamba before 5.x),
+    the one generate() builds, holding ``ids`` once a single new token is generated."""
+    try:
+        return find_cache(lm.model(input_ids=ids, use_cache=True))
+    except LookupError:
+        out = lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=1,
+                                min_new_tokens=1, do_sample=False, return_dict_in_generate=True,
+                                pad_token_id=lm.tokenizer.pad_token_id)
+        try:
+            return find_cache(out)
+        except LookupError:
+            pytest.skip(f"{lm.name}: neither forward(use_cache=True) nor generate() returns a cache here")
 
 
 def _positions(model, positions: torch.Tensor) -> dict:
@@ -207,7 +227,7 @@ def _cache_kwarg(model) -> str:
     raise LookupError(f"{type(model).__name__}.forward declares no cache argument: {list(params)}")
 
 
-def test_inputs_embeds_generate_what_ids_generate(lm, request):
+def test_inputs_embeds_generate_what_ids_generate(lm):
     """generate(inputs_embeds=...) -- the embedding of the same prompt -- must continue it as the ids do."""
     enc = lm.encode(PROMPTS[0])
     with torch.no_grad():

@@ -54,7 +54,7 @@ def test_reference_path_swaps_and_restores_the_module():
     mod = importlib.import_module("transformers.models.mamba.modeling_mamba")
     if hasattr(mod, "is_fast_path_available"):  # 4.x
         names = ["is_fast_path_available"]
-    elif impl._global_regime(mod, impl.MAMBA):  # 4.56 ... 5.13: module-level kernel functions
+    elif impl._global_regime(mod, impl.MAMBA):  # seen 4.56.2 ... 5.14.1: module-level kernel functions
         names = list(impl.MAMBA.fast_globals())
     else:
         names = list(impl.MAMBA_OPS.values())
