@@ -112,24 +112,33 @@ def test_padded_batch_of_one_equals_unpadded(lm, request):
     assert_logits_close(what + ", first step's logits", both.logits[0], one.logits[0], lm.dtype, lm.noise_floor)
 
 
+def _first_generation(lm, enc):
+    """generate() of NEW tokens and the cache it returned (skips where this class returns none)."""
+    first = _greedy(lm, enc, new=NEW)
+    try:
+        return first, find_cache(first)
+    except LookupError:
+        pytest.skip(f"{lm.name}: generate(return_dict_in_generate=True) returns no cache for this class here "
+                    f"(fields: {list(first.keys())}): nothing to continue from")
+
+
+def _continue(lm, seq: torch.Tensor, cache):
+    """NEW more tokens after ``seq`` from ``cache``, with their logits."""
+    with torch.no_grad():
+        return lm.model.generate(input_ids=seq, attention_mask=torch.ones_like(seq), **{_cache_kwarg(lm.model): cache},
+                                 max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False,
+                                 pad_token_id=lm.tokenizer.pad_token_id, return_dict_in_generate=True,
+                                 output_logits=True)
+
+
 def test_generation_continues_from_returned_cache(lm, request):
     """generate() handed back its cache, and a second generate() from it (the sequence so far, the cache) must
     continue exactly as one call for all the tokens."""
     xfail_known(request, lm, "continue-wrong-mamba", "continue-wrong-mamba2", "continue-wrong-falcon_mamba")
     enc = lm.encode(PROMPTS[0])
     once = _greedy(lm, enc, new=2 * NEW)
-    first = _greedy(lm, enc, new=NEW)
-    try:
-        cache = find_cache(first)
-    except LookupError:
-        pytest.skip(f"{lm.name}: generate(return_dict_in_generate=True) returns no cache for this class here "
-                    f"(fields: {list(first.keys())}): nothing to continue from")
-    seq = first.sequences
-    with torch.no_grad():
-        second = lm.model.generate(input_ids=seq, attention_mask=torch.ones_like(seq),
-                                   **{_cache_kwarg(lm.model): cache}, max_new_tokens=NEW, min_new_tokens=NEW,
-                                   do_sample=False, pad_token_id=lm.tokenizer.pad_token_id,
-                                   return_dict_in_generate=True, output_logits=True)
+    first, cache = _first_generation(lm, enc)
+    second = _continue(lm, first.sequences, cache)
     plen = enc["input_ids"].shape[1]
     what = f"{lm.name}: {NEW} tokens, then {NEW} more from the returned cache, vs {2 * NEW} at once"
     assert_same_generation(what, second.sequences[0, plen:], once.sequences[0, plen:], [s[0] for s in once.logits],
@@ -146,36 +155,17 @@ def test_a_returned_cache_is_used_when_continuing(lm, request):
     any cache, and save nothing."""
     xfail_known(request, lm, "continue-ignores-cache-mamba2")
     enc = lm.encode(PROMPTS[0])
-    first = _greedy(lm, enc, new=NEW)
-    try:
-        cache = find_cache(first)
-    except LookupError:
-        pytest.skip(f"{lm.name}: generate(return_dict_in_generate=True) returns no cache for this class here "
-                    f"(fields: {list(first.keys())}): nothing to continue from")
-    seq = first.sequences
-    with torch.no_grad():
-        second = lm.model.generate(input_ids=seq, attention_mask=torch.ones_like(seq),
-                                   **{_cache_kwarg(lm.model): cache}, max_new_tokens=NEW, min_new_tokens=NEW,
-                                   do_sample=False, pad_token_id=lm.tokenizer.pad_token_id,
-                                   return_dict_in_generate=True, output_logits=True)
-    blank = _fresh(lm, enc)
+    first, cache = _first_generation(lm, enc)
+    second = _continue(lm, first.sequences, cache)
+    _, blank = _first_generation(lm, enc)  # the first cache was used up by the continuation
     for tensor in reachable_tensors(blank):
         tensor.zero_()
-    with torch.no_grad():
-        from_blank = lm.model.generate(input_ids=seq, attention_mask=torch.ones_like(seq),
-                                       **{_cache_kwarg(lm.model): blank}, max_new_tokens=NEW, min_new_tokens=NEW,
-                                       do_sample=False, pad_token_id=lm.tokenizer.pad_token_id,
-                                       return_dict_in_generate=True, output_logits=True)
+    from_blank = _continue(lm, first.sequences, blank)
     # The first step's logits, not the tokens: a tiny model's greedy tokens can survive a perturbation.
     err = relative_error(from_blank.logits[0], second.logits[0])
     assert err > tolerance(LOGITS_RTOL, lm.dtype, lm.noise_floor), (
         f"{lm.name}: generate() continued from a zeroed cache with the same first-step logits (relative "
         f"difference {err:.2g}): the cache passed was not used")
-
-
-def _fresh(lm, enc):
-    """The cache of a first generate() of NEW tokens (the one the test continued from was used up)."""
-    return find_cache(_greedy(lm, enc, new=NEW))
 
 
 @pytest.mark.parametrize("split", [5, 13])
