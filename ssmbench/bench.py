@@ -116,9 +116,10 @@ def relative_range(values: list[float]) -> float | None:
     return (max(values) - min(values)) / statistics.median(values)
 
 
-def relative_iqr(values: list[float]) -> float | None:
-    """Interquartile range / median (per-step times: robust to the odd slow step); None for fewer than 4."""
-    if len(values) < 4:
+def relative_iqr(values: list[float], minimum: int = 4) -> float | None:
+    """Interquartile range / median (per-step times: robust to the odd slow step); None for fewer than
+    ``minimum`` values."""
+    if len(values) < minimum:
         return None
     q1, q2, q3 = np.percentile(values, [25, 50, 75])
     return float((q3 - q1) / q2)

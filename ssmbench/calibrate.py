@@ -34,7 +34,7 @@ from typing import Callable
 
 import torch
 
-from .bench import BACKEND_KWARGS, SUITE_GRAPH, decode_path, graphed_decoder
+from .bench import BACKEND_KWARGS, SUITE_GRAPH, decode_path, graphed_decoder, relative_iqr
 from .loading import LoadedModel
 from .measure import synchronize
 from .point import Calibration, Point
@@ -129,10 +129,15 @@ def median_interval(values: list[float], confidence: float = 0.95) -> tuple[floa
     return ordered[k - 1], ordered[n - k], coverage(k)
 
 
+def _ratio_interval(suite: list[float], plain: list[float]) -> tuple[float, float, float]:
+    """The 95 % interval of the median of suite/plain - 1 over the pairs (``median_interval``)."""
+    return median_interval([s / p - 1 for s, p in zip(suite, plain, strict=True)])
+
+
 def paired_check(figure: str, suite: list[float], plain: list[float]) -> Check:
     """The harness's calls against the plain calls they alternated with: the medians, and the interval of
     the median ratio."""
-    low, high, cover = median_interval([s / p - 1 for s, p in zip(suite, plain, strict=True)])
+    low, high, cover = _ratio_interval(suite, plain)
     return Check(figure, statistics.median(suite), statistics.median(plain), low=low, high=high, pairs=len(suite),
                  coverage=cover)
 
@@ -142,7 +147,7 @@ def resolved(suite: list[float], plain: list[float], tolerance: float) -> bool:
     wholly beyond it."""
     if len(suite) < CALLS:
         return False
-    low, high, cover = median_interval([s / p - 1 for s, p in zip(suite, plain, strict=True)])
+    low, high, cover = _ratio_interval(suite, plain)
     return cover >= 0.95 and (-tolerance <= low and high <= tolerance or low > tolerance or high < -tolerance)
 
 
@@ -223,10 +228,7 @@ _WHAT = {"harness": "by the suite's call", "point": "in the point's rounds"}
 def _spread(values: list[float]) -> float:
     """How far the values lie apart, relative: the interquartile range over the median (a range would grow with
     the number of calls, and excuse more the more were made); 0 for fewer than 3."""
-    if len(values) < 3:
-        return 0.0
-    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    return (q3 - q1) / statistics.median(values)
+    return relative_iqr(values, minimum=3) or 0.0
 
 
 def _show(figure: str, value: float) -> str:

@@ -51,6 +51,20 @@ def find_cache(output: Any) -> Any:
     raise LookupError(f"no cache in {type(output).__name__}; fields: {list(output.keys())}")
 
 
+def prefill_cache(model, ids: torch.Tensor, pad_token_id: int | None) -> Any:
+    """The cache after a forward over ``ids``; where forward returns none unless handed one (Bamba before 5.x),
+    the one generate() builds, holding ``ids`` once a single new token is generated. LookupError when neither
+    returns one."""
+    with torch.no_grad():
+        try:
+            return find_cache(model(input_ids=ids, use_cache=True))
+        except LookupError:
+            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=1,
+                                 min_new_tokens=1, do_sample=False, return_dict_in_generate=True,
+                                 pad_token_id=pad_token_id)
+            return find_cache(out)
+
+
 # Behaviour that really differs between supported transformers versions: the tests stay, and where a
 # difference holds they are marked strict xfail with this text (so a fix upstream shows up as XPASS). Each names
 # the releases it was seen on, and where it was fine: found by running them, not guessed.

@@ -8,7 +8,7 @@ import torch
 
 from pytest_ssmbench.fixtures import xfail_known
 from ssmbench.cache import expected_cache_bytes, tensor_bytes
-from ssmbench.compat import find_cache
+from ssmbench.compat import prefill_cache
 
 pytestmark = pytest.mark.conformance
 
@@ -19,21 +19,10 @@ def test_cache_bytes_match_formula(lm, context, request):
     if context == 1:
         xfail_known(request, lm, "mamba2-1-token-prompt")
     ids = torch.randint(0, lm.tokenizer.vocab_size, (2, context), generator=torch.Generator().manual_seed(0))
-    ids = ids.to(lm.device)
-    with torch.no_grad():
-        out = lm.model(input_ids=ids, use_cache=True)
-        try:
-            cache = find_cache(out)
-        except LookupError:
-            # Bamba's forward before 5.x returns no cache unless handed one; generate() builds it, and one new
-            # token leaves it holding the prompt's positions.
-            gen = lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=1,
-                                    min_new_tokens=1, do_sample=False, return_dict_in_generate=True,
-                                    pad_token_id=lm.tokenizer.pad_token_id)
-            try:
-                cache = find_cache(gen)
-            except LookupError:
-                pytest.skip(f"{lm.name}: neither forward(use_cache=True) nor generate() returns a cache here")
+    try:
+        cache = prefill_cache(lm.model, ids.to(lm.device), lm.tokenizer.pad_token_id)
+    except LookupError:
+        pytest.skip(f"{lm.name}: neither forward(use_cache=True) nor generate() returns a cache here")
     measured = tensor_bytes(cache)
     expected = expected_cache_bytes(lm.spec.arch, lm.model.config, context, lm.dtype, batch=2)
     assert measured == expected, (

@@ -14,7 +14,7 @@ import torch
 from pytest_ssmbench.fixtures import xfail_known
 from ssmbench.cache import reachable_tensors
 from ssmbench.compare import LOGITS_RTOL, assert_logits_close, assert_same_generation, relative_error, tolerance
-from ssmbench.compat import find_cache
+from ssmbench.compat import find_cache, prefill_cache
 from ssmbench.inputs import PROMPTS, RAGGED_PROMPTS
 
 pytestmark = pytest.mark.conformance
@@ -187,18 +187,10 @@ def test_prompt_prefilled_in_two_chunks_equals_one_shot(lm, split, request):
 
 
 def _prefill_cache(lm, ids: torch.Tensor):
-    """The cache after a forward over ``ids``; where forward returns none unless handed one (Bamba before 5.x),
-    the one generate() builds, holding ``ids`` once a single new token is generated."""
     try:
-        return find_cache(lm.model(input_ids=ids, use_cache=True))
+        return prefill_cache(lm.model, ids, lm.tokenizer.pad_token_id)
     except LookupError:
-        out = lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=1,
-                                min_new_tokens=1, do_sample=False, return_dict_in_generate=True,
-                                pad_token_id=lm.tokenizer.pad_token_id)
-        try:
-            return find_cache(out)
-        except LookupError:
-            pytest.skip(f"{lm.name}: neither forward(use_cache=True) nor generate() returns a cache here")
+        pytest.skip(f"{lm.name}: neither forward(use_cache=True) nor generate() returns a cache here")
 
 
 def _positions(model, positions: torch.Tensor) -> dict:
