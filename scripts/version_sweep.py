@@ -182,8 +182,10 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=ROOT / ".versions", help="where the releases are installed")
     parser.add_argument("--json", type=Path, default=None, help="write the rows here")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds one release's run may take")
-    args, rest = parser.parse_known_args()
-    pytest_args = rest[1:] if rest[:1] == ["--"] else rest
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)  # after "--": pytest's (argparse would take them as versions)
+    args = parser.parse_args(argv[:cut])
+    pytest_args = argv[cut + 1:]
     if args.spread is not None and args.spread < 2:
         parser.error(f"--spread wants at least 2 releases (the oldest and the newest), got {args.spread}")
     if args.versions:

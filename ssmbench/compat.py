@@ -124,8 +124,8 @@ KNOWN_DIFFERENCES = {
         "no upstream issue found",
     ),
     "bamba-cached-decode": (
-        ("bamba",), lambda v: v < Version("4.53"),
-        "transformers < 4.53 (wrong on 4.48.3 and 4.51.3; right on 4.53.3 and every later release run): Bamba's "
+        ("bamba",), lambda v: v < Version("4.52"),
+        "transformers < 4.52 (wrong on 4.48.3 and 4.51.3; right on 4.52.4 and every later release run): Bamba's "
         "cached decode steps drift from the full forward pass (relative error 0.1 on the tiny model); no upstream "
         "issue found",
     ),
@@ -142,8 +142,8 @@ KNOWN_DIFFERENCES = {
         "from other beams' states: huggingface/transformers#46612, fixed by #46819",
     ),
     "bamba-beam-search": (
-        ("bamba",), lambda v: v < Version("4.53"),
-        "transformers < 4.53 (wrong on 4.48.3 and 4.51.3; right on 4.53.3 and later): Bamba's beam search with "
+        ("bamba",), lambda v: v < Version("4.52"),
+        "transformers < 4.52 (wrong on 4.48.3 and 4.51.3; right on 4.52.4 and later): Bamba's beam search with "
         "the cache diverges from beam search recomputed without it after a few tokens; no upstream issue found",
     ),
     "mamba2-padded-batch-of-one": (
