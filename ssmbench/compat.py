@@ -53,16 +53,20 @@ def find_cache(output: Any) -> Any:
 
 def prefill_cache(model, ids: torch.Tensor, pad_token_id: int | None) -> Any:
     """The cache after a forward over ``ids``; where forward returns none unless handed one (Bamba before 5.x),
-    the one generate() builds, holding ``ids`` once a single new token is generated. LookupError when neither
-    returns one."""
+    the one generate() builds, holding ``ids`` once a single new token is generated. None when neither returns
+    one (a LookupError would be confused with the IndexError a forward can raise: IndexError is a LookupError)."""
     with torch.no_grad():
+        out = model(input_ids=ids, use_cache=True)  # outside the try: an IndexError is a LookupError too
         try:
-            return find_cache(model(input_ids=ids, use_cache=True))
-        except LookupError:
-            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=1,
-                                 min_new_tokens=1, do_sample=False, return_dict_in_generate=True,
-                                 pad_token_id=pad_token_id)
             return find_cache(out)
+        except LookupError:
+            pass
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=1, min_new_tokens=1,
+                             do_sample=False, return_dict_in_generate=True, pad_token_id=pad_token_id)
+    try:
+        return find_cache(out)
+    except LookupError:
+        return None
 
 
 # Behaviour that really differs between supported transformers versions: the tests stay, and where a
