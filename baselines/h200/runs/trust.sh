@@ -13,7 +13,9 @@
 #           other: the full sweep (the reference pair, --ssm-archs mamba,phi; 512 ... 131072,
 #           eager/compiled/graphed, --calibrate); two points plainly in fresh processes (scripts/plain_point.py:
 #           phi-2 compiled decode at 512, Mamba's prefill at 131072); with ARCHS=1, the other architectures
-#           (mamba2, falcon_mamba, qwen2, bamba; eager, 512 ... 32768, calibrated at 512) into /tmp/sweep/archs.
+#           (mamba2, falcon_mamba, qwen2, bamba; eager, 512 ... 32768, calibrated at 512) into /tmp/sweep/archs;
+#           with QUICK=1, before that, the quick tier with the kernels (three --archs groups side by side) into
+#           /tmp/sweep/quick.
 #           Waits up to WAIT seconds.
 #   finish: waits up to WAIT seconds more for all of it (same warm machine).
 # Every phase packs what exists so far into $OUT/sweep.tar.gz, every minute while waiting, so a call that times
@@ -80,6 +82,16 @@ python3 scripts/plain_point.py phi --context 512 --new-tokens 33 --static-cache 
 python3 scripts/plain_point.py mamba --context 131072 --calls 4 > /tmp/sweep/plain/mamba-prefill-131072.jsonl \\
   2> /tmp/sweep/plain/mamba.err
 touch /tmp/sweep/plain/done
+if [ "${QUICK:-0}" = 1 ]; then
+  # The quick tier with the kernels, all architectures: three processes side by side on the one GPU (xdist gives
+  # one worker per GPU; the tier asserts no timings, and its full-size models fit together: 6-18 GB each).
+  mkdir -p /tmp/sweep/quick; start=\$(date +%s)
+  python3 -c "import torch, transformers, mamba_ssm, causal_conv1d as c; print(torch.__version__, transformers.__version__, mamba_ssm.__version__, c.__version__)" > /tmp/sweep/quick/versions.txt 2>&1
+  for g in mamba,phi mamba2,falcon_mamba qwen2,bamba; do
+    timeout -s INT ${QUICK_S:-480} $PYT -m quick --archs \$g --durations=15 > /tmp/sweep/quick/\$g.log 2>&1 &
+  done
+  wait; echo \$(( \$(date +%s) - start )) > /tmp/sweep/quick/wall_s
+fi
 if [ "${ARCHS:-0}" = 1 ]; then
   start=\$(date +%s)
   $PYT -m benchmark --models synthetic --ssm-archs mamba2,falcon_mamba,qwen2,bamba --backends eager \\
@@ -95,5 +107,6 @@ EOS
   wait_for /tmp/sweep/all-done "${WAIT:-540}"; tail -5 /tmp/sweep/bench.log
 elif [ "$phase" = finish ]; then
   wait_for /tmp/sweep/all-done "${WAIT:-560}"
-  tail -3 /tmp/sweep/bench.log; tail -3 /tmp/sweep/archs/bench.log 2>/dev/null; cat /tmp/sweep/exit /tmp/sweep/wall_s 2>/dev/null
+  tail -3 /tmp/sweep/bench.log; tail -qn1 /tmp/sweep/quick/*.log 2>/dev/null; tail -3 /tmp/sweep/archs/bench.log 2>/dev/null
+  cat /tmp/sweep/exit /tmp/sweep/wall_s 2>/dev/null
 fi
