@@ -202,7 +202,7 @@ def generate_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Run
     extra = BACKEND_KWARGS[backend]
 
     def call() -> None:
-        clock = StepClock(lm.device, nvml)
+        clock = StepClock(lm.device, nvml, new_tokens)
         with torch.no_grad():
             clock.start()
             out = lm.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, logits_processor=[clock],
@@ -320,7 +320,7 @@ def _graphed_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Run
     decoder = graphed_decoder(lm)
 
     def call() -> None:
-        clock = StepClock(lm.device, nvml)
+        clock = StepClock(lm.device, nvml, new_tokens)
         clock.start()
         tokens = decoder.generate(ids, new_tokens, on_token=lambda: clock(None, None))
         synchronize(lm.device)

@@ -503,3 +503,32 @@ def test_a_prefill_points_time_to_first_token_is_the_whole_generate_call(tiny_ph
     point = measure_point(FakeBenchmark(), _bench(tmp_path), tiny_phi, "prefill", torch.randint(3, 500, (1, 8)), 1)
     assert point.timing.ttft_s >= 0.1 and point.timing.median_s >= 0.1
     assert all(v >= 0.1 for v in point.timing.round_values_s)
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("new_tokens", [1, 4])
+def test_no_energy_read_inside_a_prefill_call(tiny_phi, tmp_path, monkeypatch, new_tokens):
+    """Each NVML energy read (here one that takes 50 ms, as a slow driver's would) synchronizes and queries
+    the driver: a read at the first token sat inside the whole call that a prefill point reports (on the H200
+    3-7 ms over plain generate() at every context). A prefill call reads only before and after itself and
+    still has its energy window; a decode call reads at its first token too, outside its steady steps."""
+    import time
+
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(init=None, handle=object()))
+    b = _bench(tmp_path)
+    reads = iter(range(1_000_000, 10**9, 1000))
+
+    def slow_read():
+        time.sleep(0.05)
+        return next(reads)
+
+    monkeypatch.setattr(b.nvml, "energy_mj", slow_read)
+    kind = "prefill" if new_tokens == 1 else "decode"
+    point = measure_point(FakeBenchmark(), b, tiny_phi, kind, torch.randint(3, 500, (1, 8)), new_tokens)
+    t = point.timing
+    if new_tokens == 1:
+        assert t.ttft_s < 0.05 and all(v < 0.05 for v in t.round_values_s), (
+            f"an energy read inside the prefill call: {t.round_values_s}")
+        assert point.energy.prefill_energy_window_s > 0, "the prefill's energy window went missing"
+    else:
+        assert t.ttft_s < 0.05 and t.decode_s_per_token < 0.05
