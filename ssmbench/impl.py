@@ -49,9 +49,43 @@ def ssm_ops(kernels: Kernels, device_type: str = "cuda") -> dict[str, str]:
     for op, attr in kernels.ops.items():
         wrapper = getattr(mod, attr, None)
         ops[op] = _origin(_resolved(wrapper)) if wrapper is not None else "unknown"
-        if device_type != "cuda" and ops[op] != REFERENCE:
-            ops[op] = f"{ops[op]} (unused off CUDA)"
+        if device_type != "cuda" and ops[op] not in (REFERENCE, "unknown"):
+            ops[op] = f"{ops[op]} {FORCED_OFF_CUDA}"
     return ops
+
+
+# transformers' kernel-fallback wrappers (seen 5.17 ... 5.24) call the installed package for tensors on any
+# device: an SSM on a CPU, with mamba-ssm or causal-conv1d installed, dies in a CUDA kernel ("Expected
+# x.is_cuda() to be true"; seen on the H200 with 5.17.0). The suite runs such a model's mixers on the reference
+# path (``force_reference_off_cuda``), as transformers 4.x did off CUDA by itself.
+FORCED_OFF_CUDA = "(called for CPU tensors too: the suite forces the reference path)"
+FORCED_SUMMARY = f"{REFERENCE} (forced: this transformers calls the installed CUDA kernels for CPU tensors too)"
+
+
+def kernels_called_off_cuda(kernels: Kernels) -> bool:
+    """Whether the architecture's modeling module has kernel-fallback wrappers resolved to a package: they
+    would run for a model on any device."""
+    mod = importlib.import_module(kernels.module)
+    if hasattr(mod, kernels.fast_path_flag) or _global_regime(mod, kernels):
+        return False  # 4.x's flag and 4.56-5.14's module-level functions go with a device check in the forward
+    wrappers = [getattr(mod, attr, None) for attr in kernels.ops.values()]
+    return any(w is not None and _origin(_resolved(w)) != REFERENCE for w in wrappers)
+
+
+def force_reference_off_cuda(model: Any, kernels: Kernels) -> bool:
+    """For a model off CUDA whose modeling module would call CUDA kernels: each mixer's forward runs inside
+    ``reference_path`` (hooks; the module is restored after every call, raising or not). True if hooked."""
+    if model.device.type == "cuda" or not kernels_called_off_cuda(kernels):
+        return False
+    mixers = [m for m in model.modules()
+              if type(m).__module__ == kernels.module and type(m).__name__.endswith("Mixer")] or [model]
+    for mixer in mixers:
+        active: list[reference_path] = []
+        mixer.register_forward_pre_hook(lambda _m, _a, active=active: active.append(reference_path(kernels).__enter__()))
+        mixer.register_forward_hook(lambda _m, _a, _o, active=active: active.pop().__exit__(None, None, None),
+                                    always_call=True)
+    model._ssmbench_reference_off_cuda = True
+    return True
 
 
 def _global_regime(mod: Any, kernels: Kernels) -> bool:
@@ -72,6 +106,8 @@ def summarize(ops: dict[str, str]) -> str:
     values = set(ops.values())
     if values == {REFERENCE}:
         return REFERENCE
+    if all(v == REFERENCE or v.endswith(FORCED_OFF_CUDA) for v in values):
+        return FORCED_SUMMARY
     if REFERENCE not in values and all(not v.endswith("CUDA)") for v in values):
         return "cuda-kernels"
     return "mixed (" + ", ".join(f"{k}={v}" for k, v in ops.items()) + ")"
@@ -87,6 +123,8 @@ def model_implementation(model: Any, kernels: Kernels = MAMBA) -> str:
     else what its modeling module resolved for the model's device."""
     if getattr(model, "_use_kernels", False):
         return "hub-kernels (kernelize)"
+    if getattr(model, "_ssmbench_reference_off_cuda", False):
+        return FORCED_SUMMARY
     return summarize(ssm_ops(kernels, model.device.type))
 
 

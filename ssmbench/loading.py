@@ -208,6 +208,10 @@ def load(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> LoadedMod
             f"{spec.name}: cannot load the checkpoint at {spec.location} ({files}): {type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''}"
         ) from exc
+    if spec.arch.kernels is not None:
+        from . import impl
+
+        impl.force_reference_off_cuda(model, spec.arch.kernels)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return LoadedModel(spec, model, tokenizer, device, dtype, time.perf_counter() - start)

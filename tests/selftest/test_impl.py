@@ -6,7 +6,11 @@ import types
 
 import pytest
 
+import torch
+
 from ssmbench import impl
+from ssmbench.loading import load
+from ssmbench.registry import ARCHS, resolve_model_set
 
 pytestmark = [pytest.mark.quick, pytest.mark.selftest]
 
@@ -43,10 +47,10 @@ def test_summaries():
 
 def test_off_cuda_mamba_runs_the_reference_loop():
     """On a CPU every operation is the reference loop -- or, where kernels are installed (a GPU machine), a
-    kernel named as unused off CUDA; never reported as running."""
+    kernel named as unused off CUDA, or as forced off it by the suite; never reported as running."""
     ops = impl.mamba_ops("cpu")
     assert set(ops) == set(impl.MAMBA_OPS)
-    assert all(v == impl.REFERENCE or v.endswith("(unused off CUDA)") for v in ops.values()), ops
+    assert all(v == impl.REFERENCE or v.endswith(("(unused off CUDA)", impl.FORCED_OFF_CUDA)) for v in ops.values()), ops
     assert not impl.kernels_available("cpu")
 
 
@@ -65,3 +69,44 @@ def test_reference_path_swaps_and_restores_the_module():
         assert all(during[n] is not before[n] or during[n] in (False, None) for n in names)
         assert impl.mamba_ops("cuda")["selective_scan"] == impl.REFERENCE  # what the forward will now run
     assert {n: getattr(mod, n, absent) for n in names} == before
+
+
+def _cuda_only(name):
+    def kernel(*args, **kwargs):
+        raise RuntimeError("Expected x.is_cuda() to be true, but got false.")
+    kernel.__module__ = "causal_conv1d.cpp_functions" if "conv" in name else "mamba_ssm.ops.selective_scan_interface"
+    kernel.__name__ = name
+    return kernel
+
+
+@pytest.mark.parametrize("key", [a.key for a in ARCHS.values() if a.kernels is not None and not a.unsupported()])
+def test_a_cpu_model_runs_the_reference_path_where_transformers_would_call_cuda_kernels(key, monkeypatch):
+    """transformers' kernel-fallback wrappers call an installed package's function for tensors on any device
+    (seen on the H200 with 5.17.0: a tiny Mamba on the CPU died in causal-conv1d's CUDA kernel). Here every
+    wrapper is made to resolve to a CUDA-only function: a CPU model must still generate, on the reference path,
+    and say so."""
+    kernels = ARCHS[key].kernels
+    mod = importlib.import_module(kernels.module)
+    if hasattr(mod, kernels.fast_path_flag) or impl._global_regime(mod, kernels) or not all(
+            hasattr(mod, attr) for attr in kernels.ops.values()):
+        pytest.skip(f"{key}: this transformers' {kernels.module} has no kernel-fallback wrappers (4.x's flag or "
+                    "5.x's module-level functions, which check the device themselves)")
+    for attr in kernels.ops.values():
+        original = getattr(mod, attr)
+        monkeypatch.setattr(mod, attr, _fake_wrapper_around(original, _cuda_only(attr)))
+    assert impl.kernels_called_off_cuda(kernels)
+    spec = resolve_model_set("tiny", archs=[key])[0]
+    lm = load(spec, torch.device("cpu"), torch.float32)
+    assert impl.model_implementation(lm.model, kernels) == impl.FORCED_SUMMARY
+    out = lm.generate("a selective test", max_new_tokens=3, min_new_tokens=3)
+    assert out.shape[1] >= 3
+    with pytest.raises(RuntimeError, match="is_cuda"):  # the module is restored after each call: the fakes again
+        getattr(mod, next(iter(kernels.ops.values())))()
+
+
+def _fake_wrapper_around(torch_function, implementation):
+    def wrapped(*args, **kwargs):
+        return implementation(*args, **kwargs)
+
+    wrapped.__wrapped__ = getattr(torch_function, "__wrapped__", torch_function)
+    return wrapped
