@@ -40,7 +40,8 @@ def configure(config: pytest.Config) -> None:
     """First, before anything touches CUDA: an xdist worker takes its own GPU; then the run's settings."""
     device_choice = options.get(config, "ssm_device")
     try:
-        gpus.pin_this_process(getattr(config, "workerinput", {}).get("workerid"), device_choice)
+        workerinput = getattr(config, "workerinput", {})
+        gpus.pin_this_process(workerinput.get("workerid"), device_choice, workerinput.get("ssmbench_slot"))
     except gpus.PinningError as exc:
         raise pytest.UsageError(str(exc)) from None
     device = _device(device_choice)

@@ -60,21 +60,48 @@ def worker_gpus(device: str) -> list[str]:
     return [] if device == "cpu" else visible_gpus(os.environ, physical_gpu_count())
 
 
-def pin_worker(worker_id: str, environ: MutableMapping[str, str], gpus: list[str]) -> str | None:
-    """Restrict this worker to its own GPU of ``gpus`` by rewriting CUDA_VISIBLE_DEVICES; None without GPUs."""
+def pin_worker(worker_id: str, environ: MutableMapping[str, str], gpus: list[str],
+               slot: int | None = None) -> str | None:
+    """Restrict this worker to its own GPU of ``gpus`` by rewriting CUDA_VISIBLE_DEVICES; None without GPUs.
+    ``slot`` is the worker's index among the workers of its own host (``host_slots``); without it, the
+    worker's xdist index (every worker on this machine)."""
     if not gpus:
         return None
-    index = worker_index(worker_id)
-    check_worker_count(index + 1, gpus)
+    index = worker_index(worker_id) if slot is None else slot
+    if index + 1 > len(gpus):
+        host = "this host" if slot is not None else "this machine"
+        raise PinningError(f"{worker_id} is worker {index + 1} on {host}, which has {len(gpus)} visible GPU(s) "
+                           f"({', '.join(gpus)}): give {host} at most {len(gpus)} worker(s)")
     environ["CUDA_VISIBLE_DEVICES"] = gpus[index]
     return gpus[index]
 
 
-def pin_this_process(worker: str | None, device: str) -> str | None:
+def pin_this_process(worker: str | None, device: str, slot: int | None = None) -> str | None:
     """Called first thing in an xdist worker (``worker`` is its id, from xdist's ``config.workerinput``, not
     from the environment: a pytest started inside a worker inherits PYTEST_XDIST_WORKER but is no worker);
     no-op in the controller, without xdist, or with ``--device cpu``."""
-    return pin_worker(worker, os.environ, worker_gpus(device)) if worker else None
+    return pin_worker(worker, os.environ, worker_gpus(device), slot) if worker else None
+
+
+def host_of(spec) -> str:
+    """The host an execnet gateway spec runs on: ``ssh=[options] HOST`` names it (the last word, as ssh reads
+    it); popen (``-n``) and anything else run here."""
+    ssh = getattr(spec, "ssh", None)
+    if ssh:
+        return ssh.split()[-1]
+    socket = getattr(spec, "socket", None)
+    return f"socket {socket}" if socket else "localhost"
+
+
+def host_slots(hosts: list[str]) -> list[int]:
+    """Each worker's index among the workers on its own host, in order: ``--tx 2*ssh=a --tx 2*ssh=b`` gives
+    gw0..gw3 the slots 0, 1, 0, 1 (each host's workers take that host's GPUs 0 and 1)."""
+    seen: dict[str, int] = {}
+    slots = []
+    for host in hosts:
+        slots.append(seen.get(host, 0))
+        seen[host] = slots[-1] + 1
+    return slots
 
 
 def group_name(model: str, heavy_test: str | None = None) -> str:

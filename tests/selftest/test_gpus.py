@@ -117,3 +117,21 @@ def test_a_junk_cuda_visible_devices_is_named_and_means_nothing_without_gpus():
         gpus.visible_gpus({"CUDA_VISIBLE_DEVICES": "junk"}, 2)
     uuid = "GPU-8f2a1c3e-0000-1111-2222-333344445555"
     assert gpus.visible_gpus({"CUDA_VISIBLE_DEVICES": f"1,{uuid}"}, 2) == ["1", uuid]
+
+
+def test_workers_on_several_hosts_take_their_own_hosts_gpus():
+    """--tx 2*ssh=a --tx 2*ssh=b: gw2 is the first worker on host b and takes b's first GPU, not a third one."""
+    specs = [SimpleNamespace(ssh="-p 2222 gpu-a"), SimpleNamespace(ssh="-p 2222 gpu-a"),
+             SimpleNamespace(ssh="gpu-b"), SimpleNamespace(ssh="gpu-b"), SimpleNamespace(ssh=None, socket=None)]
+    hosts = [gpus.host_of(s) for s in specs]
+    assert hosts == ["gpu-a", "gpu-a", "gpu-b", "gpu-b", "localhost"]
+    slots = gpus.host_slots(hosts)
+    assert slots == [0, 1, 0, 1, 0]
+    pinned = []
+    for i, slot in enumerate(slots):
+        env = {"CUDA_VISIBLE_DEVICES": "0,1"}
+        pinned.append(gpus.pin_worker(f"gw{i}", env, ["0", "1"], slot))
+        assert env["CUDA_VISIBLE_DEVICES"] == pinned[-1]
+    assert pinned == ["0", "1", "0", "1", "0"]
+    with pytest.raises(gpus.PinningError, match="gw2 is worker 3 on this host, which has 2 visible GPU"):
+        gpus.pin_worker("gw2", {}, ["0", "1"], 2)
