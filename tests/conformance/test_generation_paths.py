@@ -95,12 +95,18 @@ def test_right_padded_prefill_leaves_each_rows_state(lm, request):
 def test_padded_batch_of_one_equals_unpadded(lm, request):
     """huggingface/transformers#46773: Mamba-family padding masked only when the batch had more than one row.
     Here one prompt with three left pad tokens (the suite's tokenizers pad left), masked, must generate what it
-    generates unpadded."""
+    generates unpadded -- and what it generates behind three other masked tokens: a mask that works makes the
+    masked positions' content irrelevant, to the last bit (on synthetic-mamba in float32 on a CPU: 0.0 apart;
+    the padded-vs-unpadded logits 0.06 % apart, under the model's 0.08 % noise floor, and 0.0 in float64)."""
     xfail_known(request, lm, "mamba2-padded-batch-of-one")
     plain = lm.encode(PROMPTS[1])
+
+    def behind(fill: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"input_ids": torch.cat([fill, plain["input_ids"]], 1),
+                "attention_mask": torch.cat([torch.zeros_like(fill), plain["attention_mask"]], 1)}
+
     pad = torch.full((1, 3), lm.tokenizer.pad_token_id, dtype=plain["input_ids"].dtype, device=lm.device)
-    padded = {"input_ids": torch.cat([pad, plain["input_ids"]], 1),
-              "attention_mask": torch.cat([torch.zeros_like(pad), plain["attention_mask"]], 1)}
+    padded = behind(pad)
     one = _greedy(lm, plain)
     both = _greedy(lm, padded)
     plen, width = plain["input_ids"].shape[1], padded["input_ids"].shape[1]
@@ -108,8 +114,20 @@ def test_padded_batch_of_one_equals_unpadded(lm, request):
     assert_same_generation(what, both.sequences[0, width:], one.sequences[0, plen:], [s[0] for s in one.logits],
                            lm.dtype, lm.tokenizer.decode, lm.noise_floor)
     # The tokens alone let a small leak through (three unmasked pads left the tiny models' greedy tokens as they
-    # were); the first step's logits do not.
-    assert_logits_close(what + ", first step's logits", both.logits[0], one.logits[0], lm.dtype, lm.noise_floor)
+    # were); the first step's logits do not. Against other masked tokens (same shapes, so no rounding of its
+    # own): the dtype's tolerance, no noise floor.
+    fill = torch.tensor([[11, 500, 42]], dtype=pad.dtype, device=lm.device) % lm.model.config.vocab_size
+    other = _greedy(lm, behind(fill))
+    assert_logits_close(f"{lm.name}: first step's logits behind 3 masked pad tokens vs behind 3 other masked tokens",
+                        both.logits[0], other.logits[0], lm.dtype)
+    if lm.spec.source != "synthetic":
+        # Against the unpadded prompt the shapes differ, and a deep random-weight stack amplifies the different
+        # rounding: synthetic-mamba in float32 on the H200 with the kernels, 4.7 % against a 3.4 % tolerance
+        # (10x its 0.34 % noise floor; the tiny models passed there; the masked-content check above, which has
+        # no such noise, came after that run). Checked where logits mean something: the embedded tiny models
+        # and real checkpoints.
+        assert_logits_close(what + ", first step's logits", both.logits[0], one.logits[0], lm.dtype,
+                            lm.noise_floor)
 
 
 def _first_generation(lm, enc):
