@@ -45,6 +45,12 @@ def configure(config: pytest.Config) -> None:
     except gpus.PinningError as exc:
         raise pytest.UsageError(str(exc)) from None
     device = _device(device_choice)
+    if device.type == "cpu":
+        from .xdist import cpu_threads
+
+        threads = cpu_threads(workerinput, os.cpu_count())
+        if threads:
+            torch.set_num_threads(threads)
     model_set = options.get(config, "models")
     try:
         paths = parse_model_paths(config.getoption("model_path"))

@@ -81,7 +81,8 @@ def force_reference_off_cuda(model: Any, kernels: Kernels) -> bool:
               if type(m).__module__ == kernels.module and type(m).__name__.endswith("Mixer")] or [model]
     for mixer in mixers:
         active: list[reference_path] = []
-        mixer.register_forward_pre_hook(lambda _m, _a, active=active: active.append(reference_path(kernels).__enter__()))
+        mixer.register_forward_pre_hook(
+            lambda _m, _a, active=active: active.append(reference_path(kernels).__enter__()))
         mixer.register_forward_hook(lambda _m, _a, _o, active=active: active.pop().__exit__(None, None, None),
                                     always_call=True)
     model._ssmbench_reference_off_cuda = True
