@@ -1,0 +1,278 @@
+"""Several devices side by side: each device's baseline (its points files) and devices with no measurement yet
+(projected from another device's byte counts and parameter counts onto their own roofline), in one self-contained
+HTML page -- plots embedded as PNG data, no network needed to view it.
+
+Per figure (time to first token, time per token, extra peak memory), model and backend: each device's figure
+against context, its roofline floor beside it (prefill: 2 x params x tokens at the bf16 peak; decode: weights and
+cache read once per token), and the ratio figure / floor. Two measured devices whose ratios differ by more than
+``disagree`` per cent are flagged: one of them runs further from its own hardware limit than the other, which a
+plain speed ratio between the devices would not show. A projected device (no measurement yet) shows its floors
+for the source device's bytes and parameters, and the source's memory figures (the same bytes), labelled
+projected everywhere they appear; its times are never invented from another device's.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import devices
+from .point import Point
+from .results import ResultStore
+
+FIGURES = {  # kind -> (title, unit, scale)
+    "prefill": ("time to first token", "ms", 1e3),
+    "decode": ("time per token (steady decode)", "ms", 1e3),
+    "memory": ("extra peak memory of the prefill", "GB", 1e-9),
+}
+POINT_KIND = {"prefill": "prefill", "decode": "decode", "memory": "prefill"}  # the points each figure reads
+
+
+@dataclass
+class Device:
+    label: str
+    profile: devices.DeviceProfile
+    source: str  # where its points came from
+    points: list[Point]
+    projected_from: "Device | None" = None
+
+    @property
+    def projected(self) -> bool:
+        return self.projected_from is not None
+
+
+class FleetError(ValueError):
+    pass
+
+
+def load_device(path: Path) -> Device:
+    """A baseline folder (its ``points-*.json``; where several measured one point, the file with the most
+    points wins) or one results file."""
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(path.glob("points-*.json"), key=lambda f: -f.stat().st_size)
+    if not files:
+        raise FleetError(f"{path}: no points files (points-*.json, written by --results-file)")
+    seen: dict[tuple, Point] = {}
+    device_name = None
+    for f in files:
+        store = ResultStore.read(f)
+        device_name = device_name or store.meta.get("device")
+        for p in store.points:
+            seen.setdefault(_key(p), p)
+    if not device_name:
+        raise FleetError(f"{path}: its points files do not say which device measured them (meta.device)")
+    profile = devices.profile_for(device_name)
+    return Device(f"{profile.name} (measured)", profile, str(path), list(seen.values()))
+
+
+def project(source: Device, key: str) -> Device:
+    profile = devices.by_key(key)
+    return Device(f"{profile.name} (projected from {source.profile.name})", profile, source.source, source.points,
+                  projected_from=source)
+
+
+def _key(p: Point) -> tuple:
+    return (p.model, p.kind, p.backend, p.context, p.batch)
+
+
+def _floor(p: Point, kind: str, profile: devices.DeviceProfile) -> float | None:
+    if kind == "prefill":
+        return devices.prefill_floor_s(p.params, p.batch * p.context, profile)
+    if kind == "decode":
+        return devices.decode_floor_s(devices.decode_read_bytes(p), 0, profile)
+    return None
+
+
+def _measured(p: Point, kind: str) -> float | None:
+    if not p.ok:
+        return None
+    if kind == "prefill":
+        return p.timing.ttft_s if p.kind == "prefill" else None
+    if kind == "decode":
+        return p.timing.decode_s_per_token if p.kind == "decode" else None
+    return p.memory.extra_peak_bytes
+
+
+@dataclass
+class Cell:
+    value: float | None
+    floor: float | None
+    projected: bool
+    status: str = "ok"
+
+    @property
+    def ratio(self) -> float | None:
+        return self.value / self.floor if self.value and self.floor else None
+
+
+def cell(device: Device, kind: str, key: tuple) -> Cell | None:
+    points = {_key(p): p for p in device.points}
+    p = points.get(key)
+    if p is None:
+        return None
+    if not p.ok:
+        return Cell(None, None, device.projected, p.status)
+    floor = _floor(p, kind, device.profile)
+    if not device.projected:
+        return Cell(_measured(p, kind), floor, False)
+    if kind == "memory":  # the same bytes on any device: the source's figure, labelled projected
+        source = cell(device.projected_from, kind, key)
+        return Cell(source.value if source else None, None, True)
+    # Times: only the floor. Scaling a measured time by the floors' ratio would scale its host-bound part with
+    # the GPU (eager decode runs 60-80x over its floor on the H200, launch-bound, not bandwidth-bound).
+    return Cell(None, floor, True)
+
+
+def rows(fleet: list[Device], kind: str) -> list[tuple[tuple, list[Cell | None]]]:
+    """Every (model, kind, backend, context, batch) some device measured, with each device's cell."""
+    keys = sorted({_key(p) for d in fleet for p in d.points if p.kind == POINT_KIND[kind] and p.batch == 1})
+    out = []
+    for key in keys:
+        cells = [cell(d, kind, key) for d in fleet]
+        if any(c is not None and c.value is not None for c in cells):
+            out.append((key, cells))
+    return out
+
+
+def disagreements(cells: list[Cell | None], percent: float) -> list[tuple[int, int, float]]:
+    """Pairs of measured devices whose figure / floor ratios differ by more than ``percent``: (i, j, per cent)."""
+    out = []
+    for i, a in enumerate(cells):
+        for j in range(i + 1, len(cells)):
+            b = cells[j]
+            if a and b and not a.projected and not b.projected and a.ratio and b.ratio:
+                diff = abs(a.ratio - b.ratio) / min(a.ratio, b.ratio) * 100
+                if diff > percent:
+                    out.append((i, j, diff))
+    return out
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _plot(fleet: list[Device], kind: str, model: str, backend: str, data) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    title, unit, scale = FIGURES[kind]
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, d in enumerate(fleet):
+        color = colors[i % len(colors)]
+        cells = [(key[3], c) for key, cs in data if key[0] == model and key[2] == backend for c in [cs[i]] if c]
+        shown = [(x, c.value * scale) for x, c in cells if c.value is not None]
+        floors = [(x, c.floor * scale) for x, c in cells if c.floor]
+        if shown:
+            ax.plot(*zip(*shown, strict=True), "--" if d.projected else "-", marker="x" if d.projected else "o",
+                    color=color, label=f"{d.profile.name}: {'projected (same bytes)' if d.projected else 'measured'}")
+        if floors:
+            ax.plot(*zip(*floors, strict=True), "--" if d.projected else ":", marker="x" if d.projected else None,
+                    color=color, label=f"{d.profile.name}: roofline floor{' (projected)' if d.projected else ''}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("context (tokens)")
+    ax.set_ylabel(f"{title} ({unit})")
+    ax.set_title(f"{model}, {backend}: {title}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    png = _png(fig)
+    plt.close(fig)
+    return png
+
+
+def _fmt(value: float | None, scale: float, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value * scale:.{digits}f}"
+
+
+def render(fleet: list[Device], disagree: float = 25.0) -> str:
+    """The page: devices, then per figure, model and backend a plot and a table."""
+    e = html.escape
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>ssmbench fleet</title><style>"
+        "body{font-family:sans-serif;margin:1.5em;max-width:1100px}table{border-collapse:collapse;margin:.5em 0 1.5em}"
+        "td,th{border:1px solid #bbb;padding:2px 6px;text-align:right;font-size:13px}th{background:#eee}"
+        ".projected{color:#666;font-style:italic}.flag{background:#fdd}img{max-width:100%}</style></head><body>",
+        "<h1>Devices side by side</h1>",
+        "<p>Measured figures are baselines recorded on the device. A <span class='projected'>projected</span> device "
+        "has no measurement yet: its roofline floors (its bandwidth and bf16 peak, with the measured device's bytes "
+        "and parameters) and, for memory, the measured device's figure (the same bytes) -- not measurements; a "
+        "real time lies above its floor by a factor the measured devices' 'x floor' columns suggest. A row is "
+        f"<span class='flag'>flagged</span> where two measured devices' figure / floor ratios differ by more than "
+        f"{disagree:g} %.</p><ul>",
+    ]
+    for d in fleet:
+        p = d.profile
+        parts.append(f"<li><b>{e(d.label)}</b>: {p.bandwidth_gbs or '?'} GB/s, "
+                     f"{p.bf16_tflops if p.bf16_tflops is not None else '?'} TFLOP/s bf16, {p.memory_gb or '?'} GB"
+                     f"{' unified' if p.integrated else ''}; points from <code>{e(d.source)}</code></li>")
+    parts.append("</ul>")
+    flagged = 0
+    for kind, (title, unit, scale) in FIGURES.items():
+        data = rows(fleet, kind)
+        if not data:
+            continue
+        parts.append(f"<h2>{e(title)}</h2>")
+        for model, backend in sorted({(k[0], k[2]) for k, _ in data}):
+            sub = [(k, c) for k, c in data if k[0] == model and k[2] == backend]
+            parts.append(f"<h3>{e(model)}, {e(backend)}</h3>")
+            parts.append(f"<img alt='{e(model)} {e(backend)} {e(title)}' "
+                         f"src='data:image/png;base64,{_plot(fleet, kind, model, backend, sub)}'>")
+            head = "".join(f"<th>{e(d.profile.name)}{' (projected)' if d.projected else ''} {unit}</th>"
+                           + ("<th>floor</th><th>x floor</th>" if kind != "memory" else "") for d in fleet)
+            parts.append(f"<table><tr><th>context</th>{head}<th>flag</th></tr>")
+            for key, cells in sub:
+                flags = disagreements(cells, disagree)
+                flagged += bool(flags)
+                tds = []
+                for c in cells:
+                    cls = " class='projected'" if c and c.projected else ""
+                    if c is None:
+                        tds.append("<td>-</td>" + ("<td></td><td></td>" if kind != "memory" else ""))
+                        continue
+                    shown = (c.status if c.status != "ok" else "projected: floor only" if c.projected
+                             else "n/a") if c.value is None else _fmt(c.value, scale)
+                    tds.append(f"<td{cls}>{e(shown)}</td>")
+                    if kind != "memory":
+                        tds.append(f"<td{cls}>{_fmt(c.floor, scale, 3)}</td><td{cls}>"
+                                   f"{'n/a' if c.ratio is None else f'{c.ratio:.1f}'}</td>")
+                note = "; ".join(f"{fleet[i].profile.name} vs {fleet[j].profile.name}: ratios {d:.0f} % apart"
+                                 for i, j, d in flags)
+                parts.append(f"<tr{' class=flag' if flags else ''}><td>{key[3]}</td>{''.join(tds)}"
+                             f"<td>{e(note)}</td></tr>")
+            parts.append("</table>")
+    parts.append(f"<p id='summary'>{flagged} row(s) flagged.</p>")
+    # For a headless browser's check: every plot decoded and laid out.
+    parts.append("<script>window.addEventListener('load',function(){var i=document.images,ok=i.length>0;"
+                 "for(var k=0;k<i.length;k++){ok=ok&&i[k].complete&&i[k].naturalWidth>0;}"
+                 "document.body.setAttribute('data-rendered',ok?'yes':'no');"
+                 "document.body.setAttribute('data-images',i.length);});</script></body></html>")
+    return "\n".join(parts)
+
+
+def build(paths: list[Path], project_keys: list[str] = ()) -> list[Device]:
+    """Measured devices from folders or files; a folder named after a known device profile with no points
+    (baselines/dgx-spark) and every ``project_keys`` entry: projected from the first measured device."""
+    fleet: list[Device] = []
+    pending: list[str] = list(project_keys)
+    keys = {p.key for p in devices.PROFILES}
+    for path in paths:
+        path = Path(path)
+        if path.is_dir() and not list(path.glob("points-*.json")) and path.name in keys:
+            pending.append(path.name)
+            continue
+        fleet.append(load_device(path))
+    if pending and not fleet:
+        raise FleetError(f"nothing measured to project {', '.join(pending)} from: give a baseline folder first")
+    for key in pending:
+        if key not in keys:
+            raise FleetError(f"unknown device {key!r}; known: {', '.join(sorted(keys))}")
+        fleet.append(project(fleet[0], key))
+    return fleet
