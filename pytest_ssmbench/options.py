@@ -113,7 +113,13 @@ OPTIONS: dict[str, tuple[tuple[str, ...], Callable[[str], Any] | None, Any, str 
     "contexts": (("--ssm-contexts", "--contexts"), int_list, None, "ssm_contexts", "N,...",
                  "context lengths of the sweep. Default: 512,1024,...,32768 on a GPU, 32,64,128 on a CPU"),
     "batch_sizes": (("--ssm-batch-sizes", "--batch-sizes"), int_list, None, "ssm_batch_sizes", "N,...",
-                    "throughput batch sizes. Default: 1,8,32 (GPU), 1,4 (CPU)"),
+                    "throughput batch sizes, ascending: a model and backend that run out of memory at one skip the "
+                    "larger ones (recorded). Default: 1,2,4,...,256 (GPU: the Mamba paper's sweep), 1,4 (CPU)"),
+    "throughput_prompts": (("--ssm-throughput-prompts",), int_list, None, "ssm_throughput_prompts", "N,...",
+                           "prompt lengths of the throughput sweep. Default: 2048,8192,32768 on a GPU (the Mamba "
+                           "paper's 2048, then long context at batch), the sweep's shortest context on a CPU"),
+    "throughput_new_tokens": (("--ssm-throughput-new-tokens",), at_least(2), None, None, "N",
+                              "tokens generated per throughput call. Default: 128 (GPU, the paper's), 8 (CPU)"),
     "decode_tokens": (("--ssm-decode-tokens", "--decode-tokens"), at_least(2), None, None, "N",
                       "new tokens per decode measurement. Default: 32 (GPU), 8 (CPU)"),
     "backends": (("--ssm-backends", "--backends"), backends, ["eager"], "ssm_backends", "NAME,...",

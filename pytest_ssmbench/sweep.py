@@ -38,7 +38,9 @@ def _make_bench_settings(config: pytest.Config) -> BenchSettings:
     s = settings(config)
     gpu = s.device.type == "cuda"
     contexts = options.get(config, "contexts") or options.int_list(GPU_CONTEXTS if gpu else CPU_CONTEXTS)
-    batches = options.get(config, "batch_sizes") or ([1, 8, 32] if gpu else [1, 4])
+    batches = sorted(options.get(config, "batch_sizes") or ([2 ** i for i in range(9)] if gpu else [1, 4]))
+    prompts = options.get(config, "throughput_prompts") or ([2048, 8192, 32768] if gpu else [min(contexts)])
+    throughput_new = options.get(config, "throughput_new_tokens") or (128 if gpu else 8)
     decode_tokens = options.get(config, "decode_tokens") or (32 if gpu else 8)
     name = torch.cuda.get_device_name(s.device) if gpu else "cpu"
     profile = devices.profile_for(name) if gpu else devices.DeviceProfile("cpu", "cpu", (), None, None, None)
@@ -57,7 +59,7 @@ def _make_bench_settings(config: pytest.Config) -> BenchSettings:
     return BenchSettings(contexts, batches, options.get(config, "backends"), decode_tokens,
                          None if rounds == "auto" else rounds, profile, mamba_impl, store, Nvml(s.device.index or 0),
                          options.get(config, "bench_target") / 100, options.get(config, "bench_max_time"), calibrate,
-                         tolerance / 100)
+                         tolerance / 100, prompts, throughput_new)
 
 
 def bench_settings(config: pytest.Config) -> BenchSettings:
@@ -73,6 +75,8 @@ def parametrize(metafunc: pytest.Metafunc) -> None:
     b = bench_settings(metafunc.config)
     if "context" in metafunc.fixturenames:
         metafunc.parametrize("context", b.contexts, ids=lambda c: f"ctx{c}")
+    if "prompt" in metafunc.fixturenames:
+        metafunc.parametrize("prompt", b.throughput_prompts, ids=lambda n: f"prompt{n}")
     if "batch" in metafunc.fixturenames:
         metafunc.parametrize("batch", b.batch_sizes, ids=lambda n: f"bs{n}")
     if "backend" in metafunc.fixturenames:
@@ -102,6 +106,15 @@ def order_items(items: list) -> None:
     items.sort(key=lambda item: order[id(item)])
 
 
+def skip_past_out_of_memory(b: BenchSettings, model: str, backend: str, prompt: int, batch: int) -> None:
+    """A throughput point larger than a batch that already ran out of memory (same model, backend and prompt)
+    is not attempted: it skips, saying where memory ran out."""
+    oom = b.throughput_oom.get((model, backend, prompt))
+    if oom is not None and batch > oom:
+        pytest.skip(f"{model} ({backend}, prompt {prompt}): out of memory at batch {oom} already (recorded); "
+                    f"batch {batch} is not attempted")
+
+
 def measure_point(benchmark, b: BenchSettings, lm, kind: str, ids: torch.Tensor, new_tokens: int,
                   backend: str = "eager") -> Point:
     """Measure one point through pytest-benchmark (``ssmbench.points.measure_point``), record it in
@@ -118,6 +131,9 @@ def measure_point(benchmark, b: BenchSettings, lm, kind: str, ids: torch.Tensor,
     except BackendUnavailable as exc:
         pytest.skip(str(exc))
     except PointOutOfMemory as exc:
+        if kind == "throughput":
+            key = (lm.name, backend, context)
+            b.throughput_oom[key] = min(batch, b.throughput_oom.get(key, batch))
         benchmark.extra_info.update(exc.point.flat())
         message = str(exc)
         del exc

@@ -377,6 +377,8 @@ def finish_point(point: Point, lm: LoadedModel, all_runs: Runs, rounds: int, ctx
     t.rounds, t.median_s = len(runs.intervals), runs.total_s
     t.ttft_s = runs.total_s if point.kind == "prefill" else runs.ttft_s
     t.decode_s_per_token, t.tokens_per_s = runs.per_token_s, batch * new / runs.total_s
+    if new > 1 and runs.total_s > t.ttft_s:
+        t.decode_tokens_per_s = batch * (new - 1) / (runs.total_s - t.ttft_s)
     t.round_values_s, t.rounds_spread, t.ci95 = per_round, relative_range(per_round), ci95(per_round)
     t.step_spread = relative_iqr(runs.steps)
     means = [statistics.mean(i[1:]) for i in runs.intervals if len(i) > 1]

@@ -20,7 +20,8 @@ class Timing:
     decode_s_per_token: float | None = None  # median step after the first token (the steady step)
     tpot_s: float | None = None  # mean step after the first token, (call - first token) / (tokens - 1): median
     #                              over rounds; above the steady step by what the first decode steps cost more
-    tokens_per_s: float | None = None
+    tokens_per_s: float | None = None  # batch x new tokens over the whole call
+    decode_tokens_per_s: float | None = None  # batch x (new tokens - 1) over the call after the first token
     rounds: int | None = None
     round_values_s: list[float] = field(default_factory=list)  # each round's headline figure
     rounds_spread: float | None = None  # (max - min) / median of round_values_s

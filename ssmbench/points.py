@@ -6,7 +6,7 @@ cannot run the backend) and ``PointOutOfMemory`` (recorded in the store before i
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -52,6 +52,10 @@ class BenchSettings:
     max_time_s: float = 60.0
     calibrate_contexts: tuple[int, ...] = ()  # empty: no calibration
     calibrate_tolerance: float = 0.05
+    throughput_prompts: list[int] = field(default_factory=lambda: [32])
+    throughput_new_tokens: int = 8
+    # (model, backend, prompt) -> the batch size that ran out of memory: larger batches are not attempted
+    throughput_oom: dict[tuple[str, str, int], int] = field(default_factory=dict)
 
 
 class BackendUnavailable(Exception):

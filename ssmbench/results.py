@@ -126,21 +126,56 @@ def series(store: ResultStore, model: str, kind: str, metric: str,
     return [p.context for p in pts], [p.figure(metric) for p in pts]
 
 
-def crossover(ctx_a: list[int], a: list[float], ctx_b: list[int], b: list[float]) -> str:
-    """Where ``a`` (Mamba) becomes lower than ``b`` (the Transformer) and stays lower, over the contexts both
-    measured (a context where either ran out of memory is not a comparison: the caller says so apart)."""
+def crossover(ctx_a: list[int], a: list[float], ctx_b: list[int], b: list[float], axis: str = "context") -> str:
+    """Where ``a`` (Mamba) becomes lower than ``b`` (the Transformer) and stays lower, over the contexts (or,
+    ``axis="batch"``, batch sizes) both measured (one where either ran out of memory is not a comparison: the
+    caller says so apart)."""
     values_b = dict(zip(ctx_b, b, strict=True))
     common = sorted(set(ctx_a) & set(values_b))
     if not common:
-        return "not measured in this run" if not ctx_a or not values_b else "no context measured for both"
+        return "not measured in this run" if not ctx_a or not values_b else f"no {axis} measured for both"
     wins = [a[ctx_a.index(c)] < values_b[c] for c in common]
     span = f"{common[0]}-{common[-1]}"
     if all(wins):
         return f"everywhere in {span}"
     if not wins[-1]:
-        return f"nowhere in {span}" if not any(wins) else f"not at the longest context, {common[-1]} (range {span})"
+        longest = "at the longest context" if axis == "context" else "at the largest batch"
+        return f"nowhere in {span}" if not any(wins) else f"not {longest}, {common[-1]} (range {span})"
     first = max(i for i, w in enumerate(wins) if not w) + 1
-    return f"from {common[first]} tokens (range {span})"
+    return f"from {common[first]} tokens (range {span})" if axis == "context" else \
+        f"from batch {common[first]} (range {span})"
+
+
+def throughput_by_batch(store: ResultStore, model: str, prompt: int, backend: str | None) -> dict[int, tuple]:
+    """Batch -> (tokens/s end to end, backend) at one prompt length: one backend's, or (None) the best of the
+    backends measured there."""
+    best: dict[int, tuple] = {}
+    for p in store.select(model=model, kind="throughput", status="ok", context=prompt):
+        if (backend is None or p.backend == backend) and p.timing.tokens_per_s is not None:
+            if p.batch not in best or p.timing.tokens_per_s > best[p.batch][0]:
+                best[p.batch] = (p.timing.tokens_per_s, p.backend)
+    return best
+
+
+def throughput_verdict(store: ResultStore, ssm: str, attn: str, prompt: int, backend: str | None) -> str:
+    """From which batch ``ssm`` generates more tokens per second than ``attn``, the ratio at the largest batch
+    both ran, and where either ran out of memory (never read as the other winning)."""
+    a, b = throughput_by_batch(store, ssm, prompt, backend), throughput_by_batch(store, attn, prompt, backend)
+    batches_a, batches_b = sorted(a), sorted(b)
+    text = crossover(batches_a, [-a[n][0] for n in batches_a], batches_b, [-b[n][0] for n in batches_b], "batch")
+    common = sorted(set(a) & set(b))
+    if common:
+        n = common[-1]
+        text += f"; {a[n][0] / b[n][0]:.2f}x at batch {n}, the largest both ran"
+    for model, ran in ((ssm, a), (attn, b)):
+        oom = sorted(p.batch for p in store.select(model=model, kind="throughput", status="oom", context=prompt)
+                     if backend is None or p.backend == backend)
+        if oom:
+            text += f"; {model} out of memory from batch {oom[0]}" + (f" (ran up to {max(ran)})" if ran else "")
+    if backend is None and a and b:
+        text += (f" [best: {ssm} {'/'.join(sorted({v[1] for v in a.values()}))}, "
+                 f"{attn} {'/'.join(sorted({v[1] for v in b.values()}))}]")
+    return text
 
 
 # metric name -> (kind of point, field, verb for "Mamba is ... than the Transformer", per backend?)
@@ -210,6 +245,13 @@ def crossovers(store: ResultStore) -> dict[str, dict[str, str]]:
                 found[f"{verb} ({name}, best vs best)"] = (
                     crossover(ca, va, cb, vb) + _oom_note(store, [ssm, attn], kind, None)
                     + f" [best: {ssm} {'/'.join(sorted(wa)) or '-'}, {attn} {'/'.join(sorted(wb)) or '-'}]")
+        throughput = [p for p in store.select(kind="throughput") if p.model in (ssm, attn)]
+        for prompt in sorted({p.context for p in throughput}):
+            backends = sorted({p.backend for p in throughput if p.context == prompt}, key=lambda b: (b != "eager", b))
+            for backend in backends + ([None] if len(backends) > 1 else []):
+                label = backend or "best vs best"
+                found[f"higher throughput ({label}, prompt {prompt}, by batch)"] = throughput_verdict(
+                    store, ssm, attn, prompt, backend)
         out[f"{ssm} vs {attn}"] = found
     return out
 
@@ -292,10 +334,32 @@ def _model_lines(store: ResultStore, model: str) -> list[str]:
                      f"{_fmt(d.memory.extra_peak_bytes, 'GB')} GB, first call {t.first_call_s:.1f} s (compilation "
                      f"~{'n/a' if t.compile_s is None else format(t.compile_s, '.1f')} s)" + _settled(t)
                      + (f" [{d.decode_path}]" if d.decode_path else ""))
-    for t in store.select(model=model, kind="throughput", status="ok"):
-        lines.append(f"  throughput batch {t.batch:3d} @ {t.context}: {t.timing.tokens_per_s:.1f} tok/s")
-    for t in store.select(model=model, kind="throughput", status="oom"):
-        lines.append(f"  throughput batch {t.batch:3d} @ {t.context}: out of memory")
+    lines += throughput_lines(store, model)
+    return lines
+
+
+def throughput_lines(store: ResultStore, model: str) -> list[str]:
+    """Per backend and prompt length: a row per batch size (tokens/s end to end and of the decode alone, the
+    batch's time to first token, extra peak memory, the cache), and the largest batch that fit."""
+    points = store.select(model=model, kind="throughput")
+    lines = []
+    for backend, prompt in sorted({(p.backend, p.context) for p in points}, key=lambda k: (k[1], k[0])):
+        rows = sorted((p for p in points if p.backend == backend and p.context == prompt), key=lambda p: p.batch)
+        new = rows[0].new_tokens
+        ok = [p.batch for p in rows if p.ok]
+        oom = [p.batch for p in rows if p.status == "oom"]
+        fits = (f"largest batch that fits: {max(ok) if ok else 'none'}"
+                + (f" (out of memory at {min(oom)})" if oom else f" (no out of memory up to {max(ok)})" if ok else ""))
+        lines.append(f"  throughput, {backend}, prompt {prompt}, {new} new tokens: {fits}")
+        lines.append("    batch | tok/s | decode tok/s | TTFT ms | extra peak GB | cache MB")
+        for p in rows:
+            if not p.ok:
+                lines.append(f"    {p.batch:5d} | {p.status}")
+                continue
+            t, m = p.timing, p.memory
+            decode = "n/a" if t.decode_tokens_per_s is None else f"{t.decode_tokens_per_s:.1f}"
+            lines.append(f"    {p.batch:5d} | {t.tokens_per_s:.1f} | {decode} | {_fmt(t.ttft_s, 'ms')} | "
+                         f"{_fmt(m.extra_peak_bytes, 'GB')} | {_fmt(m.cache_bytes, 'MB')}")
     return lines
 
 
@@ -418,13 +482,34 @@ def write_report(store: ResultStore, folder: Path) -> list[Path]:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
+    images = [name for *_, name in plots]
+    throughput = store.select(kind="throughput", status="ok")
+    for prompt in sorted({p.context for p in throughput}):
+        # Tokens per second against batch, a line per model and backend (the Mamba paper's Figure 8).
+        fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        for model in store.models():
+            for backend in sorted({p.backend for p in throughput if p.model == model and p.context == prompt}):
+                pts = sorted((p for p in throughput if p.model == model and p.context == prompt
+                              and p.backend == backend), key=lambda p: p.batch)
+                ax.loglog([p.batch for p in pts], [p.timing.tokens_per_s for p in pts], marker="o",
+                          label=f"{model}, {backend}", base=2)
+        ax.set_xlabel("batch size")
+        ax.set_ylabel(f"tokens/s (prompt {prompt}, {throughput[0].new_tokens} new tokens)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        name = f"throughput-{prompt}.png"
+        fig.savefig(folder / name, dpi=110)
+        plt.close(fig)
+        written.append(folder / name)
+        images.append(name)
     md = ["# Scaling report", "", "```", *summary_lines(store), "```", ""]
     md += ["| model | metric | log-log slope |", "| --- | --- | --- |"]
     for model in store.models():
         for kind, metric, label, _ in plots:
             slope = loglog_slope(*series(store, model, kind, metric))
             md.append(f"| {model} | {label} | {'n/a' if slope is None else f'{slope:.2f}'} |")
-    md += ["", *[f"![{name}]({name})" for *_, name in plots], ""]
+    md += ["", *[f"![{name}]({name})" for name in images], ""]
     meta = store.meta
     if meta:
         md += ["## Run", "", *[f"- {k}: {v}" for k, v in meta.items()], ""]

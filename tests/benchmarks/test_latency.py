@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_ssmbench.sweep import measure_point
+from pytest_ssmbench.sweep import measure_point, skip_past_out_of_memory
 from ssmbench.bench import prompt_ids
 from ssmbench.inputs import QUICKSTART_PROMPT
 from ssmbench.point import Point
@@ -58,8 +58,15 @@ def test_latency_decode(lm, benchmark, bench, context, backend):
     check(point, bench.decode_tokens)
 
 
-def test_throughput(lm, benchmark, bench, batch):
-    """Generated tokens per second for ``batch`` prompts of the smallest sweep context."""
-    point = measure_point(benchmark, bench, lm, "throughput", prompt_ids(lm, min(bench.contexts), batch),
-                          bench.decode_tokens)
-    check(point, bench.decode_tokens)
+def test_throughput(lm, benchmark, bench, prompt, batch, backend):
+    """Generation throughput, the Mamba paper's experiment (its Figure 8: prompt 2048, 128 new tokens, batch
+    1 ... 128): ``batch`` prompts of ``prompt`` tokens, greedy, through each backend -- tokens per second end to
+    end and of the decode alone, the batch's time to first token, extra peak memory, the cache's bytes. Batch
+    sizes go up until the first out of memory (recorded); larger ones skip, and the sweep goes on."""
+    skip_past_out_of_memory(bench, lm.name, backend, prompt, batch)
+    new = bench.throughput_new_tokens
+    point = measure_point(benchmark, bench, lm, "throughput", prompt_ids(lm, prompt, batch), new, backend)
+    check(point, new)
+    t = point.timing
+    assert t.decode_tokens_per_s and t.decode_tokens_per_s * (t.median_s - t.ttft_s) == pytest.approx(
+        batch * (new - 1)), f"{lm.name}: decode tokens/s is not {batch} x {new - 1} tokens over the decode's time"

@@ -146,6 +146,42 @@ def test_out_of_memory_point_is_recorded_and_the_sweep_goes_on(tiny_phi, tmp_pat
 
 
 @pytest.mark.quick
+def test_throughput_stops_at_the_first_batch_out_of_memory_and_says_so(tiny_phi, tmp_path, monkeypatch):
+    """Batch 1 fits, batch 4 runs out of memory (recorded), batch 16 is not attempted; the summary gives the
+    largest batch that fit, and a prompt that never ran out of memory goes on to the largest batch."""
+    from pytest_ssmbench.sweep import skip_past_out_of_memory
+
+    bench = _bench(tmp_path)
+    real_generate = tiny_phi.model.generate
+    calls = []
+
+    def generate(input_ids, **kwargs):
+        calls.append(tuple(input_ids.shape))
+        if input_ids.shape[0] >= 4 and input_ids.shape[1] == 16:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 56.00 GiB")
+        return real_generate(input_ids=input_ids, **kwargs)
+
+    monkeypatch.setattr(tiny_phi.model, "generate", generate)
+    outcomes = {}
+    for prompt in (16, 8):
+        for batch in (1, 4, 16):
+            try:
+                skip_past_out_of_memory(bench, tiny_phi.name, "eager", prompt, batch)
+                measure_point(FakeBenchmark(), bench, tiny_phi, "throughput", torch.randint(3, 500, (batch, prompt)), 3)
+                outcomes[prompt, batch] = "ok"
+            except pytest.skip.Exception as skip:
+                outcomes[prompt, batch] = str(skip)
+    assert outcomes[16, 1] == "ok" and "out of memory at throughput" in outcomes[16, 4]
+    assert outcomes[16, 16] == ("tiny-phi (eager, prompt 16): out of memory at batch 4 already (recorded); batch 16 "
+                                "is not attempted")
+    assert (16, 16) not in calls and (16, 8) in calls and all(outcomes[8, n] == "ok" for n in (1, 4, 16))
+    lines = results.summary_lines(bench.store)
+    assert any("prompt 16, 3 new tokens: largest batch that fits: 1 (out of memory at 4)" in line for line in lines)
+    assert any("prompt 8, 3 new tokens: largest batch that fits: 16 (no out of memory up to 16)" in line
+               for line in lines)
+
+
+@pytest.mark.quick
 def test_interrupted_sweep_keeps_the_points_measured_before(tiny_phi, tmp_path, monkeypatch):
     bench = _bench(tmp_path)
     measure_point(FakeBenchmark(), bench, tiny_phi, "prefill", torch.randint(3, 500, (1, 8)), 1)

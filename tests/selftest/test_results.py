@@ -180,3 +180,30 @@ def test_a_file_another_run_took_is_not_overwritten(tmp_path):
     assert first.moved_to == tmp_path / "points.aaa.json"
     assert [p.context for p in results.ResultStore.read(path).points] == [2]
     assert [p.context for p in results.ResultStore.read(first.moved_to).points] == [1, 3]
+
+
+def _tp(model, family, batch, backend="eager", tokens_per_s=None, status="ok", prompt=2048):
+    p = _pt(model, family, "throughput", prompt, backend, status, tokens_per_s=tokens_per_s)
+    p.batch = batch
+    return p
+
+
+def test_throughput_verdict_by_batch_with_the_transformer_out_of_memory():
+    """The Mamba paper's claim, as the summary states it: from which batch Mamba generates more tokens per
+    second, how much more at the largest batch both ran, and where each ran out of memory -- never the
+    Transformer's out of memory read as Mamba winning there."""
+    store = _store(
+        [_tp("m", "ssm", n, tokens_per_s=v) for n, v in ((1, 15), (8, 160), (32, 550), (128, 1900))]
+        + [_tp("m", "ssm", 256, status="oom")]
+        + [_tp("t", "attention", n, tokens_per_s=v) for n, v in ((1, 38), (8, 320), (32, 275))]
+        + [_tp("t", "attention", 128, status="oom")]
+        + [_tp("m", "ssm", n, "graphed", v) for n, v in ((1, 250), (8, 1500), (32, 2900))]
+        + [_tp("t", "attention", n, "compiled", v) for n, v in ((1, 200), (8, 1400), (32, 1000))])
+    found = results.crossovers(store)["m vs t"]
+    assert found["higher throughput (eager, prompt 2048, by batch)"] == (
+        "from batch 32 (range 1-32); 2.00x at batch 32, the largest both ran; m out of memory from batch 256 "
+        "(ran up to 128); t out of memory from batch 128 (ran up to 32)")
+    assert found["higher throughput (compiled, prompt 2048, by batch)"] == "not measured in this run"
+    assert found["higher throughput (best vs best, prompt 2048, by batch)"] == (
+        "everywhere in 1-32; 2.90x at batch 32, the largest both ran; m out of memory from batch 256 (ran up to "
+        "128); t out of memory from batch 128 (ran up to 32) [best: m eager/graphed, t compiled]")

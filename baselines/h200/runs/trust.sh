@@ -11,7 +11,9 @@
 #           every SSM architecture with kernels), into $OUT/quick.
 #   start:  detached with setsid into /tmp/sweep (one call cannot hold it: 10 minutes a command), one after the
 #           other: the full sweep (the reference pair, --ssm-archs mamba,phi; 512 ... 131072,
-#           eager/compiled/graphed, --calibrate); two points plainly in fresh processes (scripts/plain_point.py:
+#           eager/compiled/graphed, --calibrate; throughput as in earlier baselines: eager, prompt 512, batch
+#           1/8/32, 32 new tokens -- the paper's throughput sweep is a run of its own); two points plainly in fresh
+#           processes (scripts/plain_point.py:
 #           phi-2 compiled decode at 512, Mamba's prefill at 131072); with ARCHS=1, the other architectures
 #           (mamba2, falcon_mamba, qwen2, bamba; eager, 512 ... 32768, calibrated at 512) into /tmp/sweep/archs;
 #           with QUICK=1, before that, the quick tier with the kernels (three --archs groups side by side) into
@@ -73,6 +75,8 @@ cd /tmp/work && export PYTHONPATH=/tmp/kernels PYTHONUNBUFFERED=1
 start=\$(date +%s)
 $PYT -m benchmark --models synthetic --ssm-archs mamba,phi --backends eager,compiled,graphed --contexts $CONTEXTS \\
   --calibrate --calibrate-contexts 512,131072 \\
+  --ssm-throughput-prompts 512 --ssm-batch-sizes 1,8,32 --ssm-throughput-new-tokens 32 \\
+  -k "not (test_throughput and (compiled or graphed))" \\
   --benchmark-storage=file:///tmp/sweep/baselines --benchmark-save=synthetic-bf16 \\
   --benchmark-columns=min,median,max,rounds --scaling-report /tmp/sweep/report \\
   --results-file /tmp/sweep/points.json > /tmp/sweep/bench.log 2>&1
@@ -88,7 +92,8 @@ if [ "${QUICK:-0}" = 1 ]; then
   mkdir -p /tmp/sweep/quick; start=\$(date +%s)
   python3 -c "import torch, transformers, mamba_ssm, causal_conv1d as c; print(torch.__version__, transformers.__version__, mamba_ssm.__version__, c.__version__)" > /tmp/sweep/quick/versions.txt 2>&1
   for g in mamba,phi mamba2,falcon_mamba qwen2,bamba; do
-    timeout -s INT ${QUICK_S:-480} $PYT -m quick --archs \$g --durations=15 > /tmp/sweep/quick/\${g//,/-}.log 2>&1 &
+    timeout -s INT ${QUICK_S:-480} $PYT -m quick --archs \$g --durations=15 -o faulthandler_timeout=150 \\
+      > /tmp/sweep/quick/\${g//,/-}.log 2>&1 &
   done
   wait; echo \$(( \$(date +%s) - start )) > /tmp/sweep/quick/wall_s
 fi
