@@ -19,6 +19,8 @@
 #           with QUICK=1, before that, the quick tier with the kernels (three --archs groups side by side) into
 #           /tmp/sweep/quick.
 #           Waits up to WAIT seconds.
+#           SWEEP=throughput: instead, issue #13's throughput runs (the paper's prompt 2048 / 128 new tokens, batch
+#           1 ... 256, every backend; then prompts 8192 and 32768 at batch 1/4/16/64).
 #   finish: waits up to WAIT seconds more for all of it (same warm machine).
 # Every phase packs what exists so far into $OUT/sweep.tar.gz, every minute while waiting, so a call that times
 # out loses nothing measured.
@@ -70,6 +72,28 @@ elif [ "$phase" = start ]; then
   rm -rf /tmp/work && cp -a "$PWD" /tmp/work
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > /tmp/sweep/gpu.csv
   git rev-parse HEAD > /tmp/sweep/commit 2>/dev/null || true
+  if [ "${SWEEP:-trust}" = throughput ]; then
+    # Issue #13: the Mamba paper's throughput experiment (prompt 2048, 128 new tokens, batch 1 ... 256 until out of
+    # memory) for every backend, then long context at batch (8192 and 32768, batch 1/4/16/64), into /tmp/sweep.
+    cat > /tmp/sweep/run.sh <<EOS
+cd /tmp/work && export PYTHONPATH=/tmp/kernels PYTHONUNBUFFERED=1
+start=\$(date +%s)
+$PYT -m benchmark --models synthetic --ssm-archs mamba,phi --backends eager,compiled,graphed -k test_throughput \\
+  --ssm-throughput-prompts 2048 --ssm-batch-sizes 1,2,4,8,16,32,64,128,256 --ssm-throughput-new-tokens 128 \\
+  --benchmark-storage=file:///tmp/sweep/baselines --benchmark-save=throughput-bf16 \\
+  --benchmark-columns=min,median,max,rounds --scaling-report /tmp/sweep/report \\
+  --results-file /tmp/sweep/points.json > /tmp/sweep/bench.log 2>&1
+echo \$? > /tmp/sweep/exit; echo \$(( \$(date +%s) - start )) > /tmp/sweep/wall_s
+mkdir -p /tmp/sweep/long; start=\$(date +%s)
+$PYT -m benchmark --models synthetic --ssm-archs mamba,phi --backends eager,compiled,graphed -k test_throughput \\
+  --ssm-throughput-prompts 8192,32768 --ssm-batch-sizes 1,4,16,64 --ssm-throughput-new-tokens 128 \\
+  --benchmark-storage=file:///tmp/sweep/long/baselines --benchmark-save=throughput-long-bf16 \\
+  --benchmark-columns=min,median,max,rounds --scaling-report /tmp/sweep/long/report \\
+  --results-file /tmp/sweep/long/points.json > /tmp/sweep/long/bench.log 2>&1
+echo \$? > /tmp/sweep/long/exit; echo \$(( \$(date +%s) - start )) > /tmp/sweep/long/wall_s
+touch /tmp/sweep/all-done
+EOS
+  else
   cat > /tmp/sweep/run.sh <<EOS
 cd /tmp/work && export PYTHONPATH=/tmp/kernels PYTHONUNBUFFERED=1
 start=\$(date +%s)
@@ -108,6 +132,8 @@ if [ "${ARCHS:-0}" = 1 ]; then
 fi
 touch /tmp/sweep/all-done
 EOS
+
+  fi
   setsid nohup bash /tmp/sweep/run.sh > /tmp/sweep/run.log 2>&1 < /dev/null &
   wait_for /tmp/sweep/all-done "${WAIT:-540}"; tail -5 /tmp/sweep/bench.log
 elif [ "$phase" = finish ]; then
