@@ -107,6 +107,26 @@ def rope_settings(config) -> tuple[float, float]:
     return float(theta), float(partial)
 
 
+def llama3_scaled(inv_freq: torch.Tensor, config) -> torch.Tensor:
+    """Llama 3's rotary frequency scaling (rope_type "llama3"), where the config asks for it: wavelengths longer
+    than the original context / low_freq_factor divided by ``factor``, shorter than original / high_freq_factor
+    kept, those between interpolated smoothly. Any other scaling type is not modelled here: an error, not a
+    silently different reference."""
+    scaling = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    kind = scaling.get("rope_type", scaling.get("type", "default"))
+    if kind == "default":
+        return inv_freq
+    if kind != "llama3":
+        raise NotImplementedError(f"the float64 attention reference does not model rope_type {kind!r}")
+    factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+    original = scaling["original_max_position_embeddings"]
+    wavelen = 2 * math.pi / inv_freq
+    scaled = torch.where(wavelen > original / low, inv_freq / factor, inv_freq)
+    smooth = (original / wavelen - low) / (high - low)
+    medium = (wavelen >= original / high) & (wavelen <= original / low)
+    return torch.where(medium, (1 - smooth) * scaled / factor + smooth * scaled, scaled)
+
+
 def attention(attn: torch.nn.Module, hidden: torch.Tensor, config, out_proj: str) -> torch.Tensor:
     """Output of a rotary causal self-attention block for ``hidden`` [batch, length, hidden] at positions
     0..L-1: multi-head or grouped-query (query head h reads key/value head h // (heads / kv_heads)), rotary on
@@ -123,7 +143,8 @@ def attention(attn: torch.nn.Module, hidden: torch.Tensor, config, out_proj: str
         return t.view(batch, length, -1, head_dim).transpose(1, 2)  # [B, heads, L, D]
 
     q, k, v = split(_linear(x, attn.q_proj)), split(_linear(x, attn.k_proj)), split(_linear(x, attn.v_proj))
-    inv_freq = 1.0 / theta ** (torch.arange(0, rot, 2, dtype=torch.float64, device=x.device) / rot)
+    inv_freq = llama3_scaled(1.0 / theta ** (torch.arange(0, rot, 2, dtype=torch.float64, device=x.device) / rot),
+                             config)
     angles = torch.arange(length, dtype=torch.float64, device=x.device)[:, None] * inv_freq[None, :]
     cos, sin = angles.cos().repeat(1, 2), angles.sin().repeat(1, 2)  # [L, rot], GPT-NeoX half layout
 

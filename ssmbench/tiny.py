@@ -94,6 +94,9 @@ def make_portable(folder: Path) -> None:
     for key in ("rope_theta", "partial_rotary_factor"):
         if key in rope:
             data.setdefault(key, rope[key])
+    if rope.get("rope_type", "default") != "default":  # 4.x reads a scaling (Llama 3's) from rope_scaling
+        data.setdefault("rope_scaling", {k: v for k, v in rope.items() if k not in ("rope_theta",
+                                                                                 "partial_rotary_factor")})
     cfg.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 

@@ -3,10 +3,10 @@ and its tiny checkpoint (``python scripts/make_tiny_checkpoints.py --only KEY``)
 
 from __future__ import annotations
 
-from . import bamba, falcon_mamba, mamba, mamba2, phi, qwen2
+from . import bamba, falcon_mamba, llama, mamba, mamba2, phi, qwen2
 from .base import FAMILIES, TINY_DIR, Arch, Kernels
 
-MODULES = (mamba, phi, mamba2, falcon_mamba, qwen2, bamba)  # the reference pair first
+MODULES = (mamba, phi, mamba2, falcon_mamba, qwen2, bamba, llama)  # the reference pair first
 ARCHS: dict[str, Arch] = {m.ARCH.key: m.ARCH for m in MODULES}
 
 __all__ = ["ARCHS", "FAMILIES", "TINY_DIR", "Arch", "Kernels"]

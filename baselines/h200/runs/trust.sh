@@ -115,7 +115,7 @@ if [ "${QUICK:-0}" = 1 ]; then
   # one worker per GPU; the tier asserts no timings, and its full-size models fit together: 6-18 GB each).
   mkdir -p /tmp/sweep/quick; start=\$(date +%s)
   python3 -c "import torch, transformers, mamba_ssm, causal_conv1d as c; print(torch.__version__, transformers.__version__, mamba_ssm.__version__, c.__version__)" > /tmp/sweep/quick/versions.txt 2>&1
-  for g in mamba,phi mamba2,falcon_mamba qwen2,bamba; do
+  for g in mamba,phi mamba2,falcon_mamba qwen2,llama bamba; do
     timeout -s INT ${QUICK_S:-480} $PYT -m quick --archs \$g --durations=15 -o faulthandler_timeout=150 \\
       > /tmp/sweep/quick/\${g//,/-}.log 2>&1 &
   done
