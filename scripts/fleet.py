@@ -28,9 +28,9 @@ if __name__ == "__main__":
     args = parser.parse_args()
     try:
         fleet = build(args.paths, args.project)
+        page = render(fleet, args.disagree)
     except (FleetError, OSError) as exc:
         parser.error(str(exc))
-    page = render(fleet, args.disagree)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.output.with_suffix(".tmp")
     tmp.write_text(page)

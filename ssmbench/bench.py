@@ -194,15 +194,16 @@ def decode_path(lm: LoadedModel, backend: str) -> str:
 
 
 def generate_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Runs,
-                  backend: str = "eager", nvml: Nvml | None = None) -> Callable[[], None]:
+                  backend: str = "eager", nvml: Nvml | None = None, energy: bool = True) -> Callable[[], None]:
     """A callable for pytest-benchmark: one greedy decode of exactly ``new_tokens`` tokens, through
-    generate() or, for the suite's CUDA graph, through ``graphs.GraphedMambaDecoder``."""
+    generate() or, for the suite's CUDA graph, through ``graphs.GraphedMambaDecoder``. ``energy=False``: no
+    NVML reading (throughput: its end-to-end time would hold the one at the first token)."""
     if decode_path(lm, backend) == SUITE_GRAPH:
-        return _graphed_call(lm, ids, new_tokens, runs, nvml)
+        return _graphed_call(lm, ids, new_tokens, runs, nvml, energy)
     extra = BACKEND_KWARGS[backend]
 
     def call() -> None:
-        clock = StepClock(lm.device, nvml, new_tokens)
+        clock = StepClock(lm.device, nvml, new_tokens, energy)
         with torch.no_grad():
             clock.start()
             out = lm.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, logits_processor=[clock],
@@ -316,11 +317,11 @@ def settle_graphs(call: Callable[[], None], setup: Callable[[], None], clears: W
 
 
 def _graphed_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Runs,
-                  nvml: Nvml | None = None) -> Callable[[], None]:
+                  nvml: Nvml | None = None, energy: bool = True) -> Callable[[], None]:
     decoder = graphed_decoder(lm)
 
     def call() -> None:
-        clock = StepClock(lm.device, nvml, new_tokens)
+        clock = StepClock(lm.device, nvml, new_tokens, energy)
         clock.start()
         tokens = decoder.generate(ids, new_tokens, on_token=lambda: clock(None, None))
         synchronize(lm.device)
@@ -414,6 +415,9 @@ def finish_point(point: Point, lm: LoadedModel, all_runs: Runs, rounds: int, ctx
     r.mfu = devices.mfu(point.params, batch * context, t.ttft_s, profile)
     windows = [w for w in runs.energy if w is not None]
     e, calls = point.energy, len(windows)
+    if point.kind == "throughput":
+        e.energy_note = e.prefill_energy_note = "not read for throughput points (no reading inside their calls)"
+        return point
     if new > 1:
         e.joules_per_token, e.energy_window_s, e.energy_note = energy_per_unit(
             [(w.decode_j, w.decode_s) for w in windows], batch * (new - 1) * calls)

@@ -48,29 +48,47 @@ class FleetError(ValueError):
     pass
 
 
-def load_device(path: Path) -> Device:
-    """A baseline folder (its ``points-*.json``; where several measured one point, the file with the most
-    points wins) or one results file."""
-    path = Path(path)
-    files = [path] if path.is_file() else sorted(path.glob("points-*.json"), key=lambda f: -f.stat().st_size)
+def points_files(path: Path) -> list[Path]:
+    """A results file, or the results files of a folder (``*points*.json``: a baseline's points-*.json, a run's
+    points.json, the default .benchmarks/ssmbench-points.json), largest first."""
+    if not path.exists():
+        raise FleetError(f"{path}: does not exist")
+    if path.is_file():
+        return [path]
+    files = sorted(path.glob("*points*.json"), key=lambda f: -f.stat().st_size)
     if not files:
-        raise FleetError(f"{path}: no points files (points-*.json, written by --results-file)")
+        raise FleetError(f"{path}: no points files (*points*.json, written by --ssm-results-file)")
+    return files
+
+
+def load_device(path: Path) -> Device:
+    """A baseline folder (its points files; where several measured one point, the largest file's wins) or one
+    results file. Files of different devices in one folder are refused: their points would be shown as one
+    device's."""
+    path = Path(path)
     seen: dict[tuple, Point] = {}
-    device_name = None
-    for f in files:
-        store = ResultStore.read(f)
-        device_name = device_name or store.meta.get("device")
+    names: dict[str, str] = {}
+    for f in points_files(path):
+        try:
+            store = ResultStore.read(f)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise FleetError(f"{f}: not a results file ({type(exc).__name__}: {exc})") from None
+        names[f.name] = store.meta.get("device") or "?"
         for p in store.points:
             seen.setdefault(_key(p), p)
-    if not device_name:
+    if len(set(names.values())) > 1:
+        raise FleetError(f"{path}: points of several devices ({', '.join(f'{d} in {n}' for n, d in names.items())}): "
+                         "give their files one by one")
+    device_name = next(iter(names.values()))
+    if device_name == "?":
         raise FleetError(f"{path}: its points files do not say which device measured them (meta.device)")
     profile = devices.profile_for(device_name)
-    return Device(f"{profile.name} (measured)", profile, str(path), list(seen.values()))
+    return Device(f"{profile.name} (measured, {path})", profile, str(path), list(seen.values()))
 
 
 def project(source: Device, key: str) -> Device:
     profile = devices.by_key(key)
-    return Device(f"{profile.name} (projected from {source.profile.name})", profile, source.source, source.points,
+    return Device(f"{profile.name} (projected from {source.label})", profile, source.source, source.points,
                   projected_from=source)
 
 
@@ -157,6 +175,7 @@ def _png(fig) -> str:
 
 
 def _plot(fleet: list[Device], kind: str, model: str, backend: str, data) -> str:
+    short = names(fleet)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -172,10 +191,10 @@ def _plot(fleet: list[Device], kind: str, model: str, backend: str, data) -> str
         floors = [(x, c.floor * scale) for x, c in cells if c.floor]
         if shown:
             ax.plot(*zip(*shown, strict=True), "--" if d.projected else "-", marker="x" if d.projected else "o",
-                    color=color, label=f"{d.profile.name}: {'projected (same bytes)' if d.projected else 'measured'}")
+                    color=color, label=f"{short[i]}: {'projected (same bytes)' if d.projected else 'measured'}")
         if floors:
             ax.plot(*zip(*floors, strict=True), "--" if d.projected else ":", marker="x" if d.projected else None,
-                    color=color, label=f"{d.profile.name}: roofline floor{' (projected)' if d.projected else ''}")
+                    color=color, label=f"{short[i]}: roofline floor{' (projected)' if d.projected else ''}")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("context (tokens)")
@@ -192,9 +211,20 @@ def _fmt(value: float | None, scale: float, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value * scale:.{digits}f}"
 
 
+def names(fleet: list[Device]) -> list[str]:
+    """Short names for headers, legends and notes: the device's, with its source where two share one."""
+    plain = [d.profile.name for d in fleet]
+    return [n + (f" [{Path(d.source).name}]" if plain.count(n) > 1 else "") for n, d in zip(plain, fleet, strict=True)]
+
+
 def render(fleet: list[Device], disagree: float = 25.0) -> str:
     """The page: devices, then per figure, model and backend a plot and a table."""
     e = html.escape
+    if not any(rows(fleet, kind) for kind in FIGURES):
+        raise FleetError("no prefill or decode points at batch 1 in " + ", ".join(d.source for d in fleet)
+                         + ": nothing to put side by side")
+    short = names(fleet)
+    measured = sum(not d.projected for d in fleet)
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>ssmbench fleet</title><style>"
         "body{font-family:sans-serif;margin:1.5em;max-width:1100px}table{border-collapse:collapse;margin:.5em 0 1.5em}"
@@ -212,7 +242,8 @@ def render(fleet: list[Device], disagree: float = 25.0) -> str:
         p = d.profile
         parts.append(f"<li><b>{e(d.label)}</b>: {p.bandwidth_gbs or '?'} GB/s, "
                      f"{p.bf16_tflops if p.bf16_tflops is not None else '?'} TFLOP/s bf16, {p.memory_gb or '?'} GB"
-                     f"{' unified' if p.integrated else ''}; points from <code>{e(d.source)}</code></li>")
+                     f"{' unified' if p.integrated else ''}{f' ({e(p.note)})' if p.note else ''}; points from "
+                     f"<code>{e(d.source)}</code></li>")
     parts.append("</ul>")
     flagged = 0
     for kind, (title, unit, scale) in FIGURES.items():
@@ -225,8 +256,9 @@ def render(fleet: list[Device], disagree: float = 25.0) -> str:
             parts.append(f"<h3>{e(model)}, {e(backend)}</h3>")
             parts.append(f"<img alt='{e(model)} {e(backend)} {e(title)}' "
                          f"src='data:image/png;base64,{_plot(fleet, kind, model, backend, sub)}'>")
-            head = "".join(f"<th>{e(d.profile.name)}{' (projected)' if d.projected else ''} {unit}</th>"
-                           + ("<th>floor</th><th>x floor</th>" if kind != "memory" else "") for d in fleet)
+            head = "".join(f"<th>{e(n)}{' (projected)' if d.projected else ''} {unit}</th>"
+                           + ("<th>floor</th><th>x floor</th>" if kind != "memory" else "")
+                           for n, d in zip(short, fleet, strict=True))
             parts.append(f"<table><tr><th>context</th>{head}<th>flag</th></tr>")
             for key, cells in sub:
                 flags = disagreements(cells, disagree)
@@ -243,12 +275,12 @@ def render(fleet: list[Device], disagree: float = 25.0) -> str:
                     if kind != "memory":
                         tds.append(f"<td{cls}>{_fmt(c.floor, scale, 3)}</td><td{cls}>"
                                    f"{'n/a' if c.ratio is None else f'{c.ratio:.1f}'}</td>")
-                note = "; ".join(f"{fleet[i].profile.name} vs {fleet[j].profile.name}: ratios {d:.0f} % apart"
-                                 for i, j, d in flags)
+                note = "; ".join(f"{short[i]} vs {short[j]}: ratios {d:.0f} % apart" for i, j, d in flags)
                 parts.append(f"<tr{' class=flag' if flags else ''}><td>{key[3]}</td>{''.join(tds)}"
                              f"<td>{e(note)}</td></tr>")
             parts.append("</table>")
-    parts.append(f"<p id='summary'>{flagged} row(s) flagged.</p>")
+    parts.append(f"<p id='summary'>{flagged} row(s) flagged.</p>" if measured > 1 else
+                 "<p id='summary'>One measured device: no two to compare, so nothing can be flagged.</p>")
     # For a headless browser's check: every plot decoded and laid out.
     parts.append("<script>window.addEventListener('load',function(){var i=document.images,ok=i.length>0;"
                  "for(var k=0;k<i.length;k++){ok=ok&&i[k].complete&&i[k].naturalWidth>0;}"

@@ -83,12 +83,23 @@ def pin_this_process(worker: str | None, device: str, slot: int | None = None) -
     return pin_worker(worker, os.environ, worker_gpus(device), slot) if worker else None
 
 
+_SSH_OPTIONS_WITH_ARGUMENT = set("BbcDEeFIiJLlmOopQRSWw")  # ssh(1): these flags take the next word
+
+
 def host_of(spec) -> str:
-    """The host an execnet gateway spec runs on: ``ssh=[options] HOST`` names it (the last word, as ssh reads
-    it); popen (``-n``) and anything else run here."""
+    """The host an execnet gateway spec runs on: the destination in ``ssh=[options] [user@]HOST`` (options and
+    their arguments skipped, the user dropped: ``-p 2222 me@gpu-a`` and ``gpu-a -p 2222`` are both gpu-a);
+    popen (``-n``) and anything else run here."""
     ssh = getattr(spec, "ssh", None)
     if ssh:
-        return ssh.split()[-1]
+        words, i = ssh.split(), 0
+        while i < len(words):
+            word = words[i]
+            if word.startswith("-") and len(word) > 1:
+                i += 2 if len(word) == 2 and word[1] in _SSH_OPTIONS_WITH_ARGUMENT else 1
+                continue
+            return word.rpartition("@")[2]
+        return ssh
     socket = getattr(spec, "socket", None)
     return f"socket {socket}" if socket else "localhost"
 

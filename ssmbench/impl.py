@@ -108,7 +108,7 @@ def summarize(ops: dict[str, str]) -> str:
     if values == {REFERENCE}:
         return REFERENCE
     if all(v == REFERENCE or v.endswith(FORCED_OFF_CUDA) for v in values):
-        return FORCED_SUMMARY
+        return FORCED_SUMMARY  # the loader's models (the header): each is hooked, see model_implementation
     if REFERENCE not in values and all(not v.endswith("CUDA)") for v in values):
         return "cuda-kernels"
     return "mixed (" + ", ".join(f"{k}={v}" for k, v in ops.items()) + ")"
@@ -126,6 +126,8 @@ def model_implementation(model: Any, kernels: Kernels = MAMBA) -> str:
         return "hub-kernels (kernelize)"
     if getattr(model, "_ssmbench_reference_off_cuda", False):
         return FORCED_SUMMARY
+    if model.device.type != "cuda" and kernels_called_off_cuda(kernels):
+        return "installed CUDA kernels, called for CPU tensors (not forced to the reference path: will fail)"
     return summarize(ssm_ops(kernels, model.device.type))
 
 

@@ -26,9 +26,11 @@ class StepClock(LogitsProcessor):
     (on the H200 the suite's prefill call timed 3-7 ms over plain ``generate()`` at every context, 13.7 % of
     phi-2's at 512 tokens), and finish's read ends the prefill's window instead."""
 
-    def __init__(self, device: torch.device, nvml: Nvml | None = None, new_tokens: int | None = None):
+    def __init__(self, device: torch.device, nvml: Nvml | None = None, new_tokens: int | None = None,
+                 energy: bool = True):
         self.cuda = device.type == "cuda"
-        self.nvml = nvml if nvml is not None and nvml.handle is not None else None
+        # energy=False (throughput points): no reading at all, none inside the call's end-to-end time
+        self.nvml = nvml if energy and nvml is not None and nvml.handle is not None else None
         self.one_token = new_tokens == 1
         self.marks: list[Any] = []
         self.end: Any = None

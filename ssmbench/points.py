@@ -110,7 +110,7 @@ def measure_point(b: BenchSettings, lm: LoadedModel, kind: str, ids: torch.Tenso
                          backend=backend)
     release_backend_state(lm, backend)
     runs = Runs()
-    call, setup = generate_call(lm, ids, new_tokens, runs, backend, b.nvml), runs.setup(lm.device)
+    call, setup = generate_call(lm, ids, new_tokens, runs, backend, b.nvml, kind != "throughput"), runs.setup(lm.device)
     rounds, oom, measured = b.rounds, None, False
     try:
         with PointContext(lm, b.nvml) as ctx, WorkspaceClears() as clears:

@@ -162,14 +162,20 @@ def throughput_verdict(store: ResultStore, ssm: str, attn: str, prompt: int, bac
     both ran, and where either ran out of memory (never read as the other winning)."""
     a, b = throughput_by_batch(store, ssm, prompt, backend), throughput_by_batch(store, attn, prompt, backend)
     batches_a, batches_b = sorted(a), sorted(b)
-    text = crossover(batches_a, [-a[n][0] for n in batches_a], batches_b, [-b[n][0] for n in batches_b], "batch")
+    if bool(a) != bool(b):
+        only, other = (ssm, attn) if a else (attn, ssm)
+        text = f"only {only} measured" + (f" with {backend}" if backend else "") + f", not {other}"
+    else:
+        text = crossover(batches_a, [-a[n][0] for n in batches_a], batches_b, [-b[n][0] for n in batches_b],
+                         "batch")
     common = sorted(set(a) & set(b))
     if common:
         n = common[-1]
         text += f"; {a[n][0] / b[n][0]:.2f}x at batch {n}, the largest both ran"
     for model, ran in ((ssm, a), (attn, b)):
+        # best vs best: a batch is out of memory only where no backend ran it
         oom = sorted(p.batch for p in store.select(model=model, kind="throughput", status="oom", context=prompt)
-                     if backend is None or p.backend == backend)
+                     if (p.backend == backend if backend else p.batch not in ran))
         if oom:
             text += f"; {model} out of memory from batch {oom[0]}" + (f" (ran up to {max(ran)})" if ran else "")
     if backend is None and a and b:

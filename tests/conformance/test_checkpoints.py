@@ -8,6 +8,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from pytest_ssmbench.fixtures import xfail_known
+from ssmbench import impl
 from ssmbench.compare import assert_same_generation
 from ssmbench.compat import dtype_kwargs, kept_in_float32
 from ssmbench.inputs import PROMPTS
@@ -23,7 +24,8 @@ def test_save_load_roundtrip_is_exact(lm, tmp_path, request):
     enc = lm.encode(PROMPTS[:2])
     before = lm.logits(enc["input_ids"], attention_mask=enc["attention_mask"])
     lm.model.save_pretrained(tmp_path)
-    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path, local_files_only=True, **dtype_kwargs(lm.dtype))
+    reloaded = on_cpu_reference(
+        lm, AutoModelForCausalLM.from_pretrained(tmp_path, local_files_only=True, **dtype_kwargs(lm.dtype)))
     reloaded.to(lm.device).eval()
     with torch.no_grad():
         after = reloaded(**enc).logits
@@ -36,8 +38,16 @@ def test_save_load_roundtrip_is_exact(lm, tmp_path, request):
 def _load_as(lm, dtype):
     if lm.spec.source == "synthetic":
         pytest.skip(f"{lm.name}: synthetic models have no checkpoint to reload in another dtype")
-    return AutoModelForCausalLM.from_pretrained(lm.spec.location, local_files_only=True,
-                                                **dtype_kwargs(dtype)).to(lm.device).eval()
+    return on_cpu_reference(lm, AutoModelForCausalLM.from_pretrained(
+        lm.spec.location, local_files_only=True, **dtype_kwargs(dtype)).to(lm.device).eval())
+
+
+def on_cpu_reference(lm, model):
+    """A model built here, not by the suite's loader: off CUDA, its mixers on the reference path as the loader
+    does (transformers' wrappers would call installed CUDA kernels for CPU tensors)."""
+    if lm.spec.arch.kernels is not None:
+        impl.force_reference_off_cuda(model, lm.spec.arch.kernels)
+    return model
 
 
 @pytest.mark.heavy

@@ -24,14 +24,16 @@ def test_h200_beside_the_dgx_spark_projection():
     devices = fleet.build([H200, ROOT / "baselines" / "dgx-spark"])
     assert [d.projected for d in devices] == [False, True]
     page = fleet.render(devices)
-    assert "NVIDIA H200 SXM (measured)" in page and "DGX Spark (GB10) (projected from NVIDIA H200 SXM)" in page
+    assert f"NVIDIA H200 SXM (measured, {H200})" in page
+    assert f"DGX Spark (GB10) (projected from NVIDIA H200 SXM (measured, {H200}))" in page
+    assert "third-party figure" in page  # the bf16 peak every projected prefill floor rests on, and its source
     # the projection shows floors, never a time measured on another device
     prefill = fleet.rows(devices, "prefill")
     assert prefill and all(cells[1].value is None and cells[1].floor for _, cells in prefill)
     assert all(cells[0].value and cells[0].floor and cells[0].ratio > 1 for _, cells in prefill)
     plots = {(k[0], k[2], kind) for kind in fleet.FIGURES for k, _ in fleet.rows(devices, kind)}
     assert page.count("<img ") == len(plots) and len(plots) >= 6
-    assert "0 row(s) flagged" in page
+    assert "One measured device: no two to compare" in page and "row(s) flagged" not in page
 
 
 def _second_device(tmp_path: Path, name: str, slower: float) -> Path:
@@ -73,6 +75,17 @@ def test_the_page_names_the_flagged_row(tmp_path):
 def test_bad_fleet_input_says_what_is_wrong(tmp_path):
     with pytest.raises(fleet.FleetError, match="no points files"):
         fleet.build([tmp_path])
+    with pytest.raises(fleet.FleetError, match="does not exist"):
+        fleet.build([tmp_path / "nowhere"])
+    (tmp_path / "README.md").write_text("# not json")
+    with pytest.raises(fleet.FleetError, match="README.md: not a results file"):
+        fleet.build([tmp_path / "README.md"])
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    shutil.copy(H200 / "points-synthetic-bf16.json", mixed / "points-a.json")
+    _second_device(mixed, "NVIDIA H100 SXM", 1.0)
+    with pytest.raises(fleet.FleetError, match="points of several devices .*give their files one by one"):
+        fleet.build([mixed])
     with pytest.raises(fleet.FleetError, match="nothing measured to project dgx-spark from"):
         fleet.build([ROOT / "baselines" / "dgx-spark"])
     with pytest.raises(fleet.FleetError, match="unknown device 'tpu'; known: "):
@@ -108,3 +121,22 @@ def test_the_page_renders_in_a_headless_browser(tmp_path):
 
     pixels = mpimg.imread(shot)
     assert pixels.shape[:2] == (1500, 1200) and pixels.std() > 0.05, "the screenshot is blank"
+
+
+@pytest.mark.quick
+def test_the_same_device_twice_is_told_apart(tmp_path):
+    again = tmp_path / "h200-again"
+    again.mkdir()
+    shutil.copy(H200 / "points-synthetic-bf16.json", again / "points-synthetic-bf16.json")
+    devices = fleet.build([H200, again])
+    assert fleet.names(devices) == ["NVIDIA H200 SXM [h200]", "NVIDIA H200 SXM [h200-again]"]
+    assert devices[0].label != devices[1].label
+
+
+@pytest.mark.quick
+def test_a_throughput_only_run_is_refused_not_rendered_empty(tmp_path):
+    data = json.loads((H200 / "points-synthetic-bf16.json").read_text())
+    data["points"] = [p for p in data["points"] if p["kind"] == "throughput"]
+    (tmp_path / "points.json").write_text(json.dumps(data))
+    with pytest.raises(fleet.FleetError, match="no prefill or decode points"):
+        fleet.render(fleet.build([tmp_path]))

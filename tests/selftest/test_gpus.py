@@ -121,8 +121,9 @@ def test_a_junk_cuda_visible_devices_is_named_and_means_nothing_without_gpus():
 
 def test_workers_on_several_hosts_take_their_own_hosts_gpus():
     """--tx 2*ssh=a --tx 2*ssh=b: gw2 is the first worker on host b and takes b's first GPU, not a third one."""
-    specs = [SimpleNamespace(ssh="-p 2222 gpu-a"), SimpleNamespace(ssh="-p 2222 gpu-a"),
-             SimpleNamespace(ssh="gpu-b"), SimpleNamespace(ssh="gpu-b"), SimpleNamespace(ssh=None, socket=None)]
+    specs = [SimpleNamespace(ssh="-p 2222 gpu-a"), SimpleNamespace(ssh="me@gpu-a -p 2222"),
+             SimpleNamespace(ssh="-C -o BatchMode=yes gpu-b"), SimpleNamespace(ssh="gpu-b"),
+             SimpleNamespace(ssh=None, socket=None)]
     hosts = [gpus.host_of(s) for s in specs]
     assert hosts == ["gpu-a", "gpu-a", "gpu-b", "gpu-b", "localhost"]
     slots = gpus.host_slots(hosts)

@@ -98,6 +98,10 @@ def test_a_cpu_model_runs_the_reference_path_where_transformers_would_call_cuda_
     spec = resolve_model_set("tiny", archs=[key])[0]
     lm = load(spec, torch.device("cpu"), torch.float32)
     assert impl.model_implementation(lm.model, kernels) == impl.FORCED_SUMMARY
+    from transformers import AutoModelForCausalLM
+
+    raw = AutoModelForCausalLM.from_pretrained(spec.location, local_files_only=True)  # not the suite's loader
+    assert "not forced" in impl.model_implementation(raw, kernels)
     out = lm.generate("a selective test", max_new_tokens=3, min_new_tokens=3)
     assert out.shape[1] >= 3
     with pytest.raises(RuntimeError, match="is_cuda"):  # the module is restored after each call: the fakes again
