@@ -4,6 +4,7 @@ roofline arithmetic: the floor a measured time can never beat, MBU for decode, M
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -100,4 +101,41 @@ def projection_table(points: list, profile: DeviceProfile) -> list[str]:
         pre = prefill_floor_s(p.params, p.context, profile)
         rows.append(f"| {p.model} | {p.context} | {read / 1e9:.2f} | "
                     f"{floor * 1e3:.2f} | {1 / floor:.0f} | {'n/a' if pre is None else f'{pre * 1e3:.1f}'} |")
+    return rows
+
+
+PAPER_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+def throughput_ceiling(params: int, weight_bytes: int, cache_bytes: int, batch: int, prompt: int, new: int,
+                       profile: DeviceProfile) -> tuple[float | None, float | None]:
+    """The most tokens per second a device can give ``batch`` sequences of ``prompt`` tokens generating ``new``
+    each: (end to end, decode alone). Prefill at the bf16 peak (2 x params x tokens), then every decode step
+    reading all weights and the batch's whole cache (``cache_bytes``: at the final length) at peak bandwidth."""
+    if not profile.known:
+        return None, None
+    step = decode_floor_s(weight_bytes, cache_bytes, profile)
+    prefill = prefill_floor_s(params, batch * prompt, profile)
+    decode = batch / step
+    if prefill is None:
+        return None, decode
+    return batch * new / (prefill + (new - 1) * step), decode
+
+
+def throughput_projection(models: list[tuple[str, int, int, Callable[[int], int]]], profile: DeviceProfile,
+                          prompt: int = 2048, new: int = 128, batches=PAPER_BATCHES) -> list[str]:
+    """Markdown rows: per model and batch the weights plus cache a batch needs, whether that fits the device's
+    memory (a lower bound on what a run needs: activations come on top), and the throughput ceilings.
+    ``models``: (name, params, weight bytes, cache bytes of ``batch`` sequences at ``prompt + new`` tokens)."""
+    rows = ["| model | batch | weights + cache (GB) | fits in memory | max tokens/s end to end | max decode tokens/s |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for name, params, weights, cache_of in models:
+        for batch in batches:
+            cache = cache_of(batch)
+            need = weights + cache
+            fits = profile.memory_gb is None or need <= profile.memory_gb * 1e9
+            total, decode = throughput_ceiling(params, weights, cache, batch, prompt, new, profile)
+            rows.append(f"| {name} | {batch} | {need / 1e9:.1f} | {'yes' if fits else 'no'} | "
+                        f"{'n/a' if total is None or not fits else f'{total:.0f}'} | "
+                        f"{'n/a' if decode is None or not fits else f'{decode:.0f}'} |")
     return rows

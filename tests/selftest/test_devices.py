@@ -44,3 +44,14 @@ def test_projection_has_one_row_per_model_and_context_whatever_the_backends():
     points = [Point.from_json(point | {"backend": b}) for b in ("eager", "compiled", "graphed")]
     rows = devices.projection_table(points, devices.by_key("dgx-spark"))
     assert len(rows) == 3 and rows[2].startswith("| m | 512 | 2.00 |"), rows
+
+
+def test_throughput_ceiling_is_prefill_at_peak_then_steps_at_bandwidth():
+    """1 GB/s and 1 TFLOP/s: a step reading 1 GB of weights + 1 GB of cache takes 2 s; prefill of 4 x 10 tokens
+    with 1e9 params takes 2e9 x 40 / 1e12 = 0.08 s; 4 sequences x 3 new tokens over 0.08 + 2 x 2 s."""
+    unit = devices.DeviceProfile("unit", "unit", (), 3, 1, 1)
+    total, decode = devices.throughput_ceiling(10**9, 10**9, 10**9, 4, 10, 3, unit)
+    assert total == pytest.approx(12 / 4.08) and decode == pytest.approx(2.0)
+    rows = devices.throughput_projection([("m", 10**9, 10**9, lambda b: b * 10**9)], unit, 10, 3, (1, 2, 4))
+    assert rows[2].startswith("| m | 1 | 2.0 | yes |") and rows[3].startswith("| m | 2 | 3.0 | yes |")
+    assert rows[4] == "| m | 4 | 5.0 | no | n/a | n/a |"  # 5 GB of weights and cache in a 3 GB device
