@@ -4,17 +4,12 @@ README's "Adding an architecture" shows: this module, its line in ``MODULES``, i
 
 from __future__ import annotations
 
-from .. import reference
 from .base import Arch, attention_cache_bytes
+from .qwen2 import layer_reference  # the same layout: model.layers[i].self_attn with q/k/v/o_proj
 
 # Llama 3's long-context rotary scaling, as the 3.2 models publish it (transformers' rope_type "llama3")
 LLAMA3_ROPE = dict(rope_type="llama3", factor=32.0, low_freq_factor=1.0, high_freq_factor=4.0,
                    original_max_position_embeddings=8192)
-
-
-def layer_reference(model, index: int):
-    attn = model.model.layers[index].self_attn
-    return attn, lambda hidden: reference.attention(attn, hidden, model.config, "o_proj")
 
 
 ARCH = Arch(
