@@ -14,6 +14,7 @@ projected everywhere they appear; its times are never invented from another devi
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 from dataclasses import dataclass
@@ -42,6 +43,10 @@ class Device:
     @property
     def projected(self) -> bool:
         return self.projected_from is not None
+
+    @functools.cached_property
+    def by_key(self) -> dict[tuple, Point]:
+        return {_key(p): p for p in self.points}
 
 
 class FleetError(ValueError):
@@ -105,12 +110,11 @@ def _floor(p: Point, kind: str, profile: devices.DeviceProfile) -> float | None:
 
 
 def _measured(p: Point, kind: str) -> float | None:
-    if not p.ok:
-        return None
+    """The figure ``kind`` reads from a point of ``POINT_KIND[kind]``."""
     if kind == "prefill":
-        return p.timing.ttft_s if p.kind == "prefill" else None
+        return p.timing.ttft_s
     if kind == "decode":
-        return p.timing.decode_s_per_token if p.kind == "decode" else None
+        return p.timing.decode_s_per_token
     return p.memory.extra_peak_bytes
 
 
@@ -127,8 +131,7 @@ class Cell:
 
 
 def cell(device: Device, kind: str, key: tuple) -> Cell | None:
-    points = {_key(p): p for p in device.points}
-    p = points.get(key)
+    p = device.by_key.get(key)
     if p is None:
         return None
     if not p.ok:

@@ -14,14 +14,13 @@ from ssmbench.registry import ARCHS, resolve_model_set
 pytestmark = [pytest.mark.quick, pytest.mark.selftest]
 
 
-def _fake_wrapper(implementation):
-    def torch_function(*args, **kwargs):
-        return "reference"
-
-    def wrapped(*args, **kwargs):  # the shape of transformers' use_kernel_func_from_hub_with_fallback wrapper
+def _fake_wrapper(implementation, torch_function=None):
+    """The shape of transformers' use_kernel_func_from_hub_with_fallback wrapper: ``implementation`` in its
+    closure, the torch function (by default one returning "reference") as ``__wrapped__``."""
+    def wrapped(*args, **kwargs):
         return implementation(*args, **kwargs)
 
-    wrapped.__wrapped__ = torch_function
+    wrapped.__wrapped__ = torch_function or (lambda *args, **kwargs: "reference")
     return wrapped
 
 
@@ -93,7 +92,7 @@ def test_a_cpu_model_runs_the_reference_path_where_transformers_would_call_cuda_
                     "5.x's module-level functions, which check the device themselves)")
     for attr in kernels.ops.values():
         original = getattr(mod, attr)
-        monkeypatch.setattr(mod, attr, _fake_wrapper_around(original, _cuda_only(attr)))
+        monkeypatch.setattr(mod, attr, _fake_wrapper(_cuda_only(attr), getattr(original, "__wrapped__", original)))
     assert impl.kernels_called_off_cuda(kernels)
     spec = resolve_model_set("tiny", archs=[key])[0]
     lm = load(spec, torch.device("cpu"), torch.float32)
@@ -106,11 +105,3 @@ def test_a_cpu_model_runs_the_reference_path_where_transformers_would_call_cuda_
     assert out.shape[1] >= 3
     with pytest.raises(RuntimeError, match="is_cuda"):  # the module is restored after each call: the fakes again
         getattr(mod, next(iter(kernels.ops.values())))()
-
-
-def _fake_wrapper_around(torch_function, implementation):
-    def wrapped(*args, **kwargs):
-        return implementation(*args, **kwargs)
-
-    wrapped.__wrapped__ = getattr(torch_function, "__wrapped__", torch_function)
-    return wrapped
