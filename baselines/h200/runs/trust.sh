@@ -16,6 +16,7 @@
 #           processes (scripts/plain_point.py:
 #           phi-2 compiled decode at 512, Mamba's prefill at 131072); with ARCHS=1, the other architectures
 #           (mamba2, falcon_mamba, qwen2, bamba; eager, 512 ... 32768, calibrated at 512) into /tmp/sweep/archs;
+#           with NATIVE=1, then issue #14's probe (scripts/native_probe.py) into /tmp/sweep/native;
 #           with QUICK=1, before that, the quick tier with the kernels (three --archs groups side by side) into
 #           /tmp/sweep/quick.
 #           Waits up to WAIT seconds.
@@ -110,6 +111,13 @@ python3 scripts/plain_point.py phi --context 512 --new-tokens 33 --static-cache 
 python3 scripts/plain_point.py mamba --context 131072 --calls 4 > /tmp/sweep/plain/mamba-prefill-131072.jsonl \\
   2> /tmp/sweep/plain/mamba.err
 touch /tmp/sweep/plain/done
+if [ "${NATIVE:-0}" = 1 ]; then
+  # Issue #14's probe: mamba_ssm's MambaLMHeadModel on the weights transformers loaded, CUDA-graph decode.
+  mkdir -p /tmp/sweep/native
+  timeout -s INT 240 python3 scripts/native_probe.py --context 11 512 2048 8192 32768 --new-tokens 33 \\
+    > /tmp/sweep/native/probe.jsonl 2> /tmp/sweep/native/probe.err
+  echo \$? > /tmp/sweep/native/exit
+fi
 if [ "${QUICK:-0}" = 1 ]; then
   # The quick tier with the kernels, all architectures: three processes side by side on the one GPU (xdist gives
   # one worker per GPU; the tier asserts no timings, and its full-size models fit together: 6-18 GB each).
