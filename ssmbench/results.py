@@ -136,14 +136,21 @@ def crossover(ctx_a: list[int], a: list[float], ctx_b: list[int], b: list[float]
         return "not measured in this run" if not ctx_a or not values_b else f"no {axis} measured for both"
     wins = [a[ctx_a.index(c)] < values_b[c] for c in common]
     span = f"{common[0]}-{common[-1]}"
+    last_a, last_b = a[ctx_a.index(common[-1])], values_b[common[-1]]
+    # How many times better Mamba is at the largest point both ran (lower is better here: for throughput the
+    # caller passes negated figures and states its own ratio).
+    ratio = (f"; {last_b / last_a:.2f}x at {common[-1]}" if axis == "context" and last_a > 0 and last_b > 0
+             else "")
+    if len(common) == 1:
+        return (f"{'yes' if wins[0] else 'no'} at {common[0]}, the only {axis} measured for both" + ratio)
     if all(wins):
-        return f"everywhere in {span}"
+        return f"everywhere in {span}" + ratio
     if not wins[-1]:
         longest = "at the longest context" if axis == "context" else "at the largest batch"
-        return f"nowhere in {span}" if not any(wins) else f"not {longest}, {common[-1]} (range {span})"
+        return (f"nowhere in {span}" if not any(wins) else f"not {longest}, {common[-1]} (range {span})") + ratio
     first = max(i for i, w in enumerate(wins) if not w) + 1
-    return f"from {common[first]} tokens (range {span})" if axis == "context" else \
-        f"from batch {common[first]} (range {span})"
+    return (f"from {common[first]} tokens (range {span})" if axis == "context" else
+            f"from batch {common[first]} (range {span})") + ratio
 
 
 def throughput_by_batch(store: ResultStore, model: str, prompt: int, backend: str | None) -> dict[int, tuple]:
@@ -244,6 +251,11 @@ def crossovers(store: ResultStore) -> dict[str, dict[str, str]]:
                 if not a[0] and not b[0]:
                     continue
                 label = f"{name}, {backend}" if per_backend else name
+                if bool(a[0]) != bool(b[0]):  # e.g. the graphed backend, which only Mamba-1 has
+                    only, other = (ssm, attn) if a[0] else (attn, ssm)
+                    found[f"{verb} ({label})"] = (f"only {only} measured with {backend}, not {other}"
+                                                  + _oom_note(store, [ssm, attn], kind, backend))
+                    continue
                 found[f"{verb} ({label})"] = crossover(*a, *b) + _oom_note(store, [ssm, attn], kind, backend)
             if per_backend and len(backends) > 1:
                 ca, va, wa = best_series(store, ssm, kind, metric)

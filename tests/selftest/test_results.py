@@ -20,14 +20,21 @@ def test_loglog_slope_recovers_exponents():
 
 
 @pytest.mark.parametrize("a, b, expected", [
-    ([1, 1, 1], [2, 2, 2], "everywhere in 1-4"),
-    ([3, 3, 3], [1, 1, 1], "nowhere in 1-4"),
-    ([3, 1, 1], [2, 2, 2], "from 2 tokens (range 1-4)"),
-    ([1, 3, 1], [2, 2, 2], "from 4 tokens (range 1-4)"),
-    ([1, 1, 3], [2, 2, 2], "not at the longest context, 4 (range 1-4)"),
+    ([1, 1, 1], [2, 2, 2], "everywhere in 1-4; 2.00x at 4"),
+    ([3, 3, 3], [1, 1, 1], "nowhere in 1-4; 0.33x at 4"),
+    ([3, 1, 1], [2, 2, 2], "from 2 tokens (range 1-4); 2.00x at 4"),
+    ([1, 3, 1], [2, 2, 2], "from 4 tokens (range 1-4); 2.00x at 4"),
+    ([1, 1, 3], [2, 2, 2], "not at the longest context, 4 (range 1-4); 0.67x at 4"),
 ])
 def test_crossover(a, b, expected):
     assert results.crossover([1, 2, 4], a, [1, 2, 4], b) == expected
+
+
+def test_crossover_at_a_single_common_context_says_so():
+    """One context both measured (phi-2's decode energy on the H200: only its 131072-token window was long
+    enough): a yes or no there, not "everywhere in 131072-131072"."""
+    assert results.crossover([4, 8], [1, 1], [8], [3]) == "yes at 8, the only context measured for both; 3.00x at 8"
+    assert results.crossover([8], [4], [8], [2]) == "no at 8, the only context measured for both; 0.50x at 8"
 
 
 def _pt(model, family, kind, context, backend="eager", status="ok", **figures):
@@ -49,7 +56,7 @@ def test_out_of_memory_is_reported_as_such_never_as_the_other_model_winning():
                    + [_pt("t", "attention", "prefill", c, median_s=1.0) for c in (1, 2)]
                    + [_pt("t", "attention", "prefill", 4, status="oom")])
     found = results.crossovers(store)["m vs t"]["faster (prefill)"]
-    assert found == "nowhere in 1-2; t out of memory at 4"
+    assert found == "nowhere in 1-2; 0.33x at 2; t out of memory at 4"
 
 
 def test_decode_crossovers_per_backend_and_best_vs_best():
@@ -60,11 +67,12 @@ def test_decode_crossovers_per_backend_and_best_vs_best():
         + [_pt("t", "attention", "decode", c, "compiled", decode_s_per_token=t) for c, t in ((1, 0.003), (2, 0.005))]
         + [_pt("t", "attention", "decode", 4, "compiled", status="oom")])
     found = results.crossovers(store)["m vs t"]
-    assert found["faster (decode, eager)"] == "nowhere in 1-4"
-    assert found["faster (decode, compiled)"].startswith("not measured in this run; t out of memory at 4")
-    assert found["faster (decode, graphed)"] == "not measured in this run"
+    assert found["faster (decode, eager)"] == "nowhere in 1-4; 0.60x at 4"
+    assert found["faster (decode, compiled)"] == "only t measured with compiled, not m; t out of memory at 4"
+    assert found["faster (decode, graphed)"] == "only m measured with graphed, not t"
     # best vs best: Mamba's graph against phi's compile where it ran, its eager at 4 (compiled ran out of memory)
-    assert found["faster (decode, best vs best)"] == "from 2 tokens (range 1-4) [best: m graphed, t compiled/eager]"
+    assert found["faster (decode, best vs best)"] == (
+        "from 2 tokens (range 1-4); 7.50x at 4 [best: m graphed, t compiled/eager]")
 
 
 def test_contexts_past_the_trained_one_are_labelled_timing_only():
@@ -138,8 +146,8 @@ def test_every_ssm_is_paired_with_every_attention_model_and_named_in_its_crossov
             store.add(p)
     lines = results.summary_lines(store)
     assert results.pairs(store) == [("tiny-mamba", "tiny-phi"), ("tiny-mamba2", "tiny-phi")]
-    assert "  Mamba faster (prefill): from 64 tokens (range 16-64)" in lines, lines
-    assert "  mamba2 faster (prefill): everywhere in 16-64" in lines, lines
+    assert "  Mamba faster (prefill): from 64 tokens (range 16-64); 1.33x at 64" in lines, lines
+    assert "  mamba2 faster (prefill): everywhere in 16-64; 4.00x at 64" in lines, lines
 
 
 def test_atomic_write_keeps_old_file_when_the_write_fails(tmp_path, monkeypatch):
@@ -211,3 +219,30 @@ def test_throughput_verdict_by_batch_with_the_transformer_out_of_memory():
     store.add(_tp("m", "ssm", 256, "graphed", 4000))
     best = results.crossovers(store)["m vs t"]["higher throughput (best vs best, prompt 2048, by batch)"]
     assert "m out of memory" not in best and "t out of memory from batch 128 (ran up to 32)" in best
+
+
+def test_summarize_script_reads_a_stored_baseline_and_refuses_other_files(tmp_path, capsys):
+    """scripts/summarize.py: the committed H200 points, summarised with the current code (crossovers with the
+    ratio at the longest context both ran), the report written; a file that is not a results file is refused
+    with exit 2, naming it."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("summarize", root / "scripts" / "summarize.py")
+    summarize = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summarize)
+    store = _store([_pt("m", "ssm", "prefill", c, median_s=t) for c, t in ((1, 2.0), (2, 1.0))]
+                   + [_pt("t", "attention", "prefill", c, median_s=1.5) for c in (1, 2)])
+    store.path = tmp_path / "points.json"
+    store._write()
+    assert summarize.main([str(store.path), "--report", str(tmp_path / "report")]) == 0
+    out = capsys.readouterr().out
+    expected = "faster (prefill): from 2 tokens (range 1-2); 1.50x at 2"
+    assert any(line.endswith(expected) for line in out.splitlines()), out
+    assert (tmp_path / "report" / "prefill.png").stat().st_size > 0
+    (tmp_path / "other.json").write_text('{"benchmarks": []}')
+    for bad in (tmp_path / "other.json", tmp_path / "missing.json"):
+        with pytest.raises(SystemExit) as exit_:
+            summarize.main([str(bad)])
+        assert exit_.value.code == 2 and str(bad) in capsys.readouterr().err
