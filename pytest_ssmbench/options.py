@@ -125,8 +125,9 @@ OPTIONS: dict[str, tuple[tuple[str, ...], Callable[[str], Any] | None, Any, str 
     "backends": (("--ssm-backends", "--backends"), backends, ["eager"], "ssm_backends", "NAME,...",
                  "decode backends: eager (transformers' default); compiled (the fastest decode transformers offers: "
                  "static cache + torch.compile; for Mamba where transformers offers none, as in 4.x, the suite's "
-                 "CUDA graph); graphed (Mamba only: the suite's CUDA graph of the one-token step). compiled and "
-                 "graphed need a GPU. Default: eager"),
+                 "CUDA graph); graphed (Mamba only: the suite's CUDA graph of the one-token step); native (Mamba only, "
+                 "mamba-ssm installed: the authors' MambaLMHeadModel on the same weights, its CUDA-graph decode). "
+                 "compiled, graphed and native need a GPU. Default: eager"),
     "bench_rounds": (("--bench-rounds",), rounds, 3, "ssm_bench_rounds", "N|auto",
                      "measured rounds per point, after 1 warm-up. auto: 3 pilot rounds estimate the spread, then as "
                      "many rounds as put the 95 %% interval of the mean within --bench-target, at most "

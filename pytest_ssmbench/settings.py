@@ -143,6 +143,7 @@ ARCH_PIECES = {
     "suite_graph": "no support in the suite's CUDA-graph decoder",
     "layer_reference": "no float64 layer reference",
     "cache_bytes": "no cache-size formula",
+    "native": "no mapping onto mamba-ssm's own model (the native backend)",
 }
 
 

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import compat, devices, impl
+from . import compat, devices, impl, native
 from .cache import expected_cache_bytes, tensor_bytes
 from .graphs import GraphedMambaDecoder
 from .loading import LoadedModel
@@ -161,21 +161,29 @@ BACKEND_KWARGS = {
     # A static cache makes transformers compile the decode step (torch.compile, CUDA graphs) on a GPU.
     "compiled": {"cache_implementation": "static"},
 }
-BACKENDS = ("eager", "compiled", "graphed")
+BACKENDS = ("eager", "compiled", "graphed", "native")
 # How each backend decodes, as recorded in a point's ``decode_path``.
 TRANSFORMERS_EAGER = "transformers generate(), eager"
 TRANSFORMERS_STATIC = "transformers generate(), static cache compiled"
 SUITE_GRAPH = "suite CUDA graph of the one-token step"
+NATIVE = native.NATIVE  # mamba-ssm's own model on the same weights, its CUDA graph
 
 
 def decode_path(lm: LoadedModel, backend: str) -> str:
     """What ``backend`` runs for this model: ``compiled`` is transformers' static-cache compile where
     transformers offers it for the model, else (Mamba on 4.x) the suite's CUDA graph; ``graphed`` is the
-    suite's graph, for the architectures it supports (``Arch.suite_graph``: Mamba)."""
+    suite's graph, for the architectures it supports (``Arch.suite_graph``: Mamba); ``native`` is mamba-ssm's
+    own model on the same weights (``ssmbench.native``), where mamba-ssm is importable and the architecture has
+    a mapping."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
     if backend == "eager":
         return TRANSFORMERS_EAGER
+    if backend == "native":
+        why = native.unavailable(lm.spec.arch, lm.device)
+        if why:
+            raise ValueError(f"{lm.name}: {why}")
+        return NATIVE
     graph = lm.spec.arch.suite_graph
     if backend == "graphed":
         if not graph:
@@ -198,8 +206,11 @@ def generate_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Run
     """A callable for pytest-benchmark: one greedy decode of exactly ``new_tokens`` tokens, through
     generate() or, for the suite's CUDA graph, through ``graphs.GraphedMambaDecoder``. ``energy=False``: no
     NVML reading (throughput: its end-to-end time would hold the one at the first token)."""
-    if decode_path(lm, backend) == SUITE_GRAPH:
+    path = decode_path(lm, backend)
+    if path == SUITE_GRAPH:
         return _graphed_call(lm, ids, new_tokens, runs, nvml, energy)
+    if path == NATIVE:
+        return _native_call(lm, ids, new_tokens, runs, nvml, energy)
     extra = BACKEND_KWARGS[backend]
 
     def call() -> None:
@@ -238,6 +249,7 @@ def release_backend_state(lm: LoadedModel, backend: str) -> None:
     # longer calls, would inflate every later compiled point's cache, memory and time.
     lm.model.__dict__.pop("_previous_max_cache_length", None)
     _DECODERS.pop(lm.model, None)
+    native.drop(lm.model)
     keep_compiled = backend == "compiled" and _COMPILED.get(lm.model, False)
     if backend != "compiled" and _COMPILED.pop(lm.model, False):
         import torch._dynamo as dynamo
@@ -329,6 +341,21 @@ def _graphed_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Run
         slot = decoder.slot_for(ids.shape[0])
         runs.cache_bytes = tensor_bytes(slot.cache) if slot else None  # no slot: a 1-token call never decodes
         runs.capture_s = slot.capture_s if slot else None
+
+    return call
+
+
+def _native_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Runs,
+                 nvml: Nvml | None = None, energy: bool = True) -> Callable[[], None]:
+    decoder = native.native_decoder(lm)
+
+    def call() -> None:
+        clock = StepClock(lm.device, nvml, new_tokens, energy)
+        clock.start()
+        tokens = decoder.generate(ids, new_tokens, on_token=lambda: clock(None, None))
+        synchronize(lm.device)
+        runs.record(clock, tokens.shape[1], lm.device)
+        runs.cache_bytes = sum(t.numel() * t.element_size() for t in decoder.state_tensors()) or None
 
     return call
 

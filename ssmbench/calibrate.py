@@ -34,9 +34,10 @@ from typing import Callable
 
 import torch
 
-from .bench import BACKEND_KWARGS, SUITE_GRAPH, decode_path, graphed_decoder, relative_iqr
+from .bench import BACKEND_KWARGS, NATIVE, SUITE_GRAPH, decode_path, graphed_decoder, relative_iqr
 from .loading import LoadedModel
 from .measure import synchronize
+from .native import native_decoder
 from .point import Calibration, Point
 
 # At least CALLS pairs (harness call, plain call) per figure, past MAX_SECONDS if need be: 6 is the fewest whose
@@ -86,8 +87,11 @@ def _plain_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: st
     synchronize(lm.device)
     start = time.perf_counter()
     with torch.no_grad():
-        if decode_path(lm, backend) == SUITE_GRAPH:
+        path = decode_path(lm, backend)
+        if path == SUITE_GRAPH:
             graphed_decoder(lm).generate(ids, new_tokens)
+        elif path == NATIVE:  # the authors' own generate(cg=True), not the suite's loop around their graph
+            native_decoder(lm).authors_generate(ids, new_tokens)
         else:
             lm.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **BACKEND_KWARGS[backend])
     synchronize(lm.device)

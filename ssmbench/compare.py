@@ -17,10 +17,20 @@ NEAR_TIE = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 3e-2}
 # amplify rounding layer by layer (synthetic mamba-2.8b: ~1 % in float32 at 64 layers), so a fixed dtype
 # tolerance would flag correct code there; on the tiny models the floor is ~0 and the dtype tolerance rules.
 NOISE_FACTOR = 10.0
+# A relative tolerance this wide passes logits that have nothing to do with each other (a sign flip is 2, a
+# shuffled vocabulary about 1): a comparison that cannot fail. Synthetic mamba-2.8b in bfloat16 is there -- its
+# random 64-layer stack is chaotic at that precision: a prompt alone and in a batch of two differ by 126 %, and
+# bfloat16 against float32 by 130 % (a CPU, 11 tokens) -- so its logit and token checks are skipped, saying so.
+POWER_LIMIT = 0.5
 
 
 class Mismatch(AssertionError):
     pass
+
+
+class Powerless(Exception):
+    """A comparison that could not fail here: the model's own noise floor puts the tolerance past
+    ``POWER_LIMIT``. The plugin reports the test as skipped with this message, never as passed."""
 
 
 def first_difference(a: torch.Tensor, b: torch.Tensor) -> int | None:
@@ -40,7 +50,16 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
 
 
 def tolerance(table: dict[torch.dtype, float], dtype: torch.dtype, noise_floor: float) -> float:
-    return max(table[dtype], NOISE_FACTOR * noise_floor)
+    """The dtype's tolerance, or ``NOISE_FACTOR`` times the model's noise floor where that is wider; raises
+    ``Powerless`` where it is too wide for any comparison to fail."""
+    tol = max(table[dtype], NOISE_FACTOR * noise_floor)
+    if tol >= POWER_LIMIT:
+        raise Powerless(
+            f"no comparison has power here: two equally correct computations of this model's logits (a prompt "
+            f"alone and in a batch of two) differ by {noise_floor * 100:.0f} % in {str(dtype).replace('torch.', '')}, so "
+            f"the tolerance would be {tol * 100:.0f} % (random weights this deep are chaotic at this precision); the tiny "
+            "checkpoints and float32 runs check this")
+    return tol
 
 
 def assert_logits_close(what: str, actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype,
@@ -68,7 +87,9 @@ def assert_same_generation(
     noise_floor: float = 0.0,
 ) -> None:
     """``actual`` and ``expected`` are 1-D new-token sequences. ``expected_scores[i]`` holds the reference's
-    logits (vocab,) for new token i; with them a divergence at a near tie is accepted."""
+    logits (vocab,) for new token i; with them a divergence at a near tie is accepted (``Powerless`` where the
+    noise floor would accept any)."""
+    near_tie = tolerance(NEAR_TIE, dtype, noise_floor)
     pos = first_difference(actual, expected)
     if pos is None:
         return
@@ -79,7 +100,7 @@ def assert_same_generation(
         scores = expected_scores[pos].double().cpu().flatten()
         gap = float(scores[e_tok] - scores[a_tok])
         scale = float(scores.abs().max().clamp_min(1e-12))
-        if gap / scale <= tolerance(NEAR_TIE, dtype, noise_floor):
+        if gap / scale <= near_tie:
             return
         detail = (f"; reference scores there: {scores[e_tok]:.6g} for {e_tok}, {scores[a_tok]:.6g} for {a_tok} "
                   f"(gap {gap / scale:.2g} of scale; noise floor {noise_floor:.2g})")

@@ -62,6 +62,7 @@ class Arch:
     reference_name: str = ""  # what the float64 reference computes, for messages
     kernels: Kernels | None = None
     suite_graph: bool = False  # the suite's CUDA graph of the one-token step (ssmbench.graphs) supports it
+    native: Any = None  # ssmbench.native.NativeMap: how mamba-ssm's own model takes this one's weights
     min_transformers: str | None = None  # the first transformers release that has it (older ones skip it)
 
     def unsupported(self) -> str | None:

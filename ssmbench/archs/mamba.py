@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .. import reference
+from ..native import NativeMap
 from .base import Arch, Kernels, ssm_layer_bytes
 
 # The wrappers transformers' Mamba-1 modeling modules call (mamba, falcon_mamba), by operation.
@@ -21,6 +22,24 @@ def cache_bytes(config, context: int, dtype: torch.dtype, batch: int = 1) -> int
     inner = config.intermediate_size
     return batch * config.num_hidden_layers * ssm_layer_bytes(inner, config.conv_kernel, inner * config.state_size,
                                                               dtype)
+
+
+def native_config(config) -> dict:
+    """mamba-ssm's ``MambaConfig`` for a transformers ``MambaConfig`` (the mapping of transformers' conversion
+    script, ``convert_mamba_ssm_checkpoint_to_pytorch.py``, read the other way): no MLP, RMSNorm with the fused
+    add-norm, the residual in float32 as configured, no vocabulary padding (the weights have their shape).
+    What mamba-ssm's config cannot say (its norms' epsilon is fixed at 1e-5, its inner width is expand x d_model)
+    is refused, not approximated."""
+    if config.layer_norm_epsilon != 1e-5 or config.intermediate_size != config.expand * config.hidden_size:
+        raise ValueError(f"mamba-ssm's MambaConfig fixes the norms' epsilon at 1e-5 and the inner width at expand x "
+                         f"hidden_size; this model has {config.layer_norm_epsilon:g} and {config.intermediate_size} "
+                         f"(expand {config.expand} x {config.hidden_size})")
+    return dict(d_model=config.hidden_size, n_layer=config.num_hidden_layers, vocab_size=config.vocab_size,
+                d_intermediate=0, rms_norm=True, residual_in_fp32=config.residual_in_fp32, fused_add_norm=True,
+                pad_vocab_size_multiple=1, tie_embeddings=config.tie_word_embeddings,
+                ssm_cfg=dict(layer="Mamba1", d_state=config.state_size, d_conv=config.conv_kernel,
+                             expand=config.expand, dt_rank=config.time_step_rank, conv_bias=config.use_conv_bias,
+                             bias=config.use_bias))
 
 
 def layer_reference(model, index: int):
@@ -50,4 +69,5 @@ ARCH = Arch(
     kernels=Kernels(module="transformers.models.mamba.modeling_mamba", ops=MAMBA1_KERNEL_OPS,
                     global_ops=MAMBA1_GLOBAL_OPS, global_extra=(("mamba_inner_fn",),)),
     suite_graph=True,
+    native=NativeMap(native_config, renames=(("backbone.embeddings.", "backbone.embedding."),)),
 )

@@ -1,6 +1,6 @@
 """Fast paths compute what the default path computes: Mamba's CUDA kernels against transformers' reference
-PyTorch loop, the compiled decode backend (static cache) and the suite's CUDA-graph decode against eager
-decoding."""
+PyTorch loop, the compiled decode backend (static cache), the suite's CUDA-graph decode and the authors' own
+model (mamba-ssm's MambaLMHeadModel, the native backend) against eager decoding."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pytest_ssmbench.fixtures import xfail_known
-from ssmbench import impl
+from ssmbench import impl, native
 from ssmbench.bench import BACKEND_KWARGS, SUITE_GRAPH, decode_path, graphed_decoder, prompt_ids
 from ssmbench.compare import assert_logits_close, assert_same_generation
 from ssmbench.inputs import PROMPTS
@@ -65,6 +65,33 @@ def test_graphed_decode_matches_eager(lm):
                 f"{lm.name}: greedy, suite CUDA graph ({'captured' if decoder.capture else 'uncaptured'}) vs eager, "
                 f"context {context}, batch {batch}, row {row}", graphed[row], eager.sequences[row, context:],
                 [s[row] for s in eager.logits], lm.dtype, lm.tokenizer.decode, lm.noise_floor)
+
+
+@pytest.mark.family("ssm")
+@pytest.mark.needs("native")
+def test_native_matches_transformers(lm):
+    """The native backend: mamba-ssm's MambaLMHeadModel on transformers' own tensors gives the same prefill
+    logits and, through its CUDA-graph decode, the same greedy tokens as eager generate() -- later calls
+    reusing the captured graph, a longer prompt recapturing it, and a batch of two."""
+    why = native.unavailable(lm.spec.arch, lm.device)
+    if why:
+        pytest.skip(f"{lm.name}: {why}")
+    decoder = native.native_decoder(lm)
+    ids = lm.encode(PROMPTS[0])["input_ids"]
+    with torch.no_grad():
+        theirs = lm.model(input_ids=ids).logits
+    assert_logits_close(f"{lm.name}: prefill logits, mamba-ssm's model vs transformers'", decoder.logits(ids), theirs,
+                        lm.dtype, lm.noise_floor)
+    for context, batch in [(9, 1), (23, 1), (5, 1), (14, 2)]:
+        ids = prompt_ids(lm, context, batch=batch, seed=1)
+        with torch.no_grad():
+            eager = _greedy(lm, ids)
+        tokens = decoder.generate(ids, NEW)
+        for row in range(batch):
+            assert_same_generation(
+                f"{lm.name}: greedy, mamba-ssm's CUDA-graph decode vs transformers' eager, context {context}, batch "
+                f"{batch}, row {row}", tokens[row], eager.sequences[row, context:], [s[row] for s in eager.logits],
+                lm.dtype, lm.tokenizer.decode, lm.noise_floor)
 
 
 @pytest.mark.heavy  # compiles the decode step: ~40 s per full-size model
