@@ -54,11 +54,12 @@ def tolerance(table: dict[torch.dtype, float], dtype: torch.dtype, noise_floor: 
     ``Powerless`` where it is too wide for any comparison to fail."""
     tol = max(table[dtype], NOISE_FACTOR * noise_floor)
     if tol >= POWER_LIMIT:
+        name = str(dtype).replace("torch.", "")
         raise Powerless(
             f"no comparison has power here: two equally correct computations of this model's logits (a prompt "
-            f"alone and in a batch of two) differ by {noise_floor * 100:.0f} % in {str(dtype).replace('torch.', '')}, so "
-            f"the tolerance would be {tol * 100:.0f} % (random weights this deep are chaotic at this precision); the tiny "
-            "checkpoints and float32 runs check this")
+            f"alone and in a batch of two) differ by {noise_floor * 100:.0f} % in {name}, so the tolerance would be "
+            f"{tol * 100:.0f} % (random weights this deep are chaotic at this precision); the tiny checkpoints and "
+            "float32 runs check this")
     return tol
 
 

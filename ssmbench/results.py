@@ -349,7 +349,8 @@ def _model_lines(store: ResultStore, model: str) -> list[str]:
         t = d.timing
         lines.append(f"  {d.backend} decode @ {d.context}: {_fmt(t.decode_s_per_token, 'ms')} ms/token "
                      f"(+-{_fmt(t.step_spread, '%')} %), MBU {_fmt(d.roofline.mbu, '%')} %, extra peak "
-                     f"{_fmt(d.memory.extra_peak_bytes, 'GB')} GB, first call {t.first_call_s:.1f} s (compilation "
+                     f"{_fmt(d.memory.extra_peak_bytes, 'GB')} GB, first call "
+                         f"{'n/a' if t.first_call_s is None else format(t.first_call_s, '.1f')} s (compilation "
                      f"~{'n/a' if t.compile_s is None else format(t.compile_s, '.1f')} s)" + _settled(t)
                      + (f" [{d.decode_path}]" if d.decode_path else ""))
     lines += throughput_lines(store, model)
@@ -446,6 +447,35 @@ def calibration_lines(store: ResultStore) -> list[str]:
     return lines
 
 
+TRANSFORMERS_BACKENDS = ("eager", "compiled")  # what transformers itself offers (graphed and native are not its)
+
+
+def left_on_table_lines(store: ResultStore) -> list[str]:
+    """Per model with native points: at each context, the native decode (the authors' own model and CUDA
+    graph on the same weights) against transformers' best (eager or compiled) and the suite's graph -- how much
+    faster the same weights decode than transformers lets them."""
+    lines: list[str] = []
+    for model in store.models():
+        native_ctx, native_t = series(store, model, "decode", "decode_s_per_token", "native")
+        if not native_ctx:
+            continue
+        if not lines:
+            lines.append("what transformers leaves on the table (decode per token; native: the authors' own model "
+                         "and CUDA graph on the same weights):")
+        for context, t in zip(native_ctx, native_t, strict=True):
+            found = {b: series(store, model, "decode", "decode_s_per_token", b) for b in (*TRANSFORMERS_BACKENDS,
+                                                                                        "graphed")}
+            at = {b: ys[xs.index(context)] for b, (xs, ys) in found.items() if context in xs}
+            best = min((b for b in TRANSFORMERS_BACKENDS if b in at), key=at.get, default=None)
+            text = f"  {model} @ {context}: native {t * 1e3:.2f} ms"
+            text += (f"; transformers' best {at[best] * 1e3:.2f} ({best}): {at[best] / t:.2f}x" if best else
+                     "; transformers not measured here")
+            if "graphed" in at:
+                text += f"; suite graph {at['graphed'] * 1e3:.2f}: {at['graphed'] / t:.2f}x"
+            lines.append(text)
+    return lines
+
+
 def summary_lines(store: ResultStore) -> list[str]:
     lines: list[str] = []
     for model in store.models():
@@ -462,6 +492,7 @@ def summary_lines(store: ResultStore) -> list[str]:
         arch = next((p.arch for p in store.points if p.model == ssm), "mamba")
         label = "Mamba" if arch == "mamba" else arch  # "mamba2 faster (prefill)": which SSM, not always Mamba
         lines += [f"  {label} {k}: {v}" for k, v in found.items()]
+    lines += left_on_table_lines(store)
     return lines
 
 

@@ -246,3 +246,18 @@ def test_summarize_script_reads_a_stored_baseline_and_refuses_other_files(tmp_pa
         with pytest.raises(SystemExit) as exit_:
             summarize.main([str(bad)])
         assert exit_.value.code == 2 and str(bad) in capsys.readouterr().err
+
+
+def test_what_transformers_leaves_on_the_table_is_native_against_its_best_path():
+    store = _store(
+        [_pt("m", "ssm", "decode", c, b, decode_s_per_token=t) for b, c, t in (
+            ("eager", 8, 0.05), ("compiled", 8, 0.0048), ("graphed", 8, 0.0048), ("native", 8, 0.0032),
+            ("native", 16, 0.0033))]
+        + [_pt("t", "attention", "decode", 8, "compiled", decode_s_per_token=0.004)])
+    lines = results.left_on_table_lines(store)
+    assert lines[1:] == ["  m @ 8: native 3.20 ms; transformers' best 4.80 (compiled): 1.50x; suite graph 4.80: 1.50x",
+                         "  m @ 16: native 3.30 ms; transformers not measured here"], lines
+    assert lines[0].startswith("what transformers leaves on the table") and lines[1:] == [
+        line for line in results.summary_lines(store) if line.startswith("  m @ ")]
+    assert results.left_on_table_lines(_store([_pt("t", "attention", "decode", 8, "compiled",
+                                                   decode_s_per_token=0.004)])) == []
