@@ -59,7 +59,7 @@ def _make_bench_settings(config: pytest.Config) -> BenchSettings:
     return BenchSettings(contexts, batches, options.get(config, "backends"), decode_tokens,
                          None if rounds == "auto" else rounds, profile, mamba_impl, store, Nvml(s.device.index or 0),
                          options.get(config, "bench_target") / 100, options.get(config, "bench_max_time"), calibrate,
-                         tolerance / 100, prompts, throughput_new)
+                         tolerance / 100, options.get(config, "calibrate_max_time"), prompts, throughput_new)
 
 
 def bench_settings(config: pytest.Config) -> BenchSettings:

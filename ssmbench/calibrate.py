@@ -159,7 +159,8 @@ def resolved(suite: list[float], plain: list[float], tolerance: float) -> bool:
 
 
 def calibrate_point(point: Point, lm: LoadedModel, ids: torch.Tensor, backend: str,
-                    harness: Callable[[], float], tolerance: float = 0.05) -> list[Check]:
+                    harness: Callable[[], float], tolerance: float = 0.05,
+                    max_seconds: float = MAX_SECONDS) -> list[Check]:
     """The plain measurements of a prefill or decode point, as checks against the point's figures. ``harness``
     makes one more call the way the point's rounds did and returns its figure (time to first token for
     prefill, the median step for decode)."""
@@ -196,7 +197,7 @@ def calibrate_point(point: Point, lm: LoadedModel, ids: torch.Tensor, backend: s
         return checks
     start = time.perf_counter()
     while not resolved(suite, plain, tolerance) and (
-            len(suite) < CALLS or (len(suite) < MAX_PAIRS and time.perf_counter() - start < MAX_SECONDS)):
+            len(suite) < CALLS or (len(suite) < MAX_PAIRS and time.perf_counter() - start < max_seconds)):
         pair()
     checks.append(paired_check(figure, suite, plain))
     checks.append(Check(figure, point_value, statistics.median(plain), _spread(t.round_values_s) + _spread(plain),

@@ -52,6 +52,7 @@ class BenchSettings:
     max_time_s: float = 60.0
     calibrate_contexts: tuple[int, ...] = ()  # empty: no calibration
     calibrate_tolerance: float = 0.05
+    calibrate_max_s: float = 30.0  # per figure: alternate until the interval decides or this is spent
     throughput_prompts: list[int] = field(default_factory=lambda: [32])
     throughput_new_tokens: int = 8
     # (model, backend, prompt) -> the batch size that ran out of memory: larger batches are not attempted
@@ -143,7 +144,8 @@ def measure_point(b: BenchSettings, lm: LoadedModel, kind: str, ids: torch.Tenso
         if timing_on and kind in ("prefill", "decode") and batch == 1 and context in b.calibrate_contexts:
             harness = _harness(kind, call, setup, runs)
             calibrate.record(point, calibrate.calibrate_point(point, lm, ids, backend, harness,
-                                                              b.calibrate_tolerance), b.calibrate_tolerance)
+                                                              b.calibrate_tolerance, b.calibrate_max_s),
+                             b.calibrate_tolerance)
     except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
         if not is_out_of_memory(exc):
             raise

@@ -446,6 +446,27 @@ def test_median_interval_is_the_order_statistics_one():
     assert resolved([1.2, 1.21, 1.19, 1.2, 1.22, 1.18], [1.0] * 6, 0.05)  # decided: wholly beyond
 
 
+@pytest.mark.quick
+def test_calibration_keeps_alternating_while_undecided_for_as_long_as_it_is_given(monkeypatch):
+    """A figure the host's noise leaves undecided: 6 pairs with no time to spare (the minimum for a 95 %
+    interval), up to MAX_PAIRS with time (``--calibrate-max-time``): a long point can be decided by allowing it."""
+    import itertools
+    import types
+
+    from ssmbench import calibrate
+    from ssmbench.point import Point
+
+    noisy = itertools.cycle([0.9, 1.1])  # suite/plain: +-10 %, around 0: never wholly within 5 % or beyond it
+    monkeypatch.setattr(calibrate, "_plain_call", lambda *args: next(noisy))
+    lm = types.SimpleNamespace(device=torch.device("cpu"))
+    point = Point("m", "prefill", 16, 1, 1)
+    point.timing.ttft_s = 1.0
+    for max_seconds, pairs in ((0.0, calibrate.CALLS), (60.0, calibrate.MAX_PAIRS)):
+        checks = calibrate.calibrate_point(point, lm, None, "eager", lambda: 1.0, 0.05, max_seconds)
+        paired = next(c for c in checks if c.of == "harness")
+        assert paired.pairs == pairs and paired.unresolved(0.05), paired
+
+
 def _damaged_copy(tmp_path, damage: str):
     from safetensors.torch import load_file, save_file
 
