@@ -20,6 +20,8 @@
 #           with QUICK=1, before that, the quick tier with the kernels (three --archs groups side by side) into
 #           /tmp/sweep/quick.
 #           Waits up to WAIT seconds.
+#           SWEEP=native: instead, issue #14's decode sweep (compiled, graphed, native; 512 ... 32768, calibrated)
+#           and scripts/profile_step.py at 2048.
 #           SWEEP=throughput: instead, issue #13's throughput runs (the paper's prompt 2048 / 128 new tokens, batch
 #           1 ... 256, every backend; then prompts 8192 and 32768 at batch 1/4/16/64).
 #   finish: waits up to WAIT seconds more for all of it (same warm machine).
@@ -73,20 +75,35 @@ elif [ "$phase" = start ]; then
   rm -rf /tmp/work && cp -a "$PWD" /tmp/work
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > /tmp/sweep/gpu.csv
   git rev-parse HEAD > /tmp/sweep/commit 2>/dev/null || true
-  if [ "${SWEEP:-trust}" = throughput ]; then
+  if [ "${SWEEP:-trust}" = native ]; then
+    # Issue #14: Mamba's fast decodes side by side at 512 ... 32768 (transformers' compiled, the suite's graph,
+    # mamba-ssm's native), calibrated at 512 and 32768; then one step kernel by kernel, both sides.
+    cat > /tmp/sweep/run.sh <<EOS
+cd /tmp/work && export PYTHONPATH=/tmp/kernels PYTHONUNBUFFERED=1
+start=\$(date +%s)
+$PYT -m benchmark --models synthetic --ssm-archs mamba --backends compiled,graphed,native -k test_latency_decode \\
+  --contexts 512,2048,8192,32768 --calibrate --calibrate-contexts 512,32768 \\
+  --benchmark-storage=file:///tmp/sweep/baselines --benchmark-save=native-bf16 \\
+  --benchmark-columns=min,median,max,rounds --results-file /tmp/sweep/points.json > /tmp/sweep/bench.log 2>&1
+echo \$? > /tmp/sweep/exit; echo \$(( \$(date +%s) - start )) > /tmp/sweep/wall_s
+timeout -s INT 240 python3 scripts/profile_step.py --context 2048 --steps 50 --out /tmp/sweep/profile \\
+  > /tmp/sweep/profile.log 2>&1
+touch /tmp/sweep/all-done
+EOS
+  elif [ "${SWEEP:-trust}" = throughput ]; then
     # Issue #13: the Mamba paper's throughput experiment (prompt 2048, 128 new tokens, batch 1 ... 256 until out of
     # memory) for every backend, then long context at batch (8192 and 32768, batch 1/4/16/64), into /tmp/sweep.
     cat > /tmp/sweep/run.sh <<EOS
 cd /tmp/work && export PYTHONPATH=/tmp/kernels PYTHONUNBUFFERED=1
 start=\$(date +%s)
-$PYT -m benchmark --models synthetic --ssm-archs mamba,phi --backends eager,compiled,graphed -k test_throughput \\
+$PYT -m benchmark --models synthetic --ssm-archs mamba,phi --backends eager,compiled,graphed,native -k test_throughput \\
   --ssm-throughput-prompts 2048 --ssm-batch-sizes 1,2,4,8,16,32,64,128,256 --ssm-throughput-new-tokens 128 \\
   --benchmark-storage=file:///tmp/sweep/baselines --benchmark-save=throughput-bf16 \\
   --benchmark-columns=min,median,max,rounds --scaling-report /tmp/sweep/report \\
   --results-file /tmp/sweep/points.json > /tmp/sweep/bench.log 2>&1
 echo \$? > /tmp/sweep/exit; echo \$(( \$(date +%s) - start )) > /tmp/sweep/wall_s
 mkdir -p /tmp/sweep/long; start=\$(date +%s)
-$PYT -m benchmark --models synthetic --ssm-archs mamba,phi --backends eager,compiled,graphed -k test_throughput \\
+$PYT -m benchmark --models synthetic --ssm-archs mamba,phi --backends eager,compiled,graphed,native -k test_throughput \\
   --ssm-throughput-prompts 8192,32768 --ssm-batch-sizes 1,4,16,64 --ssm-throughput-new-tokens 128 \\
   --benchmark-storage=file:///tmp/sweep/long/baselines --benchmark-save=throughput-long-bf16 \\
   --benchmark-columns=min,median,max,rounds --scaling-report /tmp/sweep/long/report \\
