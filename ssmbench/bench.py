@@ -9,7 +9,7 @@ import statistics
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -328,36 +328,42 @@ def settle_graphs(call: Callable[[], None], setup: Callable[[], None], clears: W
             return calls, False
 
 
-def _graphed_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Runs,
-                  nvml: Nvml | None = None, energy: bool = True) -> Callable[[], None]:
-    decoder = graphed_decoder(lm)
-
+def _decoder_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Runs, decoder: Any,
+                  state: Callable[[], None], nvml: Nvml | None = None, energy: bool = True) -> Callable[[], None]:
+    """A benchmarked call through a decoder outside generate() (the suite's graph, mamba-ssm's native one):
+    ``decoder.generate(ids, n, on_token)`` timed by the same StepClock; ``state()`` then records what the
+    decoder keeps (cache bytes, capture time) in ``runs``."""
     def call() -> None:
         clock = StepClock(lm.device, nvml, new_tokens, energy)
         clock.start()
         tokens = decoder.generate(ids, new_tokens, on_token=lambda: clock(None, None))
         synchronize(lm.device)
         runs.record(clock, tokens.shape[1], lm.device)
+        state()
+
+    return call
+
+
+def _graphed_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Runs,
+                  nvml: Nvml | None = None, energy: bool = True) -> Callable[[], None]:
+    decoder = graphed_decoder(lm)
+
+    def state() -> None:
         slot = decoder.slot_for(ids.shape[0])
         runs.cache_bytes = tensor_bytes(slot.cache) if slot else None  # no slot: a 1-token call never decodes
         runs.capture_s = slot.capture_s if slot else None
 
-    return call
+    return _decoder_call(lm, ids, new_tokens, runs, decoder, state, nvml, energy)
 
 
 def _native_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Runs,
                  nvml: Nvml | None = None, energy: bool = True) -> Callable[[], None]:
     decoder = native.native_decoder(lm)
 
-    def call() -> None:
-        clock = StepClock(lm.device, nvml, new_tokens, energy)
-        clock.start()
-        tokens = decoder.generate(ids, new_tokens, on_token=lambda: clock(None, None))
-        synchronize(lm.device)
-        runs.record(clock, tokens.shape[1], lm.device)
+    def state() -> None:
         runs.cache_bytes = sum(t.numel() * t.element_size() for t in decoder.state_tensors()) or None
 
-    return call
+    return _decoder_call(lm, ids, new_tokens, runs, decoder, state, nvml, energy)
 
 
 @dataclass

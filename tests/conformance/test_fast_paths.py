@@ -54,17 +54,24 @@ def test_graphed_decode_matches_eager(lm):
     continues prompts exactly as eager generate() does -- including later calls, which reuse the captured
     graph with a new prompt's state copied in, and a batch of two."""
     decoder = graphed_decoder(lm)
-    # (context, batch): the first call captures; the others reuse that graph or capture another batch size.
+    _same_greedy_continuations(lm, decoder.generate,
+                               f"suite CUDA graph ({'captured' if decoder.capture else 'uncaptured'})")
+
+
+def _same_greedy_continuations(lm, generate, what: str) -> None:
+    """``generate(ids, NEW)`` continues prompts with eager generate()'s greedy tokens. (context, batch): the
+    first call captures a graph; the others reuse it, recapture for a longer prompt, or capture another batch
+    size."""
     for context, batch in [(9, 1), (23, 1), (5, 1), (14, 2)]:
         ids = prompt_ids(lm, context, batch=batch, seed=1)
         with torch.no_grad():
             eager = _greedy(lm, ids)
-            graphed = decoder.generate(ids, NEW)
+            tokens = generate(ids, NEW)
         for row in range(batch):
             assert_same_generation(
-                f"{lm.name}: greedy, suite CUDA graph ({'captured' if decoder.capture else 'uncaptured'}) vs eager, "
-                f"context {context}, batch {batch}, row {row}", graphed[row], eager.sequences[row, context:],
-                [s[row] for s in eager.logits], lm.dtype, lm.tokenizer.decode, lm.noise_floor)
+                f"{lm.name}: greedy, {what} vs eager, context {context}, batch {batch}, row {row}", tokens[row],
+                eager.sequences[row, context:], [s[row] for s in eager.logits], lm.dtype, lm.tokenizer.decode,
+                lm.noise_floor)
 
 
 @pytest.mark.family("ssm")
@@ -82,16 +89,7 @@ def test_native_matches_transformers(lm):
         theirs = lm.model(input_ids=ids).logits
     assert_logits_close(f"{lm.name}: prefill logits, mamba-ssm's model vs transformers'", decoder.logits(ids), theirs,
                         lm.dtype, lm.noise_floor)
-    for context, batch in [(9, 1), (23, 1), (5, 1), (14, 2)]:
-        ids = prompt_ids(lm, context, batch=batch, seed=1)
-        with torch.no_grad():
-            eager = _greedy(lm, ids)
-        tokens = decoder.generate(ids, NEW)
-        for row in range(batch):
-            assert_same_generation(
-                f"{lm.name}: greedy, mamba-ssm's CUDA-graph decode vs transformers' eager, context {context}, batch "
-                f"{batch}, row {row}", tokens[row], eager.sequences[row, context:], [s[row] for s in eager.logits],
-                lm.dtype, lm.tokenizer.decode, lm.noise_floor)
+    _same_greedy_continuations(lm, decoder.generate, "mamba-ssm's CUDA-graph decode (native)")
 
 
 @pytest.mark.heavy  # compiles the decode step: ~40 s per full-size model
