@@ -318,7 +318,10 @@ def test_calibration_catches_a_harness_that_inflates_a_figure(tiny_phi, tmp_path
 
     def inflated(point, *args):
         point = real_finish(point, *args)
-        point.timing.ttft_s *= 10  # figures derived wrongly from the rounds
+        # Figures derived wrongly from the rounds. 100x, not 10x: the point's figure fails only beyond 3x the
+        # rounds' and plain calls' spread, which a contended 2-core CI host once put past 270 % (10x: 817 % apart,
+        # not failed).
+        point.timing.ttft_s *= 100
         return point
 
     monkeypatch.setattr(points_module, "finish_point", inflated)
