@@ -150,7 +150,7 @@ OPTIONS: dict[str, tuple[tuple[str, ...], Callable[[str], Any] | None, Any, str 
                             "ssm_calibrate_tolerance", "PCT",
                             "largest difference --ssm-calibrate accepts. Default: 5 on a GPU, 100 on a CPU (tiny "
                             "models, milliseconds, a shared host)"),
-    "calibrate_max_time": (("--calibrate-max-time",), seconds, 30.0, "ssm_calibrate_max_time", "S",
+    "calibrate_max_time": (("--ssm-calibrate-max-time",), seconds, 30.0, "ssm_calibrate_max_time", "S",
                            "--ssm-calibrate: keep alternating harness and plain calls for at most this many seconds "
                            "per figure (at least 6 pairs whatever it takes) until the 95 %% interval decides. A long "
                            "point's pair costs two or three of its calls: on the H200, 6 pairs of phi-2's compiled "

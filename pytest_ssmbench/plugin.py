@@ -53,11 +53,12 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
     """A comparison without power (``ssmbench.compare.Powerless``: the model's noise floor would pass anything)
-    is a skip that says so, not a pass."""
+    is a skip that says so, not a pass, named by the test's node id (``-rs`` groups skips by place and reason).
+    The call phase only: no fixture compares logits."""
     try:
         return (yield)
     except compare.Powerless as exc:
-        pytest.skip(f"{item.callspec.id if hasattr(item, 'callspec') else item.name}: {exc}")
+        pytest.skip(f"{item.nodeid}: {exc}")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -22,6 +22,7 @@ import json
 import re
 import sys
 import time
+import traceback
 from collections import defaultdict
 from pathlib import Path
 
@@ -149,6 +150,8 @@ def markdown(result: dict) -> str:
     for name, side in result["sides"].items():
         if "unavailable" in side:
             lines += [f"- {name}: not measured ({side['unavailable']})"]
+    lines += ["- replayed graph: the suite's is `graph.replay()` alone; native's is mamba-ssm's `run()`, which also "
+              "copies the token and position into the graph's inputs and clones the logits (a few microseconds)"]
     lines += ["", "| | " + " | ".join(sides) + " |", "| --- |" + " --- |" * len(sides)]
     rows = [("replayed graph, ms per step", lambda s: f"{s.get('replay_ms_per_step', float('nan')):.3f}"),
             ("uncaptured step, ms", lambda s: f"{s['eager_step_ms']:.3f}"),
@@ -184,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
+    if args.steps < 1 or args.context < 1 or args.batch < 1:
+        parser.error("--steps, --context and --batch must be at least 1")
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     spec = next(s for s in resolve_model_set(args.models, archs=["mamba"]) if s.arch.key == "mamba")
@@ -195,15 +200,19 @@ def main(argv: list[str] | None = None) -> int:
               "command": "python scripts/profile_step.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "sides": {}}
     args.out.mkdir(parents=True, exist_ok=True)
+    failed = False
     for name, side in (("suite graph", suite_side), ("native", native_side)):
         try:
             result["sides"][name] = side(lm, ids, args.steps)
         except Exception as exc:  # the other side's figures still count: written, with this one's error
-            result["sides"][name] = {"unavailable": f"{type(exc).__name__}: {exc}"}
+            failed = True
+            result["sides"][name] = {"unavailable": f"failed: {type(exc).__name__}: {exc}",
+                                     "traceback": traceback.format_exc()}
+            traceback.print_exc()
         (args.out / "profile.json").write_text(json.dumps(result, indent=1))
     (args.out / "PROFILE.md").write_text(markdown(result))
     print(markdown(result))
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no points file at {args.points}")
     try:
         store = ResultStore.read(args.points)
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         parser.error(f"{args.points} is not a results file of a benchmark run ({type(exc).__name__}: {exc})")
     if not store.points:
         parser.error(f"{args.points} holds no points (not a results file of a benchmark run?)")

@@ -50,6 +50,16 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return float((actual - expected).abs().max() / expected.abs().max().clamp_min(1e-12))
 
 
+def check_noise_floor(name: str, source: str, floor: float) -> float:
+    """A noise floor only random weights may have: a tiny or real checkpoint whose prompt alone and in a batch of
+    two differ this much has a batch-dependence bug or a broken kernel, which ``Powerless`` must not excuse."""
+    if source != "synthetic" and NOISE_FACTOR * floor >= POWER_LIMIT:
+        raise Mismatch(f"{name}: a prompt alone and the same prompt in a batch of two give logits "
+                       f"{floor * 100:.1f} % apart: a {source} checkpoint does not do that (a batch-dependence bug "
+                       "or a broken kernel); only random-weight synthetic models are excused as chaotic")
+    return floor
+
+
 def tolerance(table: dict[torch.dtype, float], dtype: torch.dtype, noise_floor: float) -> float:
     """The dtype's tolerance, or ``NOISE_FACTOR`` times the model's noise floor where that is wider; raises
     ``Powerless`` where it is too wide for any comparison to fail."""

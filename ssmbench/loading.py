@@ -168,14 +168,14 @@ class LoadedModel:
     def noise_floor(self) -> float:
         """Relative disagreement between two equally correct computations of the same logits: a prompt
         alone, and the same prompt as row 0 of a batch of two (other GEMM shapes, other rounding)."""
-        from .compare import relative_error
+        from .compare import check_noise_floor, relative_error
         from .inputs import PROMPTS
 
         ids = self.encode(PROMPTS[0])["input_ids"]
         with torch.no_grad():
             alone = self.model(input_ids=ids, use_cache=False).logits
             batched = self.model(input_ids=ids.repeat(2, 1), use_cache=False).logits[:1]
-        return relative_error(batched, alone)
+        return check_noise_floor(self.name, self.spec.source, relative_error(batched, alone))
 
     def free(self) -> None:
         self.model = None

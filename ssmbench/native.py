@@ -96,7 +96,6 @@ class NativeDecoder:
 
     def __init__(self, hf_model: Any, arch: Any):
         self.model = native_model(hf_model, arch)
-        self.device = next(hf_model.parameters()).device
 
     @property
     def cache(self) -> Any:
@@ -117,6 +116,8 @@ class NativeDecoder:
         loop (``cg=True``, top-k 1), ``on_token`` after each token's logits are enqueued."""
         from mamba_ssm.utils.generation import update_graph_cache
 
+        if new_tokens < 1:
+            raise ValueError(f"new_tokens must be >= 1, got {new_tokens}")
         batch, length = ids.shape
         max_length = length + new_tokens
         model = self.model

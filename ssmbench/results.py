@@ -447,31 +447,33 @@ def calibration_lines(store: ResultStore) -> list[str]:
     return lines
 
 
-TRANSFORMERS_BACKENDS = ("eager", "compiled")  # what transformers itself offers (graphed and native are not its)
-
-
 def left_on_table_lines(store: ResultStore) -> list[str]:
     """Per model with native points: at each context, the native decode (the authors' own model and CUDA
-    graph on the same weights) against transformers' best (eager or compiled) and the suite's graph -- how much
-    faster the same weights decode than transformers lets them."""
+    graph on the same weights) against transformers' best path -- by the path a point records, not its backend's
+    name (Mamba's ``compiled`` on 4.x is the suite's graph) -- and the suite's graph: how much faster the same
+    weights decode than transformers lets them."""
+    from .bench import NATIVE, SUITE_GRAPH, TRANSFORMERS_EAGER, TRANSFORMERS_STATIC
+
     lines: list[str] = []
     for model in store.models():
-        native_ctx, native_t = series(store, model, "decode", "decode_s_per_token", "native")
-        if not native_ctx:
-            continue
-        if not lines:
-            lines.append("what transformers leaves on the table (decode per token; native: the authors' own model "
-                         "and CUDA graph on the same weights):")
-        for context, t in zip(native_ctx, native_t, strict=True):
-            found = {b: series(store, model, "decode", "decode_s_per_token", b) for b in (*TRANSFORMERS_BACKENDS,
-                                                                                        "graphed")}
-            at = {b: ys[xs.index(context)] for b, (xs, ys) in found.items() if context in xs}
-            best = min((b for b in TRANSFORMERS_BACKENDS if b in at), key=at.get, default=None)
+        decodes = [p for p in store.select(model=model, kind="decode", status="ok") if p.timing.decode_s_per_token]
+        for context in sorted({p.context for p in decodes if p.decode_path == NATIVE}):
+            at = [p for p in decodes if p.context == context]
+            t = min(p.timing.decode_s_per_token for p in at if p.decode_path == NATIVE)
+            theirs = [p for p in at if p.decode_path in (TRANSFORMERS_EAGER, TRANSFORMERS_STATIC)]
+            graph = [p.timing.decode_s_per_token for p in at if p.decode_path == SUITE_GRAPH]
+            if not lines:
+                lines.append("what transformers leaves on the table (decode per token; native: the authors' own "
+                             "model and CUDA graph on the same weights):")
             text = f"  {model} @ {context}: native {t * 1e3:.2f} ms"
-            text += (f"; transformers' best {at[best] * 1e3:.2f} ({best}): {at[best] / t:.2f}x" if best else
-                     "; transformers not measured here")
-            if "graphed" in at:
-                text += f"; suite graph {at['graphed'] * 1e3:.2f}: {at['graphed'] / t:.2f}x"
+            if theirs:
+                best = min(theirs, key=lambda p: p.timing.decode_s_per_token)
+                text += (f"; transformers' best {best.timing.decode_s_per_token * 1e3:.2f} ({best.backend}): "
+                         f"{best.timing.decode_s_per_token / t:.2f}x")
+            else:
+                text += "; transformers not measured here"
+            if graph:
+                text += f"; suite graph {min(graph) * 1e3:.2f}: {min(graph) / t:.2f}x"
             lines.append(text)
     return lines
 

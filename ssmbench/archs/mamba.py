@@ -30,10 +30,12 @@ def native_config(config) -> dict:
     add-norm, the residual in float32 as configured, no vocabulary padding (the weights have their shape).
     What mamba-ssm's config cannot say (its norms' epsilon is fixed at 1e-5, its inner width is expand x d_model)
     is refused, not approximated."""
-    if config.layer_norm_epsilon != 1e-5 or config.intermediate_size != config.expand * config.hidden_size:
-        raise ValueError(f"mamba-ssm's MambaConfig fixes the norms' epsilon at 1e-5 and the inner width at expand x "
-                         f"hidden_size; this model has {config.layer_norm_epsilon:g} and {config.intermediate_size} "
-                         f"(expand {config.expand} x {config.hidden_size})")
+    if (config.layer_norm_epsilon != 1e-5 or config.intermediate_size != config.expand * config.hidden_size
+            or config.hidden_act != "silu"):
+        raise ValueError(f"mamba-ssm's MambaConfig fixes the norms' epsilon at 1e-5, the inner width at expand x "
+                         f"hidden_size and the activation at silu; this model has {config.layer_norm_epsilon:g}, "
+                         f"{config.intermediate_size} (expand {config.expand} x {config.hidden_size}) and "
+                         f"{config.hidden_act}")
     return dict(d_model=config.hidden_size, n_layer=config.num_hidden_layers, vocab_size=config.vocab_size,
                 d_intermediate=0, rms_norm=True, residual_in_fp32=config.residual_in_fp32, fused_add_norm=True,
                 pad_vocab_size_multiple=1, tie_embeddings=config.tie_word_embeddings,

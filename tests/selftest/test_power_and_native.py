@@ -45,11 +45,20 @@ def test_a_tolerance_the_noise_floor_widens_past_the_limit_is_powerless():
     compare.assert_same_generation("x", same, same, None, torch.bfloat16, None, 0.001)
 
 
+def test_only_random_weights_may_have_a_noise_floor_that_takes_the_power_away():
+    """A tiny or real checkpoint whose logits move this much with the batch is broken: a failure, not a skip."""
+    assert compare.check_noise_floor("synthetic-mamba", "synthetic", 1.2565) == 1.2565
+    assert compare.check_noise_floor("tiny-mamba", "tiny", 2e-7) == 2e-7
+    for source in ("tiny", "pretrained"):
+        with pytest.raises(compare.Mismatch, match="a batch-dependence bug or a broken kernel"):
+            compare.check_noise_floor(f"{source}-mamba", source, 0.06)
+
+
 def test_the_plugin_reports_a_powerless_comparison_as_a_skip_with_its_reason():
-    item = types.SimpleNamespace(name="test_x[synthetic-mamba]")
+    item = types.SimpleNamespace(nodeid="tests/test_x.py::test_x[synthetic-mamba]")
     hook = plugin.pytest_runtest_call(item)
     next(hook)
-    with pytest.raises(pytest.skip.Exception, match=r"test_x\[synthetic-mamba\]: no comparison has power"):
+    with pytest.raises(pytest.skip.Exception, match=r"test_x.py::test_x\[synthetic-mamba\]: no comparison has power"):
         hook.throw(compare.Powerless("no comparison has power here"))
     hook = plugin.pytest_runtest_call(item)
     next(hook)
@@ -134,8 +143,10 @@ def _fake_mamba_ssm(hf_model):
             self.seqlen_offset, self.max_seqlen = 0, max_seqlen
 
     def update_graph_cache(model, cache, batch_size, seqlen_og, max_seqlen, **kwargs):
-        cache = cache or types.SimpleNamespace(inference_params=InferenceParams(), captures=0)
-        cache.captures += 1
+        # As mamba-ssm's: a new capture (and fresh state) only for a larger batch or a longer maximum length.
+        if cache is None or batch_size > cache.max_batch_size or max_seqlen > cache.max_seqlen:
+            cache = types.SimpleNamespace(inference_params=InferenceParams(), max_batch_size=batch_size,
+                                          max_seqlen=max_seqlen, captures=(cache.captures if cache else 0) + 1)
 
         def run(input_ids, position_ids, seqlen):  # the graph's step: one token in, its logits out
             params = cache.inference_params
@@ -144,6 +155,7 @@ def _fake_mamba_ssm(hf_model):
             return model._logits(params.history)[:, -1:]
 
         cache.run = run
+        cache.inference_params.seqlen_offset = 0
         return cache
 
     root = types.ModuleType("mamba_ssm")
@@ -170,10 +182,19 @@ def test_native_model_takes_transformers_tensors_and_decodes_their_greedy_tokens
     with torch.no_grad():
         ref = lm.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=7, min_new_tokens=7,
                                 do_sample=False, pad_token_id=lm.tokenizer.pad_token_id)
-    for _ in range(2):  # the second call reuses the "captured" cache
-        tokens = decoder.generate(ids, 7)
+    for _ in range(2):  # the second call reuses the captured graph
+        marks = []  # the clock's: one per token, the first once the prefill's logits exist
+
+        def mark(marks=marks):
+            marks.append(decoder.cache.inference_params.history.shape[1])  # positions read so far
+
+        tokens = decoder.generate(ids, 7, on_token=mark)
         assert tokens.shape == (2, 7) and torch.equal(tokens, ref[:, 9:]), (tokens, ref[:, 9:])
-    assert decoder.cache.captures == 2
+        assert marks == list(range(9, 16)), marks
+    assert decoder.cache.captures == 1
+    assert torch.equal(decoder.generate(ids, 9)[:, :7], ref[:, 9:]) and decoder.cache.captures == 2  # longer
+    with pytest.raises(ValueError, match="new_tokens must be >= 1"):
+        decoder.generate(ids, 0)
     # Mapping: one tensor per transformers' parameter, shared; drop the embedding's rename and it is refused.
     assert sum(p.numel() for p in decoder.model.parameters()) == sum(p.numel() for p in lm.model.parameters())
     broken = native.NativeMap(lm.spec.arch.native.config)
@@ -181,11 +202,35 @@ def test_native_model_takes_transformers_tensors_and_decodes_their_greedy_tokens
         native.native_model(lm.model, types.SimpleNamespace(native=broken))
 
 
+def test_native_backend_through_the_harness_records_its_state_and_is_dropped_between_points(tiny_mamba,
+                                                                                           monkeypatch):
+    """The benchmark call of the native backend (bench.generate_call -> native_decoder): its clock marks a
+    token each, its state's bytes are recorded, and release_backend_state frees the decoder before the next
+    point. (Availability is CUDA's; here the fake stands in.)"""
+    from ssmbench import bench
+
+    lm = tiny_mamba
+    for name, module in _fake_mamba_ssm(lm.model).items():
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setattr(native, "unavailable", lambda arch, device: None)
+    runs = bench.Runs()
+    ids = torch.randint(5, lm.model.config.vocab_size - 5, (1, 6), generator=torch.Generator().manual_seed(1))
+    call = bench.generate_call(lm, ids, 5, runs, "native", energy=False)
+    decoder = native.native_decoder(lm)
+    decoder_state = [torch.zeros(3, 4), torch.zeros(2)]
+    monkeypatch.setattr(native.NativeDecoder, "state_tensors", lambda self: decoder_state)
+    call()
+    assert runs.new_tokens == [5] and len(runs.intervals[0]) == 5 and runs.cache_bytes == 14 * 4
+    assert native.native_decoder(lm) is decoder  # one per model ...
+    bench.release_backend_state(lm, "eager")
+    assert native.native_decoder(lm) is not decoder  # ... dropped before the next point
+
+
 def test_native_mapping_refuses_what_mamba_ssm_cannot_say_and_a_copied_tensor(tiny_mamba, monkeypatch):
     lm = tiny_mamba
     config = lm.model.config
     odd = types.SimpleNamespace(**{**config.to_dict(), "layer_norm_epsilon": 1e-6})
-    with pytest.raises(ValueError, match="epsilon at 1e-5 .* 1e-06"):
+    with pytest.raises(ValueError, match="epsilon at 1e-5.* 1e-06"):
         ARCHS["mamba"].native.config(odd)
     for name, module in _fake_mamba_ssm(lm.model).items():
         monkeypatch.setitem(sys.modules, name, module)

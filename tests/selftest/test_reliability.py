@@ -452,7 +452,7 @@ def test_median_interval_is_the_order_statistics_one():
 @pytest.mark.quick
 def test_calibration_keeps_alternating_while_undecided_for_as_long_as_it_is_given(monkeypatch):
     """A figure the host's noise leaves undecided: 6 pairs with no time to spare (the minimum for a 95 %
-    interval), up to MAX_PAIRS with time (``--calibrate-max-time``): a long point can be decided by allowing it."""
+    interval), up to MAX_PAIRS with time (``--ssm-calibrate-max-time``): a long point can be decided by allowing it."""
     import itertools
     import types
 

@@ -249,15 +249,26 @@ def test_summarize_script_reads_a_stored_baseline_and_refuses_other_files(tmp_pa
 
 
 def test_what_transformers_leaves_on_the_table_is_native_against_its_best_path():
-    store = _store(
-        [_pt("m", "ssm", "decode", c, b, decode_s_per_token=t) for b, c, t in (
-            ("eager", 8, 0.05), ("compiled", 8, 0.0048), ("graphed", 8, 0.0048), ("native", 8, 0.0032),
-            ("native", 16, 0.0033))]
-        + [_pt("t", "attention", "decode", 8, "compiled", decode_s_per_token=0.004)])
+    """By the path each point records: on 4.x Mamba's "compiled" backend is the suite's graph, not transformers'."""
+    from ssmbench.bench import NATIVE, SUITE_GRAPH, TRANSFORMERS_EAGER, TRANSFORMERS_STATIC
+
+    def decode(model, context, backend, path, t):
+        p = _pt(model, "ssm", "decode", context, backend, decode_s_per_token=t)
+        p.decode_path = path
+        return p
+
+    store = _store([decode("m", 8, "eager", TRANSFORMERS_EAGER, 0.05),
+                    decode("m", 8, "compiled", TRANSFORMERS_STATIC, 0.0048),
+                    decode("m", 8, "graphed", SUITE_GRAPH, 0.0046), decode("m", 8, "native", NATIVE, 0.0032),
+                    decode("m", 16, "compiled", SUITE_GRAPH, 0.0040),  # 4.x: "compiled" is the suite's graph
+                    decode("m", 16, "eager", TRANSFORMERS_EAGER, 0.048), decode("m", 16, "native", NATIVE, 0.0032),
+                    decode("m", 32, "native", NATIVE, 0.0033),
+                    decode("t", 8, "compiled", TRANSFORMERS_STATIC, 0.004)])
     lines = results.left_on_table_lines(store)
-    assert lines[1:] == ["  m @ 8: native 3.20 ms; transformers' best 4.80 (compiled): 1.50x; suite graph 4.80: 1.50x",
-                         "  m @ 16: native 3.30 ms; transformers not measured here"], lines
+    assert lines[1:] == [
+        "  m @ 8: native 3.20 ms; transformers' best 4.80 (compiled): 1.50x; suite graph 4.60: 1.44x",
+        "  m @ 16: native 3.20 ms; transformers' best 48.00 (eager): 15.00x; suite graph 4.00: 1.25x",
+        "  m @ 32: native 3.30 ms; transformers not measured here"], lines
     assert lines[0].startswith("what transformers leaves on the table") and lines[1:] == [
         line for line in results.summary_lines(store) if line.startswith("  m @ ")]
-    assert results.left_on_table_lines(_store([_pt("t", "attention", "decode", 8, "compiled",
-                                                   decode_s_per_token=0.004)])) == []
+    assert results.left_on_table_lines(_store([decode("t", 8, "compiled", TRANSFORMERS_STATIC, 0.004)])) == []
