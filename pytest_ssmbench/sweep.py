@@ -56,10 +56,13 @@ def _make_bench_settings(config: pytest.Config) -> BenchSettings:
         calibrate = tuple(options.get(config, "calibrate_contexts") or sorted({min(contexts), max(contexts)}))
     tolerance = options.get(config, "calibrate_tolerance") or (5.0 if gpu else 100.0)
     rounds = options.get(config, "bench_rounds")
-    return BenchSettings(contexts, batches, options.get(config, "backends"), decode_tokens,
-                         None if rounds == "auto" else rounds, profile, mamba_impl, store, Nvml(s.device.index or 0),
-                         options.get(config, "bench_target") / 100, options.get(config, "bench_max_time"), calibrate,
-                         tolerance / 100, options.get(config, "calibrate_max_time"), prompts, throughput_new)
+    return BenchSettings(
+        contexts=contexts, batch_sizes=batches, backends=options.get(config, "backends"), decode_tokens=decode_tokens,
+        rounds=None if rounds == "auto" else rounds, profile=profile, impl=mamba_impl, store=store,
+        nvml=Nvml(s.device.index or 0), target=options.get(config, "bench_target") / 100,
+        max_time_s=options.get(config, "bench_max_time"), calibrate_contexts=calibrate,
+        calibrate_tolerance=tolerance / 100, calibrate_max_s=options.get(config, "calibrate_max_time"),
+        throughput_prompts=prompts, throughput_new_tokens=throughput_new)
 
 
 def bench_settings(config: pytest.Config) -> BenchSettings:

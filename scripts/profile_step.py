@@ -30,6 +30,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ssmbench.measure import synchronize  # noqa: E402
+
 CATEGORIES = [  # first match wins
     ("matmul", r"gemm|gemv|cutlass|xmma|cublas|matmul|splitk|sm\d+_"),
     ("ssm", r"selective|scan|state_update|ssm"),
@@ -45,20 +47,15 @@ def category(name: str) -> str:
     return next((cat for cat, pattern in CATEGORIES if re.search(pattern, low)), "other")
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_steps(step, steps: int, device: torch.device) -> float:
     """Seconds per call of ``step`` over ``steps`` calls (after 3 warm-up calls)."""
     for _ in range(3):
         step()
-    sync(device)
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    sync(device)
+    synchronize(device)
     return (time.perf_counter() - start) / steps
 
 
@@ -69,11 +66,11 @@ def kernel_profile(step, steps: int, device: torch.device) -> dict:
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     for _ in range(3):
         step()
-    sync(device)
+    synchronize(device)
     with profile(activities=activities) as prof:
         for _ in range(steps):
             step()
-        sync(device)
+        synchronize(device)
     kernels: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
     for event in prof.events():
         on_device = getattr(event, "device_type", None) == torch.autograd.DeviceType.CUDA

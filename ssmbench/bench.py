@@ -361,7 +361,7 @@ def _native_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Runs
     decoder = native.native_decoder(lm)
 
     def state() -> None:
-        runs.cache_bytes = sum(t.numel() * t.element_size() for t in decoder.state_tensors()) or None
+        runs.cache_bytes = tensor_bytes(decoder.state_tensors()) or None
 
     return _decoder_call(lm, ids, new_tokens, runs, decoder, state, nvml, energy)
 

@@ -350,7 +350,7 @@ def _model_lines(store: ResultStore, model: str) -> list[str]:
         lines.append(f"  {d.backend} decode @ {d.context}: {_fmt(t.decode_s_per_token, 'ms')} ms/token "
                      f"(+-{_fmt(t.step_spread, '%')} %), MBU {_fmt(d.roofline.mbu, '%')} %, extra peak "
                      f"{_fmt(d.memory.extra_peak_bytes, 'GB')} GB, first call "
-                         f"{'n/a' if t.first_call_s is None else format(t.first_call_s, '.1f')} s (compilation "
+                     f"{'n/a' if t.first_call_s is None else format(t.first_call_s, '.1f')} s (compilation "
                      f"~{'n/a' if t.compile_s is None else format(t.compile_s, '.1f')} s)" + _settled(t)
                      + (f" [{d.decode_path}]" if d.decode_path else ""))
     lines += throughput_lines(store, model)

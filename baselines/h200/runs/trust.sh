@@ -36,6 +36,17 @@ fi
 export PYTHONPATH=/tmp/kernels
 PYT="python3 -m pytest -p no:cacheprovider -rs"
 CONTEXTS=${CONTEXTS:-512,2048,8192,32768,65536,131072}
+# The detached run's helper (put at the top of run.sh): one benchmark run into a folder -- its log, points,
+# pytest-benchmark file, scaling report, exit status and wall seconds. Every sweep below is one call of it.
+read -r -d '' SWEEP_FN <<'FN'
+sweep() {  # sweep DIR NAME PYTEST-ARGS...
+  local dir=$1 name=$2 start; shift 2; mkdir -p "$dir"; start=$(date +%s)
+  python3 -m pytest -p no:cacheprovider -rs -m benchmark --models synthetic "$@" \
+    --benchmark-storage="file://$dir/baselines" --benchmark-save="$name" --benchmark-columns=min,median,max,rounds \
+    --scaling-report "$dir/report" --results-file "$dir/points.json" > "$dir/bench.log" 2>&1
+  echo $? > "$dir/exit"; echo $(( $(date +%s) - start )) > "$dir/wall_s"
+}
+FN
 pack() { tar -czf "$OUT/sweep.tar.gz.part" -C /tmp sweep 2>/dev/null; mv -f "$OUT/sweep.tar.gz.part" "$OUT/sweep.tar.gz"; }
 wait_for() {  # wait_for FILE SECONDS: until FILE exists, packing every minute
   for i in $(seq "$2"); do [ -f "$1" ] && break; sleep 1; [ $((i % 60)) = 0 ] && pack; done
@@ -79,13 +90,10 @@ elif [ "$phase" = start ]; then
     # Issue #14: Mamba's fast decodes side by side at 512 ... 32768 (transformers' compiled, the suite's graph,
     # mamba-ssm's native), calibrated at 512 and 32768; then one step kernel by kernel, both sides.
     cat > /tmp/sweep/run.sh <<EOS
+$SWEEP_FN
 cd /tmp/work && export PYTHONPATH=/tmp/kernels PYTHONUNBUFFERED=1
-start=\$(date +%s)
-$PYT -m benchmark --models synthetic --ssm-archs mamba --backends compiled,graphed,native -k test_latency_decode \\
-  --contexts 512,2048,8192,32768 --calibrate --calibrate-contexts 512,32768 \\
-  --benchmark-storage=file:///tmp/sweep/baselines --benchmark-save=native-bf16 \\
-  --benchmark-columns=min,median,max,rounds --results-file /tmp/sweep/points.json > /tmp/sweep/bench.log 2>&1
-echo \$? > /tmp/sweep/exit; echo \$(( \$(date +%s) - start )) > /tmp/sweep/wall_s
+sweep /tmp/sweep native-bf16 --ssm-archs mamba --backends compiled,graphed,native -k test_latency_decode \\
+  --contexts 512,2048,8192,32768 --calibrate --calibrate-contexts 512,32768
 timeout -s INT 240 python3 scripts/profile_step.py --context 2048 --steps 50 --out /tmp/sweep/profile \\
   > /tmp/sweep/profile.log 2>&1
 touch /tmp/sweep/all-done
@@ -94,35 +102,22 @@ EOS
     # Issue #13: the Mamba paper's throughput experiment (prompt 2048, 128 new tokens, batch 1 ... 256 until out of
     # memory) for every backend, then long context at batch (8192 and 32768, batch 1/4/16/64), into /tmp/sweep.
     cat > /tmp/sweep/run.sh <<EOS
+$SWEEP_FN
 cd /tmp/work && export PYTHONPATH=/tmp/kernels PYTHONUNBUFFERED=1
-start=\$(date +%s)
-$PYT -m benchmark --models synthetic --ssm-archs mamba,phi --backends eager,compiled,graphed,native -k test_throughput \\
-  --ssm-throughput-prompts 2048 --ssm-batch-sizes 1,2,4,8,16,32,64,128,256 --ssm-throughput-new-tokens 128 \\
-  --benchmark-storage=file:///tmp/sweep/baselines --benchmark-save=throughput-bf16 \\
-  --benchmark-columns=min,median,max,rounds --scaling-report /tmp/sweep/report \\
-  --results-file /tmp/sweep/points.json > /tmp/sweep/bench.log 2>&1
-echo \$? > /tmp/sweep/exit; echo \$(( \$(date +%s) - start )) > /tmp/sweep/wall_s
-mkdir -p /tmp/sweep/long; start=\$(date +%s)
-$PYT -m benchmark --models synthetic --ssm-archs mamba,phi --backends eager,compiled,graphed,native -k test_throughput \\
-  --ssm-throughput-prompts 8192,32768 --ssm-batch-sizes 1,4,16,64 --ssm-throughput-new-tokens 128 \\
-  --benchmark-storage=file:///tmp/sweep/long/baselines --benchmark-save=throughput-long-bf16 \\
-  --benchmark-columns=min,median,max,rounds --scaling-report /tmp/sweep/long/report \\
-  --results-file /tmp/sweep/long/points.json > /tmp/sweep/long/bench.log 2>&1
-echo \$? > /tmp/sweep/long/exit; echo \$(( \$(date +%s) - start )) > /tmp/sweep/long/wall_s
+sweep /tmp/sweep throughput-bf16 --ssm-archs mamba,phi --backends eager,compiled,graphed,native -k test_throughput \\
+  --ssm-throughput-prompts 2048 --ssm-batch-sizes 1,2,4,8,16,32,64,128,256 --ssm-throughput-new-tokens 128
+sweep /tmp/sweep/long throughput-long-bf16 --ssm-archs mamba,phi --backends eager,compiled,graphed,native \\
+  -k test_throughput --ssm-throughput-prompts 8192,32768 --ssm-batch-sizes 1,4,16,64 --ssm-throughput-new-tokens 128
 touch /tmp/sweep/all-done
 EOS
   else
   cat > /tmp/sweep/run.sh <<EOS
+$SWEEP_FN
 cd /tmp/work && export PYTHONPATH=/tmp/kernels PYTHONUNBUFFERED=1
-start=\$(date +%s)
-$PYT -m benchmark --models synthetic --ssm-archs mamba,phi --backends eager,compiled,graphed --contexts $CONTEXTS \\
+sweep /tmp/sweep synthetic-bf16 --ssm-archs mamba,phi --backends eager,compiled,graphed --contexts $CONTEXTS \\
   --calibrate --calibrate-contexts 512,131072 \\
   --ssm-throughput-prompts 512 --ssm-batch-sizes 1,8,32 --ssm-throughput-new-tokens 32 \\
-  -k "not (test_throughput and (compiled or graphed))" \\
-  --benchmark-storage=file:///tmp/sweep/baselines --benchmark-save=synthetic-bf16 \\
-  --benchmark-columns=min,median,max,rounds --scaling-report /tmp/sweep/report \\
-  --results-file /tmp/sweep/points.json > /tmp/sweep/bench.log 2>&1
-echo \$? > /tmp/sweep/exit; echo \$(( \$(date +%s) - start )) > /tmp/sweep/wall_s
+  -k "not (test_throughput and (compiled or graphed))"
 python3 scripts/plain_point.py phi --context 512 --new-tokens 33 --static-cache --calls 10 \\
   > /tmp/sweep/plain/phi-compiled-decode-512.jsonl 2> /tmp/sweep/plain/phi.err
 python3 scripts/plain_point.py mamba --context 131072 --calls 4 > /tmp/sweep/plain/mamba-prefill-131072.jsonl \\
@@ -147,13 +142,8 @@ if [ "${QUICK:-0}" = 1 ]; then
   wait; echo \$(( \$(date +%s) - start )) > /tmp/sweep/quick/wall_s
 fi
 if [ "${ARCHS:-0}" = 1 ]; then
-  start=\$(date +%s)
-  $PYT -m benchmark --models synthetic --ssm-archs mamba2,falcon_mamba,qwen2,bamba --backends eager \\
-    --contexts 512,2048,8192,32768 -k "not isolation and not throughput" --calibrate --calibrate-contexts 512 \\
-    --benchmark-storage=file:///tmp/sweep/archs/baselines --benchmark-save=archs-eager-bf16 \\
-    --benchmark-columns=min,median,max,rounds --scaling-report /tmp/sweep/archs/report \\
-    --results-file /tmp/sweep/archs/points.json > /tmp/sweep/archs/bench.log 2>&1
-  echo \$? > /tmp/sweep/archs/exit; echo \$(( \$(date +%s) - start )) > /tmp/sweep/archs/wall_s
+  sweep /tmp/sweep/archs archs-eager-bf16 --ssm-archs mamba2,falcon_mamba,qwen2,bamba --backends eager \\
+    --contexts 512,2048,8192,32768 -k "not isolation and not throughput" --calibrate --calibrate-contexts 512
 fi
 touch /tmp/sweep/all-done
 EOS
