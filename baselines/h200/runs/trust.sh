@@ -17,13 +17,16 @@
 #           phi-2 compiled decode at 512, Mamba's prefill at 131072); with ARCHS=1, the other architectures
 #           (mamba2, falcon_mamba, qwen2, bamba; eager, 512 ... 32768, calibrated at 512) into /tmp/sweep/archs;
 #           with NATIVE=1, then issue #14's probe (scripts/native_probe.py) into /tmp/sweep/native;
-#           with QUICK=1, before that, the quick tier with the kernels (three --archs groups side by side) into
+#           with QUICK=1, after that, the quick tier with the kernels (four --archs groups side by side) into
 #           /tmp/sweep/quick.
 #           Waits up to WAIT seconds.
-#           SWEEP=native: instead, issue #14's decode sweep (compiled, graphed, native; 512 ... 32768, calibrated)
-#           and scripts/profile_step.py at 2048.
-#           SWEEP=throughput: instead, issue #13's throughput runs (the paper's prompt 2048 / 128 new tokens, batch
-#           1 ... 256, every backend; then prompts 8192 and 32768 at batch 1/4/16/64).
+#           SWEEP=MODE,...: what runs, in that order (default trust: the above). undecided: issue #12's two long
+#           compiled decodes (131072) calibrated with UNDECIDED_S (400) seconds of pairs each; native: issue #14's
+#           decode sweep (compiled, graphed, native; 512 ... 32768, calibrated at 512 and 32768) and
+#           scripts/profile_step.py at 2048 (PROFILE_S, 240); throughput: issue #13's runs (the paper's prompt
+#           2048 / 128 new tokens, batch 1 ... 256, every backend; then prompts 8192 and 32768 at batch
+#           1/4/16/64). Each mode's run goes into its own folder under /tmp/sweep (trust: /tmp/sweep itself).
+#           QUICK=1 now runs the tiny models of every architecture first (QUICK_TINY_S, 240), then the groups.
 #   finish: waits up to WAIT seconds more for all of it (same warm machine).
 # Every phase packs what exists so far into $OUT/sweep.tar.gz, every minute while waiting, so a call that times
 # out loses nothing measured.
@@ -77,6 +80,12 @@ mamba_ssm.__version__, causal_conv1d.__version__)" > "$R/versions.txt" 2>&1
   echo $(( $(date +%s) - start )) > "$R/wall_s"
   tail -3 "$R/quick.log"
 elif [ "$phase" = start ]; then
+  SWEEP=${SWEEP-trust}
+  for mode in ${SWEEP//,/ }; do
+    case $mode in trust|undecided|native|throughput) ;;
+      *) echo "SWEEP: unknown mode '$mode' (valid: trust, undecided, native, throughput; comma-separated, run in that order)"; exit 2;;
+    esac
+  done
   if ! python3 -c "import torch, selective_scan_cuda, causal_conv1d_cuda, mamba_ssm, causal_conv1d" > "$OUT/kernels-import.txt" 2>&1; then
     echo "the kernels do not import: no sweep"; cat "$OUT/kernels-import.txt"; exit 3
   fi
@@ -86,34 +95,13 @@ elif [ "$phase" = start ]; then
   rm -rf /tmp/work && cp -a "$PWD" /tmp/work
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > /tmp/sweep/gpu.csv
   git rev-parse HEAD > /tmp/sweep/commit 2>/dev/null || true
-  if [ "${SWEEP:-trust}" = native ]; then
-    # Issue #14: Mamba's fast decodes side by side at 512 ... 32768 (transformers' compiled, the suite's graph,
-    # mamba-ssm's native), calibrated at 512 and 32768; then one step kernel by kernel, both sides.
-    cat > /tmp/sweep/run.sh <<EOS
-$SWEEP_FN
-cd /tmp/work && export PYTHONPATH=/tmp/kernels PYTHONUNBUFFERED=1
-sweep /tmp/sweep native-bf16 --ssm-archs mamba --backends compiled,graphed,native -k test_latency_decode \\
-  --contexts 512,2048,8192,32768 --calibrate --calibrate-contexts 512,32768
-timeout -s INT 240 python3 scripts/profile_step.py --context 2048 --steps 50 --out /tmp/sweep/profile \\
-  > /tmp/sweep/profile.log 2>&1
-touch /tmp/sweep/all-done
-EOS
-  elif [ "${SWEEP:-trust}" = throughput ]; then
-    # Issue #13: the Mamba paper's throughput experiment (prompt 2048, 128 new tokens, batch 1 ... 256 until out of
-    # memory) for every backend, then long context at batch (8192 and 32768, batch 1/4/16/64), into /tmp/sweep.
-    cat > /tmp/sweep/run.sh <<EOS
-$SWEEP_FN
-cd /tmp/work && export PYTHONPATH=/tmp/kernels PYTHONUNBUFFERED=1
-sweep /tmp/sweep throughput-bf16 --ssm-archs mamba,phi --backends eager,compiled,graphed,native -k test_throughput \\
-  --ssm-throughput-prompts 2048 --ssm-batch-sizes 1,2,4,8,16,32,64,128,256 --ssm-throughput-new-tokens 128
-sweep /tmp/sweep/long throughput-long-bf16 --ssm-archs mamba,phi --backends eager,compiled,graphed,native \\
-  -k test_throughput --ssm-throughput-prompts 8192,32768 --ssm-batch-sizes 1,4,16,64 --ssm-throughput-new-tokens 128
-touch /tmp/sweep/all-done
-EOS
-  else
-  cat > /tmp/sweep/run.sh <<EOS
-$SWEEP_FN
-cd /tmp/work && export PYTHONPATH=/tmp/kernels PYTHONUNBUFFERED=1
+  # run.sh: the sweep helper, then each SWEEP mode's block in the order given, then the optional ones.
+  {
+  echo "$SWEEP_FN"
+  echo 'cd /tmp/work && export PYTHONPATH=/tmp/kernels PYTHONUNBUFFERED=1'
+  for mode in ${SWEEP//,/ }; do
+    case $mode in
+    trust) cat <<EOS
 sweep /tmp/sweep synthetic-bf16 --ssm-archs mamba,phi --backends eager,compiled,graphed --contexts $CONTEXTS \\
   --calibrate --calibrate-contexts 512,131072 \\
   --ssm-throughput-prompts 512 --ssm-batch-sizes 1,8,32 --ssm-throughput-new-tokens 32 \\
@@ -123,36 +111,74 @@ python3 scripts/plain_point.py phi --context 512 --new-tokens 33 --static-cache 
 python3 scripts/plain_point.py mamba --context 131072 --calls 4 > /tmp/sweep/plain/mamba-prefill-131072.jsonl \\
   2> /tmp/sweep/plain/mamba.err
 touch /tmp/sweep/plain/done
-if [ "${NATIVE:-0}" = 1 ]; then
-  # Issue #14's probe: mamba_ssm's MambaLMHeadModel on the weights transformers loaded, CUDA-graph decode.
-  mkdir -p /tmp/sweep/native
-  timeout -s INT 240 python3 scripts/native_probe.py --context 11 512 2048 8192 32768 --new-tokens 33 \\
-    > /tmp/sweep/native/probe.jsonl 2> /tmp/sweep/native/probe.err
-  echo \$? > /tmp/sweep/native/exit
-fi
-if [ "${QUICK:-0}" = 1 ]; then
-  # The quick tier with the kernels, all architectures: three processes side by side on the one GPU (xdist gives
-  # one worker per GPU; the tier asserts no timings, and its full-size models fit together: 6-18 GB each).
-  mkdir -p /tmp/sweep/quick; start=\$(date +%s)
-  python3 -c "import torch, transformers, mamba_ssm, causal_conv1d as c; print(torch.__version__, transformers.__version__, mamba_ssm.__version__, c.__version__)" > /tmp/sweep/quick/versions.txt 2>&1
-  for g in mamba,phi mamba2,falcon_mamba qwen2,llama bamba; do
-    timeout -s INT ${QUICK_S:-480} $PYT -m quick --archs \$g --durations=15 -o faulthandler_timeout=150 \\
-      > /tmp/sweep/quick/\${g//,/-}.log 2>&1 &
-  done
-  wait; echo \$(( \$(date +%s) - start )) > /tmp/sweep/quick/wall_s
-fi
-if [ "${ARCHS:-0}" = 1 ]; then
-  sweep /tmp/sweep/archs archs-eager-bf16 --ssm-archs mamba2,falcon_mamba,qwen2,bamba --backends eager \\
-    --contexts 512,2048,8192,32768 -k "not isolation and not throughput" --calibrate --calibrate-contexts 512
-fi
-touch /tmp/sweep/all-done
 EOS
-
+    ;;
+    undecided) cat <<EOS
+# Issue #12: the two long compiled decodes the baseline's calibration left undecided (6 pairs in 30 s), given
+# UNDECIDED_S seconds of pairs each.
+sweep /tmp/sweep/undecided undecided-bf16 --ssm-archs mamba,phi --backends compiled -k test_latency_decode \\
+  --contexts 131072 --calibrate --calibrate-contexts 131072 --ssm-calibrate-max-time ${UNDECIDED_S:-400}
+EOS
+    ;;
+    native) cat <<EOS
+# Issue #14: Mamba's fast decodes side by side at 512 ... 32768 (transformers' compiled, the suite's graph,
+# mamba-ssm's native), calibrated at 512 and 32768; then one step kernel by kernel, both sides.
+sweep /tmp/sweep/native-decode native-bf16 --ssm-archs mamba --backends compiled,graphed,native -k test_latency_decode \\
+  --contexts 512,2048,8192,32768 --calibrate --calibrate-contexts 512,32768
+timeout -s INT ${PROFILE_S:-240} python3 scripts/profile_step.py --context 2048 --steps 50 \\
+  --out /tmp/sweep/native-decode/profile > /tmp/sweep/native-decode/profile.log 2>&1
+EOS
+    ;;
+    throughput) cat <<EOS
+# Issue #13: the Mamba paper's throughput experiment (prompt 2048, 128 new tokens, batch 1 ... 256 until out of
+# memory) for every backend, then long context at batch (8192 and 32768, batch 1/4/16/64).
+sweep /tmp/sweep/throughput throughput-bf16 --ssm-archs mamba,phi --backends eager,compiled,graphed,native \\
+  -k test_throughput --ssm-throughput-prompts 2048 --ssm-batch-sizes 1,2,4,8,16,32,64,128,256 \\
+  --ssm-throughput-new-tokens 128
+sweep /tmp/sweep/throughput-long throughput-long-bf16 --ssm-archs mamba,phi --backends eager,compiled,graphed,native \\
+  -k test_throughput --ssm-throughput-prompts 8192,32768 --ssm-batch-sizes 1,4,16,64 --ssm-throughput-new-tokens 128
+EOS
+    ;;
+    esac
+  done
+  if [ "${NATIVE:-0}" = 1 ]; then cat <<EOS
+# Issue #14's probe: mamba_ssm's MambaLMHeadModel on the weights transformers loaded, CUDA-graph decode.
+mkdir -p /tmp/sweep/native
+timeout -s INT 240 python3 scripts/native_probe.py --context 11 512 2048 8192 32768 --new-tokens 33 \\
+  > /tmp/sweep/native/probe.jsonl 2> /tmp/sweep/native/probe.err
+echo \$? > /tmp/sweep/native/exit
+EOS
   fi
+  if [ "${QUICK:-0}" = 1 ]; then cat <<EOS
+# The quick tier with the kernels: first the tiny models of every architecture in one process (kernel parity of
+# each SSM architecture with kernels), then every model set's default (auto: tiny + full-size synthetic) in four
+# --archs groups side by side on the one GPU (the tier asserts no timings; the groups' models fit together).
+mkdir -p /tmp/sweep/quick; start=\$(date +%s)
+python3 -c "import torch, transformers, mamba_ssm, causal_conv1d as c; print(torch.__version__, transformers.__version__, mamba_ssm.__version__, c.__version__)" > /tmp/sweep/quick/versions.txt 2>&1
+timeout -s INT ${QUICK_TINY_S:-240} $PYT -m quick --models tiny --durations=15 -o faulthandler_timeout=150 \\
+  > /tmp/sweep/quick/tiny.log 2>&1
+echo \$? > /tmp/sweep/quick/tiny.exit
+for g in mamba,phi mamba2,falcon_mamba qwen2,llama bamba; do
+  timeout -s INT ${QUICK_S:-480} $PYT -m quick --archs \$g --durations=25 -o faulthandler_timeout=150 \\
+    > /tmp/sweep/quick/\${g//,/-}.log 2>&1 &
+done
+wait; echo \$(( \$(date +%s) - start )) > /tmp/sweep/quick/wall_s
+EOS
+  fi
+  if [ "${ARCHS:-0}" = 1 ]; then cat <<EOS
+sweep /tmp/sweep/archs archs-eager-bf16 --ssm-archs mamba2,falcon_mamba,qwen2,bamba --backends eager \\
+  --contexts 512,2048,8192,32768 -k "not isolation and not throughput" --calibrate --calibrate-contexts 512
+EOS
+  fi
+  echo 'touch /tmp/sweep/all-done'
+  } > /tmp/sweep/run.sh
   setsid nohup bash /tmp/sweep/run.sh > /tmp/sweep/run.log 2>&1 < /dev/null &
-  wait_for /tmp/sweep/all-done "${WAIT:-540}"; tail -5 /tmp/sweep/bench.log
+  wait_for /tmp/sweep/all-done "${WAIT:-540}"
+  for f in /tmp/sweep/bench.log /tmp/sweep/*/bench.log; do [ -f "$f" ] && echo "== $f" && tail -n3 "$f"; done
 elif [ "$phase" = finish ]; then
   wait_for /tmp/sweep/all-done "${WAIT:-560}"
-  tail -3 /tmp/sweep/bench.log; tail -qn1 /tmp/sweep/quick/*.log 2>/dev/null; tail -3 /tmp/sweep/archs/bench.log 2>/dev/null
-  cat /tmp/sweep/exit /tmp/sweep/wall_s 2>/dev/null
+  for f in /tmp/sweep/bench.log /tmp/sweep/*/bench.log /tmp/sweep/quick/*.log; do
+    [ -f "$f" ] && echo "== $f" && tail -n2 "$f"
+  done
+  grep -H . /tmp/sweep/exit /tmp/sweep/wall_s /tmp/sweep/*/exit /tmp/sweep/*/wall_s 2>/dev/null
 fi
