@@ -18,6 +18,12 @@ pytestmark = pytest.mark.conformance
 NEW = 12
 
 
+# A reloaded model computes in a different order on a GPU (cuBLAS picks its algorithm per call and workspace):
+# on the H200, tiny-mamba's float32 logits moved by 3.1e-06 (max |logit| about 6). So there the logits may differ by
+# this many units in the last place of their largest value; what a save can lose is checked exactly before them.
+GPU_ULPS = 64
+
+
 @pytest.mark.heavy
 def test_save_load_roundtrip_is_exact(lm, tmp_path, request):
     xfail_known(request, lm, "mamba2-tied-save")
@@ -27,12 +33,28 @@ def test_save_load_roundtrip_is_exact(lm, tmp_path, request):
     reloaded = on_cpu_reference(
         lm, AutoModelForCausalLM.from_pretrained(tmp_path, local_files_only=True, **dtype_kwargs(lm.dtype)))
     reloaded.to(lm.device).eval()
+    # Lossless: every tensor back bit for bit, in its dtype; the configuration back field for field.
+    saved, back = lm.model.state_dict(), reloaded.state_dict()
+    assert saved.keys() == back.keys(), (
+        f"{lm.name}: tensors lost or added by save/load: {sorted(saved.keys() ^ back.keys())[:5]}")
+    changed = [k for k in saved if saved[k].dtype != back[k].dtype or not torch.equal(saved[k], back[k])]
+    assert not changed, f"{lm.name}: tensors changed by save/load: {changed[:5]}"
+    config, config_back = lm.model.config.to_dict(), reloaded.config.to_dict()
+    fields = {k for k in config.keys() | config_back.keys() if k != "_name_or_path"
+              and config.get(k, "<missing>") != config_back.get(k, "<missing>")}
+    assert not fields, f"{lm.name}: configuration changed by save/load: " + ", ".join(
+        f"{k}: {config.get(k, '<missing>')!r} -> {config_back.get(k, '<missing>')!r}" for k in sorted(fields))
     with torch.no_grad():
         after = reloaded(**enc).logits
     del reloaded
-    assert torch.equal(before, after), (
-        f"{lm.name}: logits changed after save/load; max abs diff {(before - after).abs().max().item():.3g}"
-    )
+    diff = (before - after).abs().max().item()
+    if lm.device.type == "cpu":
+        assert torch.equal(before, after), f"{lm.name}: logits changed after save/load; max abs diff {diff:.3g}"
+    else:
+        allowed = GPU_ULPS * torch.finfo(before.dtype).eps * before.abs().max().item()
+        assert diff <= allowed, (
+            f"{lm.name}: logits changed after save/load; max abs diff {diff:.3g}, over {GPU_ULPS} units in the "
+            f"last place of the largest logit ({allowed:.3g})")
 
 
 def _load_as(lm, dtype):
