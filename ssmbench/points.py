@@ -117,7 +117,7 @@ def measure_point(b: BenchSettings, lm: LoadedModel, kind: str, ids: torch.Tenso
         with PointContext(lm, b.nvml) as ctx, WorkspaceClears() as clears:
             warmup = 1
             if timing_on and decode_path(lm, backend) == TRANSFORMERS_STATIC and lm.device.type == "cuda":
-                # The warm-up of a torch.compile point: until a call records no new CUDA graph.
+                # The warm-up of a torch.compile point: until two calls in a row record no new CUDA graph.
                 t = point.timing
                 t.settle_calls, t.graphs_settled = settle_graphs(call, setup, clears)
                 warmup = 0
