@@ -29,7 +29,7 @@ class Timing:
     step_spread: float | None = None  # interquartile range / median of the steps
     first_call_s: float | None = None  # the warm-up call (compilation or capture included)
     compile_s: float | None = None
-    settle_calls: int | None = None  # compiled: calls (the first included) until two in a row warmed or recorded no CUDA graph
+    settle_calls: int | None = None  # compiled: calls (the first included) until two in a row recorded no CUDA graph
     graphs_settled: bool | None = None  # False: still recording when the settle cap was hit
     graph_clears_in_rounds: int | None = None  # cuBLAS workspace clears (graph recordings) during the rounds
     capture_s: float | None = None
