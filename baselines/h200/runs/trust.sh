@@ -26,7 +26,9 @@
 #           scripts/profile_step.py at 2048 (PROFILE_S, 240); throughput: issue #13's runs (the paper's prompt
 #           2048 / 128 new tokens, batch 1 ... 256, every backend; then prompts 8192 and 32768 at batch
 #           1/4/16/64). Each mode's run goes into its own folder under /tmp/sweep (trust: /tmp/sweep itself).
-#           QUICK=1 now runs the tiny models of every architecture first (QUICK_TINY_S, 240), then the groups.
+#           QUICK=1 now runs the tiny models of every architecture first (QUICK_TINY_S seconds, 240; 0 skips it),
+#           then the --archs groups side by side (QUICK_GROUPS, space-separated; default all four).
+#           UNDECIDED_ARCHS (mamba,phi) picks the models of the undecided mode.
 #   finish: waits up to WAIT seconds more for all of it (same warm machine).
 # Every phase packs what exists so far into $OUT/sweep.tar.gz, every minute while waiting, so a call that times
 # out loses nothing measured.
@@ -116,7 +118,7 @@ EOS
     undecided) cat <<EOS
 # Issue #12: the two long compiled decodes the baseline's calibration left undecided (6 pairs in 30 s), given
 # UNDECIDED_S seconds of pairs each.
-sweep /tmp/sweep/undecided undecided-bf16 --ssm-archs mamba,phi --backends compiled -k test_latency_decode \\
+sweep /tmp/sweep/undecided undecided-bf16 --ssm-archs ${UNDECIDED_ARCHS:-mamba,phi} --backends compiled -k test_latency_decode \\
   --contexts 131072 --calibrate --calibrate-contexts 131072 --ssm-calibrate-max-time ${UNDECIDED_S:-400}
 EOS
     ;;
@@ -155,10 +157,12 @@ EOS
 # --archs groups side by side on the one GPU (the tier asserts no timings; the groups' models fit together).
 mkdir -p /tmp/sweep/quick; start=\$(date +%s)
 python3 -c "import torch, transformers, mamba_ssm, causal_conv1d as c; print(torch.__version__, transformers.__version__, mamba_ssm.__version__, c.__version__)" > /tmp/sweep/quick/versions.txt 2>&1
-timeout -s INT ${QUICK_TINY_S:-240} $PYT -m quick --models tiny --durations=15 -o faulthandler_timeout=150 \\
-  > /tmp/sweep/quick/tiny.log 2>&1
-echo \$? > /tmp/sweep/quick/tiny.exit
-for g in mamba,phi mamba2,falcon_mamba qwen2,llama bamba; do
+if [ ${QUICK_TINY_S:-240} != 0 ]; then
+  timeout -s INT ${QUICK_TINY_S:-240} $PYT -m quick --models tiny --durations=15 -o faulthandler_timeout=150 \\
+    > /tmp/sweep/quick/tiny.log 2>&1
+  echo \$? > /tmp/sweep/quick/tiny.exit
+fi
+for g in ${QUICK_GROUPS:-mamba,phi mamba2,falcon_mamba qwen2,llama bamba}; do
   timeout -s INT ${QUICK_S:-480} $PYT -m quick --archs \$g --durations=25 -o faulthandler_timeout=150 \\
     > /tmp/sweep/quick/\${g//,/-}.log 2>&1 &
 done
