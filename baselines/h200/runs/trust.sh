@@ -15,7 +15,7 @@
 #           1/8/32, 32 new tokens -- the paper's throughput sweep is a run of its own); two points plainly in fresh
 #           processes (scripts/plain_point.py:
 #           phi-2 compiled decode at 512, Mamba's prefill at 131072); with ARCHS=1, the other architectures
-#           (mamba2, falcon_mamba, qwen2, bamba; eager, 512 ... 32768, calibrated at 512) into /tmp/sweep/archs;
+#           (mamba2, falcon_mamba, qwen2, llama, bamba; eager, 512 ... 32768, calibrated at 512) into /tmp/sweep/archs;
 #           with NATIVE=1, then issue #14's probe (scripts/native_probe.py) into /tmp/sweep/native;
 #           with QUICK=1, after that, the quick tier with the kernels (four --archs groups side by side) into
 #           /tmp/sweep/quick.
@@ -170,7 +170,7 @@ wait; echo \$(( \$(date +%s) - start )) > /tmp/sweep/quick/wall_s
 EOS
   fi
   if [ "${ARCHS:-0}" = 1 ]; then cat <<EOS
-sweep /tmp/sweep/archs archs-eager-bf16 --ssm-archs mamba2,falcon_mamba,qwen2,bamba --backends eager \\
+sweep /tmp/sweep/archs archs-eager-bf16 --ssm-archs mamba2,falcon_mamba,qwen2,llama,bamba --backends eager \\
   --contexts 512,2048,8192,32768 -k "not isolation and not throughput" --calibrate --calibrate-contexts 512
 EOS
   fi
