@@ -3,13 +3,15 @@ precision agrees with float32 where it should (and says so plainly where it is k
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
 from pytest_ssmbench.fixtures import xfail_known
 from ssmbench import impl
-from ssmbench.compare import assert_same_generation
+from ssmbench.compare import assert_logits_close, assert_same_generation
 from ssmbench.compat import dtype_kwargs, kept_in_float32
 from ssmbench.inputs import PROMPTS
 
@@ -18,10 +20,11 @@ pytestmark = pytest.mark.conformance
 NEW = 12
 
 
-# A reloaded model computes in a different order on a GPU (cuBLAS picks its algorithm per call and workspace):
-# on the H200, tiny-mamba's float32 logits moved by 3.1e-06 (max |logit| about 6). So there the logits may differ by
-# this many units in the last place of their largest value; what a save can lose is checked exactly before them.
-GPU_ULPS = 64
+def _config_fields(model) -> dict:
+    """The configuration as saved (JSON types: a tuple and its reloaded list compare equal), without the private
+    fields transformers sets while loading (4.46-4.51: ``_attn_implementation_autoset``) or the path."""
+    return {k: v for k, v in json.loads(model.config.to_json_string(use_diff=False)).items()
+            if not k.startswith("_")}
 
 
 @pytest.mark.heavy
@@ -30,31 +33,37 @@ def test_save_load_roundtrip_is_exact(lm, tmp_path, request):
     enc = lm.encode(PROMPTS[:2])
     before = lm.logits(enc["input_ids"], attention_mask=enc["attention_mask"])
     lm.model.save_pretrained(tmp_path)
-    reloaded = on_cpu_reference(
-        lm, AutoModelForCausalLM.from_pretrained(tmp_path, local_files_only=True, **dtype_kwargs(lm.dtype)))
+    reloaded, info = AutoModelForCausalLM.from_pretrained(tmp_path, local_files_only=True, output_loading_info=True,
+                                                          **dtype_kwargs(lm.dtype))
+    reloaded = on_cpu_reference(lm, reloaded)
     reloaded.to(lm.device).eval()
-    # Lossless: every tensor back bit for bit, in its dtype; the configuration back field for field.
+    # Lossless: every tensor in the file (a missing one is re-initialised, for some tensors to the same values),
+    # back bit for bit in its dtype, and the configuration field for field.
+    gaps = {k: sorted(info.get(k) or ()) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    assert not any(gaps.values()), f"{lm.name}: save/load lost or mismatched tensors: {gaps}"
     saved, back = lm.model.state_dict(), reloaded.state_dict()
     assert saved.keys() == back.keys(), (
         f"{lm.name}: tensors lost or added by save/load: {sorted(saved.keys() ^ back.keys())[:5]}")
-    changed = [k for k in saved if saved[k].dtype != back[k].dtype or not torch.equal(saved[k], back[k])]
+    changed = [k for k in saved if saved[k].dtype != back[k].dtype or saved[k].shape != back[k].shape
+               or not torch.equal(saved[k].view(torch.uint8), back[k].view(torch.uint8))]
     assert not changed, f"{lm.name}: tensors changed by save/load: {changed[:5]}"
-    config, config_back = lm.model.config.to_dict(), reloaded.config.to_dict()
-    fields = {k for k in config.keys() | config_back.keys() if k != "_name_or_path"
-              and config.get(k, "<missing>") != config_back.get(k, "<missing>")}
+    config, config_back = _config_fields(lm.model), _config_fields(reloaded)
+    fields = sorted(k for k in config.keys() | config_back.keys()
+                    if config.get(k, "<missing>") != config_back.get(k, "<missing>"))
     assert not fields, f"{lm.name}: configuration changed by save/load: " + ", ".join(
-        f"{k}: {config.get(k, '<missing>')!r} -> {config_back.get(k, '<missing>')!r}" for k in sorted(fields))
+        f"{k}: {config.get(k, '<missing>')!r} -> {config_back.get(k, '<missing>')!r}" for k in fields)
     with torch.no_grad():
         after = reloaded(**enc).logits
     del reloaded
-    diff = (before - after).abs().max().item()
     if lm.device.type == "cpu":
+        diff = (before - after).abs().max().item()
         assert torch.equal(before, after), f"{lm.name}: logits changed after save/load; max abs diff {diff:.3g}"
     else:
-        allowed = GPU_ULPS * torch.finfo(before.dtype).eps * before.abs().max().item()
-        assert diff <= allowed, (
-            f"{lm.name}: logits changed after save/load; max abs diff {diff:.3g}, over {GPU_ULPS} units in the "
-            f"last place of the largest logit ({allowed:.3g})")
+        # Same weights, same configuration: on a GPU the reloaded model may still compute in another order
+        # (cuBLAS picks its algorithm per call and workspace; on the H200 tiny-mamba's float32 logits moved by
+        # 3.1e-06). So there the logits are held to the dtype's tolerance widened by the model's noise floor, as
+        # every other logits comparison of the suite (a floor that would accept anything skips the check).
+        assert_logits_close(f"{lm.name}: logits after save/load", after, before, lm.dtype, lm.noise_floor)
 
 
 def _load_as(lm, dtype):
