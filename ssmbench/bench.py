@@ -302,12 +302,12 @@ class WorkspaceClears:
             torch._C._cuda_clearCublasWorkspaces = self._original
 
 
-SETTLE_MAX_CALLS = 12
+SETTLE_MAX_CALLS = 20  # Mamba's compiled decode at 32768 on the H200 cleared workspaces in its first 11 calls
 SETTLE_MAX_S = 90.0
-# Calls in a row that record nothing before the rounds start: one quiet call is not enough -- a graph tree can warm
-# a new path up in one call (no recording) and record it in the next. On the H200, Mamba's compiled decode at
-# 131072 tokens as a process's first point settled after one quiet call, then cleared 4 workspaces in its rounds:
-# 6.1 ms/token against 5.3 ms by the suite's own call and by plain generate() right after.
+# Calls in a row that clear nothing before the rounds start. One quiet call proved not enough (an observation, no
+# mechanism identified: torch's graph trees clear around warm-ups and recordings alike): on the H200, Mamba's
+# compiled decode at 131072 tokens as a process's first point had one quiet call, then cleared 4 workspaces in its
+# rounds -- 6.1 ms/token against 5.3 ms by the suite's own call and by plain generate() right after.
 SETTLE_QUIET_CALLS = 2
 
 
