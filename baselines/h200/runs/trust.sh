@@ -14,11 +14,11 @@
 #           eager/compiled/graphed, --calibrate; throughput as in earlier baselines: eager, prompt 512, batch
 #           1/8/32, 32 new tokens -- the paper's throughput sweep is a run of its own); two points plainly in fresh
 #           processes (scripts/plain_point.py:
-#           phi-2 compiled decode at 512, Mamba's prefill at 131072); with ARCHS=1, the other architectures
-#           (mamba2, falcon_mamba, qwen2, llama, bamba; eager, 512 ... 32768, calibrated at 512) into /tmp/sweep/archs;
-#           with NATIVE=1, then issue #14's probe (scripts/native_probe.py) into /tmp/sweep/native;
-#           with QUICK=1, after that, the quick tier with the kernels (four --archs groups side by side) into
-#           /tmp/sweep/quick.
+#           phi-2 compiled decode at 512, Mamba's prefill at 131072). After the SWEEP modes, in this order: with
+#           NATIVE=1, issue #14's probe (scripts/native_probe.py) into /tmp/sweep/native; with QUICK=1, the quick
+#           tier with the kernels (four --archs groups side by side) into /tmp/sweep/quick; with ARCHS=1, the other
+#           architectures (mamba2, falcon_mamba, qwen2, llama, bamba; eager, 512 ... 32768, calibrated at 512)
+#           into /tmp/sweep/archs.
 #           Waits up to WAIT seconds.
 #           SWEEP=MODE,...: what runs, in that order (default trust: the above). undecided: issue #12's two long
 #           compiled decodes (131072) calibrated with UNDECIDED_S (400) seconds of pairs each; native: issue #14's
@@ -26,8 +26,9 @@
 #           scripts/profile_step.py at 2048 (PROFILE_S, 240); throughput: issue #13's runs (the paper's prompt
 #           2048 / 128 new tokens, batch 1 ... 256, every backend; then prompts 8192 and 32768 at batch
 #           1/4/16/64). Each mode's run goes into its own folder under /tmp/sweep (trust: /tmp/sweep itself).
-#           QUICK=1 now runs the tiny models of every architecture first (QUICK_TINY_S seconds, 240; 0 skips it),
-#           then the --archs groups side by side (QUICK_GROUPS, space-separated; default all four).
+#           QUICK=1 runs the --archs groups side by side (QUICK_GROUPS, space-separated; default all four; each
+#           group's default model set holds its tiny models too); before them, with QUICK_TINY_S=N, a tiny-only pass of
+#           every architecture capped at N seconds (default 0: none; 200 covered 21 % on a fresh machine).
 #           UNDECIDED_ARCHS (mamba,phi) picks the models of the undecided mode.
 #   finish: waits up to WAIT seconds more for all of it (same warm machine).
 # Every phase packs what exists so far into $OUT/sweep.tar.gz, every minute while waiting, so a call that times
@@ -116,8 +117,8 @@ touch /tmp/sweep/plain/done
 EOS
     ;;
     undecided) cat <<EOS
-# Issue #12: the two long compiled decodes the baseline's calibration left undecided (6 pairs in 30 s), given
-# UNDECIDED_S seconds of pairs each.
+# Issue #12: the long compiled decodes the baseline's calibration left undecided (6 pairs in 30 s) of
+# ${UNDECIDED_ARCHS:-mamba,phi}, given ${UNDECIDED_S:-400} seconds of pairs each.
 sweep /tmp/sweep/undecided undecided-bf16 --ssm-archs ${UNDECIDED_ARCHS:-mamba,phi} --backends compiled -k test_latency_decode \\
   --contexts 131072 --calibrate --calibrate-contexts 131072 --ssm-calibrate-max-time ${UNDECIDED_S:-400}
 EOS
@@ -157,8 +158,8 @@ EOS
 # --archs groups side by side on the one GPU (the tier asserts no timings; the groups' models fit together).
 mkdir -p /tmp/sweep/quick; start=\$(date +%s)
 python3 -c "import torch, transformers, mamba_ssm, causal_conv1d as c; print(torch.__version__, transformers.__version__, mamba_ssm.__version__, c.__version__)" > /tmp/sweep/quick/versions.txt 2>&1
-if [ ${QUICK_TINY_S:-240} != 0 ]; then
-  timeout -s INT ${QUICK_TINY_S:-240} $PYT -m quick --models tiny --durations=15 -o faulthandler_timeout=150 \\
+if [ ${QUICK_TINY_S:-0} -gt 0 ]; then
+  timeout -s INT ${QUICK_TINY_S:-0} $PYT -m quick --models tiny --durations=15 -o faulthandler_timeout=150 \\
     > /tmp/sweep/quick/tiny.log 2>&1
   echo \$? > /tmp/sweep/quick/tiny.exit
 fi
