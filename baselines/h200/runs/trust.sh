@@ -23,9 +23,9 @@
 #           SWEEP=MODE,...: what runs, in that order (default trust: the above). undecided: issue #12's two long
 #           compiled decodes (131072) calibrated with UNDECIDED_S (400) seconds of pairs each; native: issue #14's
 #           decode sweep (compiled, graphed, native; 512 ... 32768, calibrated at 512 and 32768) and
-#           scripts/profile_step.py at 2048 (PROFILE_S, 240); throughput: issue #13's runs (the paper's prompt
-#           2048 / 128 new tokens, batch 1 ... 256, every backend; then prompts 8192 and 32768 at batch
-#           1/4/16/64). Each mode's run goes into its own folder under /tmp/sweep (trust: /tmp/sweep itself).
+#           scripts/profile_step.py at 2048 (PROFILE_S, 240); throughput: issue #13's paper-shaped run (prompt
+#           2048 / 128 new tokens, batch 1 ... 256, every backend; about 24 device minutes by estimate);
+#           throughput-long: prompts 8192 and 32768 at batch 1/4/16/64, every backend. Each mode's run goes into its own folder under /tmp/sweep (trust: /tmp/sweep itself).
 #           QUICK=1 runs the --archs groups side by side (QUICK_GROUPS, space-separated; default all four; each
 #           group's default model set holds its tiny models too); before them, with QUICK_TINY_S=N, a tiny-only pass of
 #           every architecture capped at N seconds (default 0: none; 200 covered 21 % on a fresh machine).
@@ -85,8 +85,8 @@ mamba_ssm.__version__, causal_conv1d.__version__)" > "$R/versions.txt" 2>&1
 elif [ "$phase" = start ]; then
   SWEEP=${SWEEP-trust}
   for mode in ${SWEEP//,/ }; do
-    case $mode in trust|undecided|native|throughput) ;;
-      *) echo "SWEEP: unknown mode '$mode' (valid: trust, undecided, native, throughput; comma-separated, run in that order)"; exit 2;;
+    case $mode in trust|undecided|native|throughput|throughput-long) ;;
+      *) echo "SWEEP: unknown mode '$mode' (valid: trust, undecided, native, throughput, throughput-long; comma-separated, run in that order)"; exit 2;;
     esac
   done
   if ! python3 -c "import torch, selective_scan_cuda, causal_conv1d_cuda, mamba_ssm, causal_conv1d" > "$OUT/kernels-import.txt" 2>&1; then
@@ -134,10 +134,14 @@ EOS
     ;;
     throughput) cat <<EOS
 # Issue #13: the Mamba paper's throughput experiment (prompt 2048, 128 new tokens, batch 1 ... 256 until out of
-# memory) for every backend, then long context at batch (8192 and 32768, batch 1/4/16/64).
+# memory) for every backend.
 sweep /tmp/sweep/throughput throughput-bf16 --ssm-archs mamba,phi --backends eager,compiled,graphed,native \\
   -k test_throughput --ssm-throughput-prompts 2048 --ssm-batch-sizes 1,2,4,8,16,32,64,128,256 \\
   --ssm-throughput-new-tokens 128
+EOS
+    ;;
+    throughput-long) cat <<EOS
+# Issue #13: long context at batch (prompts 8192 and 32768, batch 1/4/16/64 until out of memory), every backend.
 sweep /tmp/sweep/throughput-long throughput-long-bf16 --ssm-archs mamba,phi --backends eager,compiled,graphed,native \\
   -k test_throughput --ssm-throughput-prompts 8192,32768 --ssm-batch-sizes 1,4,16,64 --ssm-throughput-new-tokens 128
 EOS
