@@ -31,6 +31,8 @@
 #           every architecture capped at N seconds (default 0: none; 200 covered 21 % on a fresh machine).
 #           UNDECIDED_ARCHS (mamba,phi) picks the models of the undecided mode.
 #   finish: waits up to WAIT seconds more for all of it (same warm machine).
+# The detached run samples the GPU's clocks, power, temperature and throttle reasons once a second into
+# /tmp/sweep/clocks.csv.
 # Every phase packs what exists so far into $OUT/sweep.tar.gz, every minute while waiting, so a call that times
 # out loses nothing measured.
 set -u
@@ -102,6 +104,11 @@ elif [ "$phase" = start ]; then
   {
   echo "$SWEEP_FN"
   echo 'cd /tmp/work && export PYTHONPATH=/tmp/kernels PYTHONUNBUFFERED=1'
+  # The GPU's clocks, power and temperature once a second throughout (a figure that moves between calls -- phi-2's
+  # compiled decode at 131072: 15.0-17.0 ms a token -- can then be set against them).
+  # (Without the throttle reasons where this driver does not know clocks_event_reasons.)
+  echo 'q=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,pstate'
+  echo '(nvidia-smi --query-gpu=$q,clocks_event_reasons.active --format=csv -l 1 || nvidia-smi --query-gpu=$q --format=csv -l 1) > /tmp/sweep/clocks.csv 2>&1 &'
   for mode in ${SWEEP//,/ }; do
     case $mode in
     trust) cat <<EOS
@@ -179,6 +186,7 @@ sweep /tmp/sweep/archs archs-eager-bf16 --ssm-archs mamba2,falcon_mamba,qwen2,ll
   --contexts 512,2048,8192,32768 -k "not isolation and not throughput" --calibrate --calibrate-contexts 512
 EOS
   fi
+  echo 'pkill -f "query-gpu=timestamp" 2>/dev/null'
   echo 'touch /tmp/sweep/all-done'
   } > /tmp/sweep/run.sh
   setsid nohup bash /tmp/sweep/run.sh > /tmp/sweep/run.log 2>&1 < /dev/null &
