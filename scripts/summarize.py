@@ -3,6 +3,9 @@
 points file, and optionally its scaling report: a committed baseline read with the current code.
 
     python scripts/summarize.py baselines/h200/points-synthetic-bf16.json [--report DIR]
+
+Several files (runs of one device split over sessions, e.g. each model's throughput sweep) are summarised as one
+run: they must come from the same device and torch, and a point measured in two of them is refused.
 """
 
 import argparse
@@ -14,19 +17,53 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ssmbench.results import ResultStore, summary_lines, write_report  # noqa: E402
 
 
+def _identity(p) -> tuple:
+    return (p.model, p.kind, p.context, p.batch, p.new_tokens, p.backend, p.dtype)
+
+
+def merge(stores: list[tuple[Path, ResultStore]]) -> ResultStore:
+    """One store of several runs' points: same device and torch in every file's header, no point twice."""
+    first_path, first = stores[0]
+    merged = ResultStore(None, dict(first.meta), list(first.points))
+    seen = {_identity(p): first_path for p in first.points}
+    for path, store in stores[1:]:
+        for key in ("device", "torch"):
+            if store.meta.get(key) != first.meta.get(key):
+                raise ValueError(f"{path} was measured on {key} {store.meta.get(key)!r}, {first_path} on "
+                                 f"{first.meta.get(key)!r}: only runs of one device and torch are summarised together")
+        for p in store.points:
+            if _identity(p) in seen:
+                raise ValueError(f"{p.model} {p.kind} @ {p.context} (batch {p.batch}, {p.backend}) is in both "
+                                 f"{seen[_identity(p)]} and {path}: summarise one of them")
+            seen[_identity(p)] = path
+            merged.points.append(p)
+        models = [m for m in str(store.meta.get("models", "")).split(",") if m]
+        known = [m for m in str(merged.meta.get("models", "")).split(",") if m]
+        merged.meta["models"] = ",".join(known + [m for m in models if m not in known])
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("points", type=Path, help="a results file written by a benchmark run (--ssm-results-file)")
+    parser.add_argument("points", type=Path, nargs="+",
+                        help="results files written by benchmark runs (--ssm-results-file) on one device")
     parser.add_argument("--report", type=Path, help="also write the scaling report (plots, README.md) here")
     args = parser.parse_args(argv)
-    if not args.points.is_file():
-        parser.error(f"no points file at {args.points}")
+    stores = []
+    for path in args.points:
+        if not path.is_file():
+            parser.error(f"no points file at {path}")
+        try:
+            store = ResultStore.read(path)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            parser.error(f"{path} is not a results file of a benchmark run ({type(exc).__name__}: {exc})")
+        if not store.points:
+            parser.error(f"{path} holds no points (not a results file of a benchmark run?)")
+        stores.append((path, store))
     try:
-        store = ResultStore.read(args.points)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        parser.error(f"{args.points} is not a results file of a benchmark run ({type(exc).__name__}: {exc})")
-    if not store.points:
-        parser.error(f"{args.points} holds no points (not a results file of a benchmark run?)")
+        store = merge(stores)
+    except ValueError as exc:
+        parser.error(str(exc))
     for line in summary_lines(store):
         print(line)
     if args.report:

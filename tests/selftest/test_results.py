@@ -248,6 +248,37 @@ def test_summarize_script_reads_a_stored_baseline_and_refuses_other_files(tmp_pa
         assert exit_.value.code == 2 and str(bad) in capsys.readouterr().err
 
 
+def test_summarize_script_merges_runs_of_one_device_and_refuses_a_point_twice_or_another_device(tmp_path, capsys):
+    """Runs split over sessions (one model's points in each file) summarise as one run: the crossover needs both
+    files. A point in two files, or files from two devices, are refused with exit 2 naming the files."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("summarize", root / "scripts" / "summarize.py")
+    summarize = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summarize)
+
+    def write(name, points, device="GPU A"):
+        store = _store(points)
+        store.meta = {"device": device, "torch": "2.11", "models": ",".join(sorted({p.model for p in points}))}
+        store.path = tmp_path / name
+        store._write()
+        return str(store.path)
+
+    ssm = write("m.json", [_pt("m", "ssm", "prefill", c, median_s=t) for c, t in ((1, 2.0), (2, 1.0))])
+    attn = write("t.json", [_pt("t", "attention", "prefill", c, median_s=1.5) for c in (1, 2)])
+    assert summarize.main([ssm, attn]) == 0
+    out = capsys.readouterr().out
+    assert any(line.endswith("faster (prefill): from 2 tokens (range 1-2); 1.50x at 2") for line in out.splitlines())
+    other = write("other.json", [_pt("t", "attention", "prefill", 4, median_s=1.5)], device="GPU B")
+    for files, says in (([ssm, attn, ssm], "is in both"), ([ssm, other], "only runs of one device")):
+        with pytest.raises(SystemExit) as exit_:
+            summarize.main(files)
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and says in err and files[-1] in err, err
+
+
 def test_what_transformers_leaves_on_the_table_is_native_against_its_best_path():
     """By the path each point records: on 4.x Mamba's "compiled" backend is the suite's graph, not transformers'."""
     from ssmbench.bench import NATIVE, SUITE_GRAPH, TRANSFORMERS_EAGER, TRANSFORMERS_STATIC
