@@ -25,7 +25,9 @@
 #           decode sweep (compiled, graphed, native; 512 ... 32768, calibrated at 512 and 32768) and
 #           scripts/profile_step.py at 2048 (PROFILE_S, 240); throughput: issue #13's paper-shaped run (prompt
 #           2048 / 128 new tokens, batch 1 ... 256, every backend; about 24 device minutes by estimate);
-#           throughput-long: prompts 8192 and 32768 at batch 1/4/16/64, every backend. Each mode's run goes into its own folder under /tmp/sweep (trust: /tmp/sweep itself).
+#           throughput-long: prompts 8192 and 32768 at batch 1/4/16/64, every backend.
+#           THROUGHPUT_ARCHS (mamba,phi) and THROUGHPUT_BACKENDS (all four) split them further across sessions;
+#           scripts/summarize.py then reads the runs' points files together. Each mode's run goes into its own folder under /tmp/sweep (trust: /tmp/sweep itself).
 #           QUICK=1 runs the --archs groups side by side (QUICK_GROUPS, space-separated; default all four; each
 #           group's default model set holds its tiny models too); before them, with QUICK_TINY_S=N, a tiny-only pass of
 #           every architecture capped at N seconds (default 0: none; 200 covered 21 % on a fresh machine).
@@ -142,14 +144,14 @@ EOS
     throughput) cat <<EOS
 # Issue #13: the Mamba paper's throughput experiment (prompt 2048, 128 new tokens, batch 1 ... 256 until out of
 # memory) for every backend.
-sweep /tmp/sweep/throughput throughput-bf16 --ssm-archs mamba,phi --backends eager,compiled,graphed,native \\
+sweep /tmp/sweep/throughput throughput-bf16 --ssm-archs ${THROUGHPUT_ARCHS:-mamba,phi} --backends ${THROUGHPUT_BACKENDS:-eager,compiled,graphed,native} \\
   -k test_throughput --ssm-throughput-prompts 2048 --ssm-batch-sizes 1,2,4,8,16,32,64,128,256 \\
   --ssm-throughput-new-tokens 128
 EOS
     ;;
     throughput-long) cat <<EOS
 # Issue #13: long context at batch (prompts 8192 and 32768, batch 1/4/16/64 until out of memory), every backend.
-sweep /tmp/sweep/throughput-long throughput-long-bf16 --ssm-archs mamba,phi --backends eager,compiled,graphed,native \\
+sweep /tmp/sweep/throughput-long throughput-long-bf16 --ssm-archs ${THROUGHPUT_ARCHS:-mamba,phi} --backends ${THROUGHPUT_BACKENDS:-eager,compiled,graphed,native} \\
   -k test_throughput --ssm-throughput-prompts 8192,32768 --ssm-batch-sizes 1,4,16,64 --ssm-throughput-new-tokens 128
 EOS
     ;;
