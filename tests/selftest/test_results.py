@@ -221,17 +221,23 @@ def test_throughput_verdict_by_batch_with_the_transformer_out_of_memory():
     assert "m out of memory" not in best and "t out of memory from batch 128 (ran up to 32)" in best
 
 
+def _summarize_script():
+    """scripts/summarize.py as a module (scripts/ is not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "summarize.py"
+    spec = importlib.util.spec_from_file_location("summarize", path)
+    summarize = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summarize)
+    return summarize
+
+
 def test_summarize_script_reads_a_stored_baseline_and_refuses_other_files(tmp_path, capsys):
     """scripts/summarize.py: the committed H200 points, summarised with the current code (crossovers with the
     ratio at the longest context both ran), the report written; a file that is not a results file is refused
     with exit 2, naming it."""
-    import importlib.util
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2]
-    spec = importlib.util.spec_from_file_location("summarize", root / "scripts" / "summarize.py")
-    summarize = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(summarize)
+    summarize = _summarize_script()
     store = _store([_pt("m", "ssm", "prefill", c, median_s=t) for c, t in ((1, 2.0), (2, 1.0))]
                    + [_pt("t", "attention", "prefill", c, median_s=1.5) for c in (1, 2)])
     store.path = tmp_path / "points.json"
@@ -251,13 +257,7 @@ def test_summarize_script_reads_a_stored_baseline_and_refuses_other_files(tmp_pa
 def test_summarize_script_merges_runs_of_one_device_and_refuses_a_point_twice_or_another_device(tmp_path, capsys):
     """Runs split over sessions (one model's points in each file) summarise as one run: the crossover needs both
     files. A point in two files, or files from two devices, are refused with exit 2 naming the files."""
-    import importlib.util
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2]
-    spec = importlib.util.spec_from_file_location("summarize", root / "scripts" / "summarize.py")
-    summarize = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(summarize)
+    summarize = _summarize_script()
 
     def write(name, points, device="GPU A"):
         store = _store(points)
