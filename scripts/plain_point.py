@@ -7,13 +7,15 @@ wall clock, the allocator's peak. What the suite's figures are checked against b
 
 Prints one JSON line per context: seconds per call (each call timed alone), the extra peak over the weights
 (max_memory_allocated() minus memory_allocated() before the calls) and each call's own peak over what was
-allocated when it began (compiled: the first calls record CUDA graphs; compare the later ones).
+allocated when it began (compiled: the first calls record CUDA graphs; compare the later ones); with three new
+tokens or more, each call's median time between tokens as a streamer passed to generate() sees them.
 Random token ids, greedy.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
@@ -27,6 +29,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # ssmbench, fro
 
 def main() -> None:
     from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.generation.streamers import BaseStreamer
+
+    class Clock(BaseStreamer):  # the host's clock at each hand-out: the prompt, then each token (after its .cpu())
+        def __init__(self):
+            self.times = []
+
+        def put(self, value):
+            self.times.append(time.perf_counter())
+
+        def end(self):
+            pass
 
     from ssmbench.registry import ARCHS  # the configurations only
 
@@ -49,18 +62,22 @@ def main() -> None:
         torch.cuda.synchronize()
         before = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
-        seconds, peaks, call_peaks, status = [], [], [], "ok"
+        seconds, peaks, call_peaks, steps, status = [], [], [], [], "ok"
         try:
             for _ in range(args.calls):
                 call_before = torch.cuda.memory_allocated()
                 torch.cuda.reset_peak_memory_stats()
+                clock = Clock()
                 start = time.perf_counter()
                 with torch.no_grad():
                     model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
                                    max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
-                                   pad_token_id=config.eos_token_id, **extra)
+                                   pad_token_id=config.eos_token_id, streamer=clock, **extra)
                 torch.cuda.synchronize()
                 seconds.append(time.perf_counter() - start)
+                if args.new_tokens >= 3:  # the steps between new tokens (clock.times[0] is the prompt's)
+                    gaps = [b - a for a, b in itertools.pairwise(clock.times[1:])]
+                    steps.append(statistics.median(gaps))
                 call_peaks.append(torch.cuda.max_memory_allocated())
                 peaks.append((call_peaks[-1] - call_before) / 1e9)
         except torch.cuda.OutOfMemoryError:
@@ -70,6 +87,7 @@ def main() -> None:
         print(json.dumps({"arch": args.arch, "context": context, "new_tokens": args.new_tokens, "status": status,
                           "static_cache": args.static_cache, "seconds": seconds,
                           "median_s": statistics.median(seconds) if seconds else None,
+                          "step_median_s": steps, "ms_per_token": statistics.median(steps) * 1e3 if steps else None,
                           "extra_peak_gb": peak / 1e9, "call_extra_peaks_gb": peaks, "resident_before_gb": before / 1e9,
                           "weights_gb": weights / 1e9, "torch": torch.__version__}), flush=True)
         del ids

@@ -5,11 +5,16 @@ if the harness inflated a figure, the plain one shows it.
 
 - prefill: time to first token = the wall time of ``generate(max_new_tokens=1)``; extra peak memory (the
   allocator's peak over a call minus what was allocated just before it).
-- decode: extra peak memory of a plain call with the point's token count; for the compiled and graphed
-  backends the steady time per token as ``(t(1 + M) - t(2)) / (M - 1)`` (optimum-benchmark's prefill/decode
-  split, with the first decode step, which costs more, on the prefill's side as the suite's median step has
-  it), M the point's own number of decode tokens. Eager decode per token is not calibrated:
-  launch-bound on a shared host, it moves by more than 5 % from one call to the next (its spread says so).
+- decode: extra peak memory of a plain call with the point's token count; for the compiled backend (plain
+  ``generate()``) the median time between tokens as ``generate()`` hands them to a streamer (its ``put``,
+  after the token's copy to the host has synchronized), over a call of the point's own token count -- the
+  wall time a user's streamer sees, no prefill in it; for the suite's graph and mamba-ssm's native generate,
+  which take no streamer, ``(t(1 + M) - t(2)) / (M - 1)`` (optimum-benchmark's prefill/decode split, with the
+  first decode step, which costs more, on the prefill's side as the suite's median step has it), M the point's
+  own number of decode tokens: two prefills' noise in it, which the graphs' steady steps can afford (phi-2's
+  compiled decode at 131072 on the H200, whose 9 s prefills put 14 % of noise into each such figure, could not).
+  Eager decode per token is not calibrated: launch-bound on a shared host, it moves by more than 5 % from one
+  call to the next (its spread says so).
 
 Times are compared twice. The harness's own call (the callable and setup the rounds ran) alternates with the
 plain call: a drifting host moves both alike (on the H200, Mamba's launch-bound prefill at 512 tokens took
@@ -30,9 +35,11 @@ import math
 import statistics
 import time
 from dataclasses import asdict, dataclass
+from itertools import pairwise
 from typing import Callable
 
 import torch
+from transformers.generation.streamers import BaseStreamer
 
 from .bench import BACKEND_KWARGS, NATIVE, SUITE_GRAPH, decode_path, graphed_decoder, relative_iqr
 from .loading import LoadedModel
@@ -96,6 +103,39 @@ def _plain_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: st
             lm.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **BACKEND_KWARGS[backend])
     synchronize(lm.device)
     return time.perf_counter() - start
+
+
+class TokenClock(BaseStreamer):
+    """A streamer that notes the host's clock each time ``generate()`` hands it tokens: first the prompt (before
+    the prefill), then each new token once its copy to the host (``.cpu()``, a synchronize) is done."""
+
+    def __init__(self):
+        self.times: list[float] = []
+
+    def put(self, value) -> None:
+        self.times.append(time.perf_counter())
+
+    def end(self) -> None:
+        pass
+
+    def steps_s(self) -> list[float]:
+        """The time between consecutive new tokens (the first decode step first): one fewer than the tokens."""
+        return [b - a for a, b in pairwise(self.times[1:])]
+
+
+def _plain_steps(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: str) -> list[float]:
+    """One plain greedy ``generate()`` of exactly ``new_tokens`` tokens with a ``TokenClock``: the
+    ``new_tokens - 1`` times between its tokens, in seconds."""
+    clock = TokenClock()
+    synchronize(lm.device)
+    with torch.no_grad():
+        lm.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, streamer=clock,
+                    **BACKEND_KWARGS[backend])
+    steps = clock.steps_s()
+    if len(steps) != new_tokens - 1:
+        raise RuntimeError(f"{lm.name}: the streamer saw {len(clock.times)} hand-outs for a prompt and "
+                           f"{new_tokens} tokens (expected {new_tokens + 1})")
+    return steps
 
 
 def _plain_peak(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: str) -> int | None:
@@ -181,18 +221,25 @@ def calibrate_point(point: Point, lm: LoadedModel, ids: torch.Tensor, backend: s
         figure, point_value = "decode_s_per_token", t.decode_s_per_token
         # As many decode tokens as the point's: steps get cheaper over a longer decode (Mamba's compiled decode
         # at 131072 on the H200: 5.4 ms over the first 32, 4.9 averaged over 630), so the same length is
-        # compared; the prefill's noise in the difference is what more pairs are for.
+        # compared.
         m = point.new_tokens
-        _plain_call(lm, ids, 1 + m, backend)  # warms the static cache for this length
+        if decode_path(lm, backend) in (SUITE_GRAPH, NATIVE):
+            _plain_call(lm, ids, 1 + m, backend)  # warms the graph for this length
 
-        # The suite's figure is the steady step (the median); the first decode step after the prefill costs
-        # more (phi-2 compiled on the H200: 8-10 ms against 4.2), so the plain call with two tokens is the
-        # baseline, not the one with one: (t(1 + M) - t(2)) / (M - 1). The mean, that step included, is the
-        # point's tpot_s.
-        def pair() -> None:
-            suite.append(harness())
-            short = _plain_call(lm, ids, 2, backend)
-            plain.append((_plain_call(lm, ids, 1 + m, backend) - short) / (m - 1))
+            # The suite's figure is the steady step (the median); the first decode step after the prefill costs
+            # more (phi-2 compiled on the H200: 8-10 ms against 4.2), so the plain call with two tokens is the
+            # baseline, not the one with one: (t(1 + M) - t(2)) / (M - 1). The mean, that step included, is the
+            # point's tpot_s. The prefills' noise in the difference is what more pairs are for.
+            def pair() -> None:
+                suite.append(harness())
+                short = _plain_call(lm, ids, 2, backend)
+                plain.append((_plain_call(lm, ids, 1 + m, backend) - short) / (m - 1))
+        else:
+            # plain generate(), the harness's call exactly (same token count, warmed by the point's rounds), with
+            # a streamer's clock in place of the StepClock's CUDA events: the median of its steps
+            def pair() -> None:
+                suite.append(harness())
+                plain.append(statistics.median(_plain_steps(lm, ids, m, backend)))
     else:
         return checks
     start = time.perf_counter()

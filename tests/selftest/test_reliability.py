@@ -470,6 +470,54 @@ def test_calibration_keeps_alternating_while_undecided_for_as_long_as_it_is_give
         assert paired.pairs == pairs and paired.unresolved(0.05), paired
 
 
+@pytest.mark.quick
+def test_plain_decode_steps_are_the_times_between_the_tokens_generate_hands_out(tiny_phi, monkeypatch):
+    """The plain per-token figure of a compiled decode: a streamer's clock around plain generate(), one interval
+    per token after the first, each the step that made it (a model that takes 30 ms a forward shows 30 ms)."""
+    import time
+
+    from ssmbench import calibrate
+
+    ids = torch.randint(3, 500, (1, 8))
+    steps = calibrate._plain_steps(tiny_phi, ids, 6, "eager")
+    assert len(steps) == 5 and all(s > 0 for s in steps)
+    real_forward = tiny_phi.model.forward
+
+    def slow_forward(*args, **kwargs):
+        time.sleep(0.03)
+        return real_forward(*args, **kwargs)
+
+    monkeypatch.setattr(tiny_phi.model, "forward", slow_forward)
+    steps = calibrate._plain_steps(tiny_phi, ids, 4, "eager")
+    assert len(steps) == 3 and min(steps) >= 0.03, steps
+
+
+@pytest.mark.quick
+def test_compiled_decode_is_calibrated_by_the_streamers_steps_not_by_two_prefills(monkeypatch):
+    """A compiled (plain generate()) decode point pairs the harness's median step with the median of a plain
+    call's streamed steps of the same length: no call of 2 and 1 + M tokens, whose prefills' noise left phi-2's
+    decode at 131072 undecided on the H200. A harness 10 % slow fails; an honest one agrees in 6 pairs."""
+    import types
+
+    from ssmbench import calibrate
+    from ssmbench.bench import TRANSFORMERS_STATIC
+    from ssmbench.point import Point
+
+    calls = []
+    monkeypatch.setattr(calibrate, "decode_path", lambda lm, backend: TRANSFORMERS_STATIC)
+    monkeypatch.setattr(calibrate, "_plain_call", lambda *args: pytest.fail("a two-call difference was used"))
+    monkeypatch.setattr(calibrate, "_plain_steps", lambda lm, ids, n, backend: calls.append(n) or [0.01] * (n - 1))
+    lm = types.SimpleNamespace(device=torch.device("cpu"))
+    point = Point("m", "decode", 131072, 1, 33)
+    point.timing.decode_s_per_token, point.timing.round_values_s = 0.01, [0.01, 0.01, 0.01]
+    for harness_s, fails in ((0.011, True), (0.0101, False)):
+        checks = calibrate.calibrate_point(point, lm, None, "compiled", lambda s=harness_s: s, 0.05, 60.0)
+        paired = next(c for c in checks if c.of == "harness")
+        assert paired.figure == "decode_s_per_token" and paired.pairs == calibrate.CALLS
+        assert paired.fails(0.05) is fails and not paired.unresolved(0.05)
+    assert set(calls) == {33}  # the point's own token count
+
+
 def _damaged_copy(tmp_path, damage: str):
     from safetensors.torch import load_file, save_file
 
