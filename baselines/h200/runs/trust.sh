@@ -9,29 +9,34 @@
 #           (The 2026-11-28 check, in runs/2026-11-28-trust/check, is this file's check at commit 5878a6c.)
 #   quick:  the quick tier on the GPU with the kernels (all architectures' tiny checkpoints: kernel parity of
 #           every SSM architecture with kernels), into $OUT/quick.
-#   start:  detached with setsid into /tmp/sweep (one call cannot hold it: 10 minutes a command), one after the
-#           other: the full sweep (the reference pair, --ssm-archs mamba,phi; 512 ... 131072,
+#   start:  detached with setsid into /tmp/sweep (one call cannot hold it: 10 minutes a command), one mode after
+#           the other. trust (the default): the full sweep (the reference pair, --ssm-archs mamba,phi; 512 ... 131072,
 #           eager/compiled/graphed, --calibrate; throughput as in earlier baselines: eager, prompt 512, batch
-#           1/8/32, 32 new tokens -- the paper's throughput sweep is a run of its own); two points plainly in fresh
-#           processes (scripts/plain_point.py:
-#           phi-2 compiled decode at 512, Mamba's prefill at 131072). After the SWEEP modes, in this order: with
-#           NATIVE=1, issue #14's probe (scripts/native_probe.py) into /tmp/sweep/native; with QUICK=1, the quick
-#           tier with the kernels (four --archs groups side by side) into /tmp/sweep/quick; with ARCHS=1, the other
-#           architectures (mamba2, falcon_mamba, qwen2, llama, bamba; eager, 512 ... 32768, calibrated at 512)
-#           into /tmp/sweep/archs.
+#           1/8/32, 32 new tokens -- the paper's throughput sweep is a mode of its own); two points plainly in fresh
+#           processes (scripts/plain_point.py: phi-2 compiled decode at 512, Mamba's prefill at 131072).
 #           Waits up to WAIT seconds.
 #           SWEEP=MODE,...: what runs, in that order (default trust: the above). undecided: issue #12's two long
-#           compiled decodes (131072) calibrated with UNDECIDED_S (400) seconds of pairs each; native: issue #14's
+#           compiled decodes (131072) calibrated with UNDECIDED_S (400) seconds of pairs each; plain-decode: the
+#           same decodes plainly, each in a fresh process (scripts/plain_point.py, 33 tokens, a streamer's clock);
+#           UNDECIDED_ARCHS (mamba,phi) picks the models of both; native: issue #14's
 #           decode sweep (compiled, graphed, native; 512 ... 32768, calibrated at 512 and 32768) and
-#           scripts/profile_step.py at 2048 (PROFILE_S, 240); throughput: issue #13's paper-shaped run (prompt
+#           scripts/profile_step.py at 2048 (PROFILE_S, 240); native-probe: issue #14's probe
+#           (scripts/native_probe.py) into /tmp/sweep/native; throughput: issue #13's paper-shaped run (prompt
 #           2048 / 128 new tokens, batch 1 ... 256, every backend; about 24 device minutes by estimate);
 #           throughput-long: prompts 8192 and 32768 at batch 1/4/16/64, every backend.
 #           THROUGHPUT_ARCHS (mamba,phi) and THROUGHPUT_BACKENDS (all four) split them further across sessions;
-#           scripts/summarize.py then reads the runs' points files together. Each mode's run goes into its own folder under /tmp/sweep (trust: /tmp/sweep itself).
-#           QUICK=1 runs the --archs groups side by side (QUICK_GROUPS, space-separated; default all four; each
-#           group's default model set holds its tiny models too); before them, with QUICK_TINY_S=N, a tiny-only pass of
-#           every architecture capped at N seconds (default 0: none; 200 covered 21 % on a fresh machine).
-#           UNDECIDED_ARCHS (mamba,phi) picks the models of the undecided mode.
+#           scripts/summarize.py then reads the runs' points files together; quick: the quick tier with the
+#           kernels, the --archs groups of QUICK_GROUPS (space-separated; default all four; each group's default
+#           model set holds its tiny models too) side by side, each line of their logs time-stamped,
+#           faulthandler's stacks after QUICK_DUMP_S (60) s in one test, QUICK_S (480) s each; before them, with
+#           QUICK_TINY_S=N, a tiny-only pass of every architecture capped at N seconds (default 0: none; 200
+#           covered 21 % on a fresh machine); archs: the other architectures (mamba2, falcon_mamba, qwen2, llama,
+#           bamba; eager, 512 ... 32768, calibrated at 512) into /tmp/sweep/archs.
+#           NATIVE=1, QUICK=1, ARCHS=1 append native-probe, quick, archs to SWEEP (in that order).
+#           Each mode's run goes into its own folder under /tmp/sweep (trust: /tmp/sweep itself).
+#           SWEEP_GPU1=MODE,...: on a two-GPU machine (kind nvidia-h200-x2), a second lane beside the first: SWEEP's
+#           modes on GPU 0, SWEEP_GPU1's on GPU 1, each lane pinned to half of the CPUs (a mode runs in one lane
+#           only). Timing modes in both lanes share the host, not a GPU: the README of such a run says so.
 #   finish: waits up to WAIT seconds more for all of it (same warm machine).
 # The detached run samples the GPU's clocks, power, temperature and throttle reasons once a second into
 # /tmp/sweep/clocks.csv.
@@ -88,11 +93,24 @@ mamba_ssm.__version__, causal_conv1d.__version__)" > "$R/versions.txt" 2>&1
   tail -3 "$R/quick.log"
 elif [ "$phase" = start ]; then
   SWEEP=${SWEEP-trust}
-  for mode in ${SWEEP//,/ }; do
-    case $mode in trust|undecided|native|throughput|throughput-long) ;;
-      *) echo "SWEEP: unknown mode '$mode' (valid: trust, undecided, native, throughput, throughput-long; comma-separated, run in that order)"; exit 2;;
+  MODES="trust undecided native throughput throughput-long plain-decode native-probe quick archs"
+  # The lanes: lane 0 the SWEEP modes, then the optional ones; lane 1 (SWEEP_GPU1, a two-GPU machine) its own.
+  lane0=${SWEEP//,/ }
+  [ "${NATIVE:-0}" = 1 ] && lane0="$lane0 native-probe"
+  [ "${QUICK:-0}" = 1 ] && lane0="$lane0 quick"
+  [ "${ARCHS:-0}" = 1 ] && lane0="$lane0 archs"
+  lane1=${SWEEP_GPU1:-}; lane1=${lane1//,/ }
+  seen=" "
+  for mode in $lane0 $lane1; do
+    case " $MODES " in *" $mode "*) ;;
+      *) echo "SWEEP/SWEEP_GPU1: unknown mode '$mode' (valid: ${MODES// /, }; comma-separated, run in that order)"; exit 2;;
     esac
+    case "$seen" in *" $mode "*) echo "mode '$mode' given twice: each mode runs once, in one lane (its folder is its own)"; exit 2;; esac
+    seen="$seen$mode "
   done
+  if [ -n "$lane1" ] && [ "$(nvidia-smi -L | wc -l)" -lt 2 ]; then
+    echo "SWEEP_GPU1 needs a second GPU (kind nvidia-h200-x2); this machine has: $(nvidia-smi -L)"; exit 2
+  fi
   if ! python3 -c "import torch, selective_scan_cuda, causal_conv1d_cuda, mamba_ssm, causal_conv1d" > "$OUT/kernels-import.txt" 2>&1; then
     echo "the kernels do not import: no sweep"; cat "$OUT/kernels-import.txt"; exit 3
   fi
@@ -100,19 +118,10 @@ elif [ "$phase" = start ]; then
   # The detached run works in a copy: a later call re-sends the checkout under $PWD (on 2026-11-29 the architectures'
   # sweep, starting as the next call arrived, failed at collection).
   rm -rf /tmp/work && cp -a "$PWD" /tmp/work
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > /tmp/sweep/gpu.csv
+  nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv > /tmp/sweep/gpu.csv
   git rev-parse HEAD > /tmp/sweep/commit 2>/dev/null || true
-  # run.sh: the sweep helper, then each SWEEP mode's block in the order given, then the optional ones.
-  {
-  echo "$SWEEP_FN"
-  echo 'cd /tmp/work && export PYTHONPATH=/tmp/kernels PYTHONUNBUFFERED=1'
-  # The GPU's clocks, power and temperature once a second throughout (a figure that moves between calls -- phi-2's
-  # compiled decode at 131072: 15.0-17.0 ms a token -- can then be set against them).
-  # (Without the throttle reasons where this driver does not know clocks_event_reasons.)
-  echo 'q=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,pstate'
-  echo '(nvidia-smi --query-gpu=$q,clocks_event_reasons.active --format=csv -l 1 || nvidia-smi --query-gpu=$q --format=csv -l 1) > /tmp/sweep/clocks.csv 2>&1 &'
-  for mode in ${SWEEP//,/ }; do
-    case $mode in
+  block() {  # the commands of one mode
+    case $1 in
     trust) cat <<EOS
 sweep /tmp/sweep synthetic-bf16 --ssm-archs mamba,phi --backends eager,compiled,graphed --contexts $CONTEXTS \\
   --calibrate --calibrate-contexts 512,131072 \\
@@ -130,6 +139,15 @@ EOS
 # ${UNDECIDED_ARCHS:-mamba,phi}, given ${UNDECIDED_S:-400} seconds of pairs each.
 sweep /tmp/sweep/undecided undecided-bf16 --ssm-archs ${UNDECIDED_ARCHS:-mamba,phi} --backends compiled -k test_latency_decode \\
   --contexts 131072 --calibrate --calibrate-contexts 131072 --ssm-calibrate-max-time ${UNDECIDED_S:-400}
+EOS
+    ;;
+    plain-decode) cat <<EOS
+# Issue #12: the compiled decodes at 131072 plainly, each in a fresh process (plain generate() with a streamer's
+# clock, 33 tokens, the point's length) for ${UNDECIDED_ARCHS:-mamba,phi}.
+for a in \$(echo ${UNDECIDED_ARCHS:-mamba,phi} | tr , ' '); do
+  timeout -s INT 300 python3 scripts/plain_point.py \$a --context 131072 --new-tokens 33 --static-cache --calls 5 \\
+    > /tmp/sweep/plain/\$a-compiled-decode-131072.jsonl 2> /tmp/sweep/plain/\$a-decode.err
+done
 EOS
     ;;
     native) cat <<EOS
@@ -155,49 +173,76 @@ sweep /tmp/sweep/throughput-long throughput-long-bf16 --ssm-archs ${THROUGHPUT_A
   -k test_throughput --ssm-throughput-prompts 8192,32768 --ssm-batch-sizes 1,4,16,64 --ssm-throughput-new-tokens 128
 EOS
     ;;
-    esac
-  done
-  if [ "${NATIVE:-0}" = 1 ]; then cat <<EOS
+    native-probe) cat <<EOS
 # Issue #14's probe: mamba_ssm's MambaLMHeadModel on the weights transformers loaded, CUDA-graph decode.
 mkdir -p /tmp/sweep/native
 timeout -s INT 240 python3 scripts/native_probe.py --context 11 512 2048 8192 32768 --new-tokens 33 \\
   > /tmp/sweep/native/probe.jsonl 2> /tmp/sweep/native/probe.err
 echo \$? > /tmp/sweep/native/exit
 EOS
-  fi
-  if [ "${QUICK:-0}" = 1 ]; then cat <<EOS
-# The quick tier with the kernels: first the tiny models of every architecture in one process (kernel parity of
-# each SSM architecture with kernels), then every model set's default (auto: tiny + full-size synthetic) in four
-# --archs groups side by side on the one GPU (the tier asserts no timings; the groups' models fit together).
+    ;;
+    quick) cat <<EOS
+# The quick tier with the kernels: optionally the tiny models of every architecture in one process first, then
+# every model set's default (auto: tiny + full-size synthetic) in --archs groups side by side on the one GPU (the
+# tier asserts no timings; the groups' models fit together). Every line of a group's log (-v: one per test)
+# starts with the clock time it was written, so a slow test shows as a gap.
 mkdir -p /tmp/sweep/quick; start=\$(date +%s)
 python3 -c "import torch, transformers, mamba_ssm, causal_conv1d as c; print(torch.__version__, transformers.__version__, mamba_ssm.__version__, c.__version__)" > /tmp/sweep/quick/versions.txt 2>&1
+stamp() { while IFS= read -r l; do printf '%s %s\n' "\$(date +%T)" "\$l"; done; }
 if [ ${QUICK_TINY_S:-0} -gt 0 ]; then
-  timeout -s INT ${QUICK_TINY_S:-0} $PYT -m quick --models tiny --durations=15 -o faulthandler_timeout=150 \\
-    > /tmp/sweep/quick/tiny.log 2>&1
-  echo \$? > /tmp/sweep/quick/tiny.exit
+  timeout -s INT ${QUICK_TINY_S:-0} $PYT -m quick --models tiny -v --durations=15 -o faulthandler_timeout=${QUICK_DUMP_S:-60} 2>&1 \\
+    | stamp > /tmp/sweep/quick/tiny.log
+  echo \${PIPESTATUS[0]} > /tmp/sweep/quick/tiny.exit
 fi
 for g in ${QUICK_GROUPS:-mamba,phi mamba2,falcon_mamba qwen2,llama bamba}; do
-  timeout -s INT ${QUICK_S:-480} $PYT -m quick --archs \$g --durations=25 -o faulthandler_timeout=150 \\
-    > /tmp/sweep/quick/\${g//,/-}.log 2>&1 &
+  ( timeout -s INT ${QUICK_S:-480} $PYT -m quick --archs \$g -v --durations=25 -o faulthandler_timeout=${QUICK_DUMP_S:-60} 2>&1 \\
+    | stamp > /tmp/sweep/quick/\${g//,/-}.log; echo \${PIPESTATUS[0]} > /tmp/sweep/quick/\${g//,/-}.exit ) &
 done
 wait; echo \$(( \$(date +%s) - start )) > /tmp/sweep/quick/wall_s
 EOS
-  fi
-  if [ "${ARCHS:-0}" = 1 ]; then cat <<EOS
+    ;;
+    archs) cat <<EOS
 sweep /tmp/sweep/archs archs-eager-bf16 --ssm-archs mamba2,falcon_mamba,qwen2,llama,bamba --backends eager \\
   --contexts 512,2048,8192,32768 -k "not isolation and not throughput" --calibrate --calibrate-contexts 512
 EOS
-  fi
+    ;;
+    esac
+  }
+  ncpu=$(nproc)
+  lane_script() {  # lane_script N MODES...: a lane's commands, on GPU N and (two lanes) half of the CPUs
+    local n=$1; shift
+    echo "$SWEEP_FN"
+    echo 'cd /tmp/work && export PYTHONPATH=/tmp/kernels PYTHONUNBUFFERED=1'
+    if [ -n "$lane1" ]; then
+      echo "export CUDA_VISIBLE_DEVICES=$n"
+      echo "taskset -pc $(( n * ncpu / 2 ))-$(( (n + 1) * ncpu / 2 - 1 )) \$\$ > /dev/null"
+    fi
+    for mode in "$@"; do echo "echo \"\$(date +%T) lane $n: $mode\""; block "$mode"; done
+    echo "echo \"\$(date +%T) lane $n: done\""
+  }
+  lane_script 0 $lane0 > /tmp/sweep/lane0.sh
+  [ -n "$lane1" ] && lane_script 1 $lane1 > /tmp/sweep/lane1.sh
+  # run.sh: the GPUs' clocks, power and temperature once a second throughout (a figure that moves between calls --
+  # phi-2's compiled decode at 131072: 15.0-17.0 ms a token -- can then be set against them; without the throttle
+  # reasons where this driver does not know clocks_event_reasons), the lanes side by side, then all-done.
+  {
+  echo 'q=timestamp,index,clocks.sm,clocks.mem,power.draw,temperature.gpu,pstate'
+  echo '(nvidia-smi --query-gpu=$q,clocks_event_reasons.active --format=csv -l 1 || nvidia-smi --query-gpu=$q --format=csv -l 1) > /tmp/sweep/clocks.csv 2>&1 &'
+  echo 'bash /tmp/sweep/lane0.sh > /tmp/sweep/lane0.log 2>&1 & lanes=$!'
+  [ -n "$lane1" ] && echo 'bash /tmp/sweep/lane1.sh > /tmp/sweep/lane1.log 2>&1 & lanes="$lanes $!"'
+  echo 'wait $lanes'
   echo 'pkill -f "query-gpu=timestamp" 2>/dev/null'
   echo 'touch /tmp/sweep/all-done'
   } > /tmp/sweep/run.sh
   setsid nohup bash /tmp/sweep/run.sh > /tmp/sweep/run.log 2>&1 < /dev/null &
   wait_for /tmp/sweep/all-done "${WAIT:-540}"
   for f in /tmp/sweep/bench.log /tmp/sweep/*/bench.log; do [ -f "$f" ] && echo "== $f" && tail -n3 "$f"; done
+  tail -n5 /tmp/sweep/lane*.log
 elif [ "$phase" = finish ]; then
   wait_for /tmp/sweep/all-done "${WAIT:-560}"
   for f in /tmp/sweep/bench.log /tmp/sweep/*/bench.log /tmp/sweep/quick/*.log; do
     [ -f "$f" ] && echo "== $f" && tail -n2 "$f"
   done
+  tail -n5 /tmp/sweep/lane*.log
   grep -H . /tmp/sweep/exit /tmp/sweep/wall_s /tmp/sweep/*/exit /tmp/sweep/*/wall_s 2>/dev/null
 fi
