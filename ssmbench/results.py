@@ -225,6 +225,22 @@ def _oom_note(store: ResultStore, models: list[str], kind: str, backend: str | N
     return f"; {'; '.join(notes)}" if notes else ""
 
 
+# Why a point that ran has no figure for a metric, where the point says (the energy counter's window).
+_FIGURE_NOTES = {"joules_per_token": "energy_note", "prefill_joules_per_prompt_token": "prefill_energy_note"}
+
+
+def _no_figure_note(store: ResultStore, model: str, kind: str, metric: str, backend: str) -> str:
+    """'' if ``model`` has no point of ``kind`` with ``backend`` that ran; else why those points have no
+    ``metric`` figure (their notes, or that they do not say)."""
+    ran = store.select(model=model, kind=kind, status="ok", backend=backend)
+    if not ran:
+        return ""
+    field = _FIGURE_NOTES.get(metric)
+    noted = [p for p in sorted(ran, key=lambda p: p.context) if field and getattr(p.energy, field)]
+    return f"{len(ran)} point{'s' if len(ran) > 1 else ''} ran; " + (
+        f"at {noted[-1].context}: {getattr(noted[-1].energy, field)}" if noted else "they give no reason")
+
+
 def pairs(store: ResultStore) -> list[tuple[str, str]]:
     """(SSM or hybrid, attention model) of the same source, every such pair."""
     by_source: dict[str, dict[str, list[str]]] = {}
@@ -253,8 +269,11 @@ def crossovers(store: ResultStore) -> dict[str, dict[str, str]]:
                 label = f"{name}, {backend}" if per_backend else name
                 if bool(a[0]) != bool(b[0]):  # e.g. the graphed backend, which only Mamba-1 has
                     only, other = (ssm, attn) if a[0] else (attn, ssm)
-                    found[f"{verb} ({label})"] = (f"only {only} measured with {backend}, not {other}"
-                                                  + _oom_note(store, [ssm, attn], kind, backend))
+                    why = _no_figure_note(store, other, kind, metric, backend)
+                    found[f"{verb} ({label})"] = (
+                        (f"no {name} figure for {other} with {backend} ({why}), only for {only}" if why
+                         else f"only {only} measured with {backend}, not {other}")
+                        + _oom_note(store, [ssm, attn], kind, backend))
                     continue
                 found[f"{verb} ({label})"] = crossover(*a, *b) + _oom_note(store, [ssm, attn], kind, backend)
             if per_backend and len(backends) > 1:

@@ -75,6 +75,16 @@ def test_decode_crossovers_per_backend_and_best_vs_best():
         "from 2 tokens (range 1-4); 7.50x at 4 [best: m graphed, t compiled/eager]")
 
 
+def test_a_model_measured_without_a_figure_is_not_called_unmeasured():
+    """The H200's eager decodes of Qwen2 and Llama ran but gave no energy (windows under the counter's 1 s): the
+    crossover says so, with the points' reason, instead of 'only mamba2 measured with eager'."""
+    note = "shortest window 0.82 s < 1 s: NVML's energy counter (~100 ms updates) cannot resolve it"
+    store = _store([_pt("m", "ssm", "decode", c, decode_s_per_token=0.05, joules_per_token=6.5) for c in (1, 2)]
+                   + [_pt("t", "attention", "decode", c, decode_s_per_token=0.03, energy_note=note) for c in (1, 2)])
+    found = results.crossovers(store)["m vs t"]["leaner (energy per token (decode), eager)"]
+    assert found == f"no energy per token (decode) figure for t with eager (2 points ran; at 2: {note}), only for m"
+
+
 def test_contexts_past_the_trained_one_are_labelled_timing_only():
     store = _store([_pt("t", "attention", "prefill", c, median_s=1.0, trained_context=2) for c in (1, 2, 4)])
     lines = results.summary_lines(store)
