@@ -27,7 +27,9 @@
 #           THROUGHPUT_ARCHS (mamba,phi) and THROUGHPUT_BACKENDS (all four) split them further across sessions;
 #           scripts/summarize.py then reads the runs' points files together; quick: the quick tier with the
 #           kernels, the --archs groups of QUICK_GROUPS (space-separated; default all four; each group's default
-#           model set holds its tiny models too) side by side, each line of their logs time-stamped,
+#           model set holds its tiny models too) one after the other (QUICK_SIDE_BY_SIDE=1: side by side; on
+#           2026-11-29 two groups compiling mamba-ssm's Triton kernels at once finished together, no sooner, and a
+#           group after another reuses its compiled kernels), each line of their logs time-stamped,
 #           faulthandler's stacks after QUICK_DUMP_S (60) s in one test, QUICK_S (480) s each; before them, with
 #           QUICK_TINY_S=N, a tiny-only pass of every architecture capped at N seconds (default 0: none; 200
 #           covered 21 % on a fresh machine); archs: the other architectures (mamba2, falcon_mamba, qwen2, llama,
@@ -192,7 +194,7 @@ EOS
     ;;
     quick) cat <<EOS
 # The quick tier with the kernels: optionally the tiny models of every architecture in one process first, then
-# every model set's default (auto: tiny + full-size synthetic) in --archs groups side by side on the one GPU (the
+# every model set's default (auto: tiny + full-size synthetic) in --archs groups, one after the other or side by side (the
 # tier asserts no timings; the groups' models fit together). Every line of a group's log (-v: one per test)
 # starts with the clock time it was written, so a slow test shows as a gap.
 mkdir -p /tmp/sweep/quick; start=\$(date +%s)
@@ -205,7 +207,7 @@ if [ ${QUICK_TINY_S:-0} -gt 0 ]; then
 fi
 for g in ${QUICK_GROUPS:-mamba,phi mamba2,falcon_mamba qwen2,llama bamba}; do
   ( timeout -s INT ${QUICK_S:-480} $PYT -m quick --archs \$g -v --durations=25 -o faulthandler_timeout=${QUICK_DUMP_S:-60} 2>&1 \\
-    | stamp > /tmp/sweep/quick/\${g//,/-}.log; echo \${PIPESTATUS[0]} > /tmp/sweep/quick/\${g//,/-}.exit ) &
+    | stamp > /tmp/sweep/quick/\${g//,/-}.log; echo \${PIPESTATUS[0]} > /tmp/sweep/quick/\${g//,/-}.exit ) $( [ "${QUICK_SIDE_BY_SIDE:-0}" = 1 ] && echo '&' )
 done
 wait; echo \$(( \$(date +%s) - start )) > /tmp/sweep/quick/wall_s
 EOS
