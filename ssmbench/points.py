@@ -71,13 +71,25 @@ class PointOutOfMemory(Exception):
         self.point = point
 
 
+# What the errors that mean "no memory left" say, other than torch.cuda.OutOfMemoryError: the CPU allocator's,
+# a CUDA launch or graph instantiation that found none ("CUDA error: out of memory"), cuBLAS's workspace.
+_OUT_OF_MEMORY_TEXTS = ("DefaultCPUAllocator", "can't allocate memory", "not enough memory",
+                        "CUDA error: out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDA out of memory")
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
-    """CUDA's out-of-memory error, or the CPU allocator's (a RuntimeError that says so)."""
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
-        return True
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and ("DefaultCPUAllocator" in text or "can't allocate memory" in text
-                                               or "not enough memory" in text)
+    """CUDA's out-of-memory error, or another error that says there was no memory left (the CPU allocator's, a
+    CUDA launch's, cuBLAS's) -- itself or anywhere in the chain of errors it was raised from or during (torch.compile
+    and transformers re-raise with the original as the cause)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, torch.cuda.OutOfMemoryError):
+            return True
+        if isinstance(exc, RuntimeError) and any(t in str(exc) for t in _OUT_OF_MEMORY_TEXTS):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def check_backend(lm: LoadedModel, backend: str) -> None:
@@ -146,8 +158,9 @@ def measure_point(b: BenchSettings, lm: LoadedModel, kind: str, ids: torch.Tenso
             calibrate.record(point, calibrate.calibrate_point(point, lm, ids, backend, harness,
                                                               b.calibrate_tolerance, b.calibrate_max_s),
                              b.calibrate_tolerance)
-    except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
+    except Exception as exc:
         if not is_out_of_memory(exc):
+            release_backend_state(lm, backend)  # a compiled or captured state the failure left is not the next point's
             raise
         oom = str(exc).splitlines()[0][:200]
         exc.__traceback__ = None  # its frames hold the tensors that filled the memory

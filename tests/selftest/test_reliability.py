@@ -392,8 +392,41 @@ def test_out_of_memory_on_a_cpu_is_recorded_as_such(tiny_phi, tmp_path, monkeypa
         measure_point(FakeBenchmark(), bench, tiny_phi, "prefill", torch.randint(3, 500, (1, 8)), 1)
     assert [p.status for p in bench.store.points] == ["oom"]
     monkeypatch.setattr(tiny_phi.model, "generate", lambda **kw: (_ for _ in ()).throw(RuntimeError("a bug")))
-    with pytest.raises(RuntimeError, match="a bug"):  # any other RuntimeError is a bug, and propagates
+    from ssmbench import points as points_module
+
+    released = []
+    real_release = points_module.release_backend_state
+    monkeypatch.setattr(points_module, "release_backend_state", lambda *a: released.append(a) or real_release(*a))
+    with pytest.raises(RuntimeError, match="a bug"):  # any other RuntimeError is a bug, and propagates ...
         measure_point(FakeBenchmark(), bench, tiny_phi, "prefill", torch.randint(3, 500, (1, 8)), 1)
+    assert len(released) == 2  # ... after the backend's state is released (once before the point, once after)
+
+
+@pytest.mark.quick
+def test_out_of_memory_is_recognised_in_every_form_a_gpu_raises_it():
+    """A CUDA launch or graph instantiation that found no memory, cuBLAS's workspace, and an allocator error
+    re-raised under another (torch.compile, transformers) are out of memory too: else the point is not recorded
+    and the next, larger batch is tried. Anything else is a bug and is not."""
+    from ssmbench.points import is_out_of_memory
+
+    assert is_out_of_memory(RuntimeError("CUDA error: out of memory\nCUDA kernel errors might be reported later"))
+    assert is_out_of_memory(RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"))
+    try:
+        try:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        except torch.cuda.OutOfMemoryError as inner:
+            raise ValueError("backend compiler failed") from inner
+    except ValueError as outer:
+        assert is_out_of_memory(outer)
+    try:
+        try:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+        except RuntimeError:
+            raise KeyError("during handling")  # noqa: B904 -- chained implicitly, as __context__
+    except KeyError as outer:
+        assert is_out_of_memory(outer)
+    assert not is_out_of_memory(RuntimeError("shape mismatch"))
+    assert not is_out_of_memory(ValueError("out of memory"))  # not an error a device raises
 
 
 @pytest.mark.quick
