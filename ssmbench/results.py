@@ -12,7 +12,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -153,21 +153,31 @@ def crossover(ctx_a: list[int], a: list[float], ctx_b: list[int], b: list[float]
             f"from batch {common[first]} (range {span})") + ratio
 
 
-def throughput_by_batch(store: ResultStore, model: str, prompt: int, backend: str | None) -> dict[int, tuple]:
-    """Batch -> (tokens/s end to end, backend) at one prompt length: one backend's, or (None) the best of the
-    backends measured there."""
+# The throughput figures a verdict is given for: end to end (prefill included, the paper's), and decode alone.
+THROUGHPUT_FIGURES = {"end to end": "tokens_per_s", "decode only": "decode_tokens_per_s"}
+
+
+def throughput_by_batch(store: ResultStore, model: str, prompt: int, backend: str | None,
+                        figure: str = "tokens_per_s", pool: Callable[[Point], bool] | None = None
+                        ) -> dict[int, tuple]:
+    """Batch -> (tokens/s, backend) at one prompt length: one backend's, or (None) the best of the backends
+    measured there (those ``pool`` keeps). ``figure``: end to end (``tokens_per_s``) or ``decode_tokens_per_s``."""
     best: dict[int, tuple] = {}
     for p in store.select(model=model, kind="throughput", status="ok", context=prompt):
-        if (backend is None or p.backend == backend) and p.timing.tokens_per_s is not None:
-            if p.batch not in best or p.timing.tokens_per_s > best[p.batch][0]:
-                best[p.batch] = (p.timing.tokens_per_s, p.backend)
+        value = getattr(p.timing, figure)
+        if (p.backend == backend if backend else pool is None or pool(p)) and value is not None:
+            if p.batch not in best or value > best[p.batch][0]:
+                best[p.batch] = (value, p.backend)
     return best
 
 
-def throughput_verdict(store: ResultStore, ssm: str, attn: str, prompt: int, backend: str | None) -> str:
+def throughput_verdict(store: ResultStore, ssm: str, attn: str, prompt: int, backend: str | None,
+                       figure: str = "tokens_per_s", pool: Callable[[Point], bool] | None = None) -> str:
     """From which batch ``ssm`` generates more tokens per second than ``attn``, the ratio at the largest batch
-    both ran, and where either ran out of memory (never read as the other winning)."""
-    a, b = throughput_by_batch(store, ssm, prompt, backend), throughput_by_batch(store, attn, prompt, backend)
+    both ran, how far each ran and its most tokens per second (and their ratio), and where either ran out of
+    memory (never read as the other winning)."""
+    a = throughput_by_batch(store, ssm, prompt, backend, figure, pool)
+    b = throughput_by_batch(store, attn, prompt, backend, figure, pool)
     batches_a, batches_b = sorted(a), sorted(b)
     if bool(a) != bool(b):
         only, other = (ssm, attn) if a else (attn, ssm)
@@ -179,12 +189,21 @@ def throughput_verdict(store: ResultStore, ssm: str, attn: str, prompt: int, bac
     if common:
         n = common[-1]
         text += f"; {a[n][0] / b[n][0]:.2f}x at batch {n}, the largest both ran"
+    reach = []
     for model, ran in ((ssm, a), (attn, b)):
-        # best vs best: a batch is out of memory only where no backend ran it
+        if ran:
+            most = max(ran, key=lambda n: ran[n][0])
+            reach.append(f"{model} up to batch {max(ran)} (most {ran[most][0]:.0f} tokens/s, at {most})")
+    if reach:
+        text += "; " + ", ".join(reach)
+    if a and b:
+        text += f"; each at its most: {max(v[0] for v in a.values()) / max(v[0] for v in b.values()):.2f}x"
+    for model, ran in ((ssm, a), (attn, b)):
+        # best of several backends: a batch is out of memory only where none of them ran it
         oom = sorted(p.batch for p in store.select(model=model, kind="throughput", status="oom", context=prompt)
-                     if (p.backend == backend if backend else p.batch not in ran))
+                     if (p.backend == backend if backend else (pool is None or pool(p)) and p.batch not in ran))
         if oom:
-            text += f"; {model} out of memory from batch {oom[0]}" + (f" (ran up to {max(ran)})" if ran else "")
+            text += f"; {model} out of memory from batch {oom[0]}"
     if backend is None and a and b:
         text += (f" [best: {ssm} {'/'.join(sorted({v[1] for v in a.values()}))}, "
                  f"{attn} {'/'.join(sorted({v[1] for v in b.values()}))}]")
@@ -201,10 +220,20 @@ PAIR_METRICS = {
 }
 
 
-def best_series(store: ResultStore, model: str, kind: str, metric: str) -> tuple[list[int], list[float], set[str]]:
-    """Per context, the model's lowest figure over the backends measured there (and which backends won)."""
+def behind_generate(p: Point) -> bool:
+    """Measured through transformers' own generate() (eager, or its compiled static cache): what a user of the
+    generate() API gets, as against the suite's graph of the step or mamba-ssm's own model."""
+    return (p.decode_path or "").startswith("transformers generate()")
+
+
+def best_series(store: ResultStore, model: str, kind: str, metric: str,
+                pool: Callable[[Point], bool] | None = None) -> tuple[list[int], list[float], set[str]]:
+    """Per context, the model's lowest figure over the backends measured there (those ``pool`` keeps), and which
+    backends won."""
     best: dict[int, tuple[float, str]] = {}
     for p in store.select(model=model, kind=kind, status="ok"):
+        if pool is not None and not pool(p):
+            continue
         value = p.figure(metric)
         if value is not None and (p.context not in best or value < best[p.context][0]):
             best[p.context] = (value, p.backend)
@@ -252,6 +281,16 @@ def pairs(store: ResultStore) -> list[tuple[str, str]]:
             for ssm in fams.get("ssm", []) + fams.get("hybrid", []) for attn in fams.get("attention", [])]
 
 
+def _pools(points: list[Point]) -> list[tuple[str, Callable[[Point], bool] | None]]:
+    """The best-of comparisons worth a line: best vs best always; best behind generate() where some backend
+    measured is not behind it and some is."""
+    pools: list[tuple[str, Callable[[Point], bool] | None]] = [("best vs best", None)]
+    inside = {behind_generate(p) for p in points}
+    if inside == {True, False}:
+        pools.append(("best behind generate()", behind_generate))
+    return pools
+
+
 def crossovers(store: ResultStore) -> dict[str, dict[str, str]]:
     """Per pair: where Mamba starts to beat the Transformer, per metric and, for decode, per backend and best
     vs best (each model's fastest backend at each context). Out of memory is reported as such, never as the
@@ -277,18 +316,25 @@ def crossovers(store: ResultStore) -> dict[str, dict[str, str]]:
                     continue
                 found[f"{verb} ({label})"] = crossover(*a, *b) + _oom_note(store, [ssm, attn], kind, backend)
             if per_backend and len(backends) > 1:
-                ca, va, wa = best_series(store, ssm, kind, metric)
-                cb, vb, wb = best_series(store, attn, kind, metric)
-                found[f"{verb} ({name}, best vs best)"] = (
-                    crossover(ca, va, cb, vb) + _oom_note(store, [ssm, attn], kind, None)
-                    + f" [best: {ssm} {'/'.join(sorted(wa)) or '-'}, {attn} {'/'.join(sorted(wb)) or '-'}]")
+                for pool_name, pool in _pools([p for p in store.select(kind=kind) if p.model in (ssm, attn)]):
+                    ca, va, wa = best_series(store, ssm, kind, metric, pool)
+                    cb, vb, wb = best_series(store, attn, kind, metric, pool)
+                    if not ca and not cb:
+                        continue
+                    found[f"{verb} ({name}, {pool_name})"] = (
+                        crossover(ca, va, cb, vb) + _oom_note(store, [ssm, attn], kind, None)
+                        + f" [best: {ssm} {'/'.join(sorted(wa)) or '-'}, {attn} {'/'.join(sorted(wb)) or '-'}]")
         throughput = [p for p in store.select(kind="throughput") if p.model in (ssm, attn)]
         for prompt in sorted({p.context for p in throughput}):
-            backends = sorted({p.backend for p in throughput if p.context == prompt}, key=lambda b: (b != "eager", b))
-            for backend in backends + ([None] if len(backends) > 1 else []):
-                label = backend or "best vs best"
-                found[f"higher throughput ({label}, prompt {prompt}, by batch)"] = throughput_verdict(
-                    store, ssm, attn, prompt, backend)
+            at_prompt = [p for p in throughput if p.context == prompt]
+            backends = sorted({p.backend for p in at_prompt}, key=lambda b: (b != "eager", b))
+            lines = [(b, b, None) for b in backends]
+            if len(backends) > 1:
+                lines += [(None, pool_name, pool) for pool_name, pool in _pools(at_prompt)]
+            for figure_name, figure in THROUGHPUT_FIGURES.items():
+                for backend, label, pool in lines:
+                    found[f"higher throughput, {figure_name} ({label}, prompt {prompt}, by batch)"] = (
+                        throughput_verdict(store, ssm, attn, prompt, backend, figure, pool))
         out[f"{ssm} vs {attn}"] = found
     return out
 
@@ -555,18 +601,29 @@ def write_report(store: ResultStore, folder: Path) -> list[Path]:
     images = [name for *_, name in plots]
     throughput = store.select(kind="throughput", status="ok")
     for prompt in sorted({p.context for p in throughput}):
-        # Tokens per second against batch, a line per model and backend (the Mamba paper's Figure 8).
-        fig, ax = plt.subplots(figsize=(6.4, 4.4))
-        for model in store.models():
-            for backend in sorted({p.backend for p in throughput if p.model == model and p.context == prompt}):
-                pts = sorted((p for p in throughput if p.model == model and p.context == prompt
-                              and p.backend == backend), key=lambda p: p.batch)
-                ax.loglog([p.batch for p in pts], [p.timing.tokens_per_s for p in pts], marker="o",
-                          label=f"{model}, {backend}", base=2)
-        ax.set_xlabel("batch size")
-        ax.set_ylabel(f"tokens/s (prompt {prompt}, {throughput[0].new_tokens} new tokens)")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+        # Tokens per second against batch, a line per model and backend (the Mamba paper's Figure 8): end to end
+        # and decode alone side by side; an x where a line ran out of memory (at its last tokens/s).
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+        for ax, (figure_name, figure) in zip(axes, THROUGHPUT_FIGURES.items(), strict=True):
+            for model in store.models():
+                for backend in sorted({p.backend for p in throughput if p.model == model and p.context == prompt}):
+                    pts = sorted((p for p in throughput if p.model == model and p.context == prompt
+                                  and p.backend == backend and getattr(p.timing, figure) is not None),
+                                 key=lambda p: p.batch)
+                    if not pts:
+                        continue
+                    (line,) = ax.loglog([p.batch for p in pts], [getattr(p.timing, figure) for p in pts],
+                                        marker="o", label=f"{model}, {backend}", base=2)
+                    oom = sorted(p.batch for p in store.select(model=model, kind="throughput", status="oom",
+                                                               context=prompt, backend=backend))
+                    if oom:
+                        ax.plot([oom[0]], [getattr(pts[-1].timing, figure)], marker="x", markersize=10,
+                                color=line.get_color(), linestyle="none")
+            ax.set_xlabel("batch size (x: out of memory)")
+            ax.set_ylabel(f"tokens/s, {figure_name}")
+            ax.set_title(f"prompt {prompt}, {throughput[0].new_tokens} new tokens", fontsize=9)
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=7)
         fig.tight_layout()
         name = f"throughput-{prompt}.png"
         fig.savefig(folder / name, dpi=110)
