@@ -321,9 +321,10 @@ def crossovers(store: ResultStore) -> dict[str, dict[str, str]]:
                     cb, vb, wb = best_series(store, attn, kind, metric, pool)
                     if not ca and not cb:
                         continue
-                    found[f"{verb} ({name}, {pool_name})"] = (
-                        crossover(ca, va, cb, vb) + _oom_note(store, [ssm, attn], kind, None)
-                        + f" [best: {ssm} {'/'.join(sorted(wa)) or '-'}, {attn} {'/'.join(sorted(wb)) or '-'}]")
+                    text = (crossover(ca, va, cb, vb) + _oom_note(store, [ssm, attn], kind, None)
+                            + f" [best: {ssm} {'/'.join(sorted(wa)) or '-'}, {attn} {'/'.join(sorted(wb)) or '-'}]")
+                    if text != found.get(f"{verb} ({name}, best vs best)"):  # the same line twice says nothing
+                        found[f"{verb} ({name}, {pool_name})"] = text
         throughput = [p for p in store.select(kind="throughput") if p.model in (ssm, attn)]
         for prompt in sorted({p.context for p in throughput}):
             at_prompt = [p for p in throughput if p.context == prompt]
@@ -333,8 +334,10 @@ def crossovers(store: ResultStore) -> dict[str, dict[str, str]]:
                 lines += [(None, pool_name, pool) for pool_name, pool in _pools(at_prompt)]
             for figure_name, figure in THROUGHPUT_FIGURES.items():
                 for backend, label, pool in lines:
-                    found[f"higher throughput, {figure_name} ({label}, prompt {prompt}, by batch)"] = (
-                        throughput_verdict(store, ssm, attn, prompt, backend, figure, pool))
+                    text = throughput_verdict(store, ssm, attn, prompt, backend, figure, pool)
+                    best = f"higher throughput, {figure_name} (best vs best, prompt {prompt}, by batch)"
+                    if pool is None or text != found.get(best):
+                        found[f"higher throughput, {figure_name} ({label}, prompt {prompt}, by batch)"] = text
         out[f"{ssm} vs {attn}"] = found
     return out
 
