@@ -438,15 +438,19 @@ def throughput_lines(store: ResultStore, model: str) -> list[str]:
         fits = (f"largest batch that fits: {max(ok) if ok else 'none'}"
                 + (f" (out of memory at {min(oom)})" if oom else f" (no out of memory up to {max(ok)})" if ok else ""))
         lines.append(f"  throughput, {backend}, prompt {prompt}, {new} new tokens: {fits}")
-        lines.append("    batch | tok/s | decode tok/s | TTFT ms | extra peak GB | cache MB")
+        # over weights: what the backend holds between calls (a graph's static state and cache) plus the call's
+        # extra peak -- comparable across backends, where the extra peak alone leaves a graph's state out
+        lines.append("    batch | tok/s | decode tok/s | TTFT ms | extra peak GB | over weights GB | cache MB")
         for p in rows:
             if not p.ok:
                 lines.append(f"    {p.batch:5d} | {p.status}")
                 continue
             t, m = p.timing, p.memory
             decode = "n/a" if t.decode_tokens_per_s is None else f"{t.decode_tokens_per_s:.1f}"
+            over = (m.extra_peak_bytes + max(0, m.backend_held_bytes)
+                    if m.extra_peak_bytes is not None and m.backend_held_bytes is not None else None)
             lines.append(f"    {p.batch:5d} | {t.tokens_per_s:.1f} | {decode} | {_fmt(t.ttft_s, 'ms')} | "
-                         f"{_fmt(m.extra_peak_bytes, 'GB')} | {_fmt(m.cache_bytes, 'MB')}")
+                         f"{_fmt(m.extra_peak_bytes, 'GB')} | {_fmt(over, 'GB')} | {_fmt(m.cache_bytes, 'MB')}")
     return lines
 
 

@@ -242,6 +242,17 @@ def test_throughput_verdict_by_batch_with_the_transformer_out_of_memory():
     assert "m out of memory" not in best and "t out of memory from batch 128" in best
 
 
+def test_throughput_rows_give_memory_over_the_weights_with_what_a_graph_holds():
+    """A graph's static state sits outside its calls' extra peak; the table adds it, so a graphed row and an
+    eager one (whose cache is inside the call) compare."""
+    graphed, eager = _tp("m", "ssm", 8, "graphed", 100.0), _tp("m", "ssm", 8, "eager", 50.0)
+    graphed.memory.extra_peak_bytes, graphed.memory.backend_held_bytes = 1_000_000_000, 3_000_000_000
+    eager.memory.extra_peak_bytes, eager.memory.backend_held_bytes = 2_000_000_000, 0
+    lines = results.throughput_lines(_store([graphed, eager]), "m")
+    rows = [line for line in lines if line.strip().startswith("8 |")]
+    assert [r.split(" | ")[4:6] for r in rows] == [["2.00", "2.00"], ["1.00", "4.00"]], lines
+
+
 def test_throughput_verdict_of_decode_alone_is_its_own_line():
     """A prefill Mamba is slower at can decide the end-to-end verdict while its decode wins: the decode-only
     tokens per second get their own line, so the summary says both."""
