@@ -586,6 +586,8 @@ def write_report(store: ResultStore, folder: Path) -> list[Path]:
         ("prefill", "extra_peak_bytes", "extra peak memory in prefill (bytes)", "memory.png"),
         ("decode", "cache_bytes", "cache / state (bytes)", "cache.png"),
     ]
+    # Only the plots something was measured for (a throughput-only run has no context plots, nor slopes).
+    plots = [plot for plot in plots if any(series(store, m, plot[0], plot[1])[0] for m in store.models())]
     for kind, metric, label, name in plots:
         fig, ax = plt.subplots(figsize=(6.4, 4.4))
         for model in store.models():
@@ -638,7 +640,8 @@ def write_report(store: ResultStore, folder: Path) -> list[Path]:
         written.append(folder / name)
         images.append(name)
     md = ["# Scaling report", "", "```", *summary_lines(store), "```", ""]
-    md += ["| model | metric | log-log slope |", "| --- | --- | --- |"]
+    if plots:
+        md += ["| model | metric | log-log slope |", "| --- | --- | --- |"]
     for model in store.models():
         for kind, metric, label, _ in plots:
             slope = loglog_slope(*series(store, model, kind, metric))
