@@ -39,6 +39,7 @@
 #           SWEEP_GPU1=MODE,...: on a two-GPU machine (kind nvidia-h200-x2), a second lane beside the first: SWEEP's
 #           modes on GPU 0, SWEEP_GPU1's on GPU 1, each lane pinned to half of the CPUs (a mode runs in one lane
 #           only). Timing modes in both lanes share the host, not a GPU: the README of such a run says so.
+#           RUN_COMMIT=<hash>: the commit the run's code is, written to /tmp/sweep/commit.
 #   finish: waits up to WAIT seconds more for all of it (same warm machine).
 # The detached run samples the GPU's clocks, power, temperature and throttle reasons once a second into
 # /tmp/sweep/clocks.csv.
@@ -130,7 +131,10 @@ elif [ "$phase" = start ]; then
   # sweep, starting as the next call arrived, failed at collection).
   rm -rf /tmp/work && cp -a "$PWD" /tmp/work
   nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv > /tmp/sweep/gpu.csv
-  git rev-parse HEAD > /tmp/sweep/commit 2>/dev/null || true
+  # The device's copy of .git can lag the working tree it was sent (2026-11-29: a6007e2 for eceec6d's files): the
+  # caller names the commit, RUN_COMMIT=$(git rev-parse HEAD) written into the command, clean tree.
+  if [ -n "${RUN_COMMIT:-}" ]; then echo "$RUN_COMMIT" > /tmp/sweep/commit
+  else echo "$(git rev-parse HEAD 2>/dev/null) (the device's .git, which can lag: pass RUN_COMMIT)" > /tmp/sweep/commit; fi
   block() {  # the commands of one mode
     case $1 in
     trust) cat <<EOS
