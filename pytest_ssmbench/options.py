@@ -129,8 +129,9 @@ OPTIONS: dict[str, tuple[tuple[str, ...], Callable[[str], Any] | None, Any, str 
                  "mamba-ssm installed: the authors' MambaLMHeadModel on the same weights, its CUDA-graph decode). "
                  "compiled, graphed and native need a GPU. Default: eager"),
     "bench_rounds": (("--bench-rounds",), rounds, 3, "ssm_bench_rounds", "N|auto",
-                     "measured rounds per point, after 1 warm-up. auto: 3 pilot rounds estimate the spread, then as "
-                     "many rounds as put the 95 %% interval of the mean within --bench-target, at most "
+                     "measured rounds per point, after warm-up calls (a second of them, 1 to 10). auto: 3 pilot "
+                     "rounds estimate the spread, then as many rounds as put the 95 %% interval of the mean "
+                     "within --bench-target, at most "
                      "--bench-max-time seconds a point. Default: 3"),
     "bench_target": (("--bench-target",), percent, 5.0, "ssm_bench_target", "PCT",
                      "spread target: with --bench-rounds auto, the 95 %% interval of the mean to reach; the summary "

@@ -30,6 +30,7 @@ class Timing:
     first_call_s: float | None = None  # the warm-up call (compilation or capture included)
     compile_s: float | None = None
     settle_calls: int | None = None  # compiled: calls (the first included) until two in a row recorded no CUDA graph
+    warmup_calls: int | None = None  # other points: warm-up calls before the rounds (WARMUP_S of them, 1 to 10)
     graphs_settled: bool | None = None  # False: still recording when the settle cap was hit
     graph_clears_in_rounds: int | None = None  # cuBLAS workspace clears (graph recordings) during the rounds
     capture_s: float | None = None

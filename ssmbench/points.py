@@ -6,6 +6,7 @@ cannot run the backend) and ``PointOutOfMemory`` (recorded in the store before i
 from __future__ import annotations
 
 import statistics
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -28,6 +29,14 @@ from .bench import (
 from .loading import LoadedModel
 from .measure import Nvml
 from .point import Calibration, Point
+
+# Warm-up before a point's rounds (compiled points settle their CUDA graphs instead): calls until WARMUP_S have
+# passed, at least one and at most WARMUP_MAX_CALLS. One call was not enough for short calls: the rounds of the
+# first prefill at 512 tokens of each architecture on the H200 (2026-11-29 13:56) came 10-18 % over plain
+# generate() right after for four of five models, and tiny models' rounds on a 2-core CPU up to 163 % over (a CI
+# failure); long calls (a second or more) still get one.
+WARMUP_S = 1.0
+WARMUP_MAX_CALLS = 10
 
 GPU_CONTEXTS = "512,1024,2048,4096,8192,16384,32768"
 CPU_CONTEXTS = "32,64,128"
@@ -112,11 +121,23 @@ def _harness(kind: str, call: Callable[[], None], setup: Callable[[], None], run
     return once
 
 
+def warm_up(call: Callable[[], None], setup: Callable[[], None]) -> int:
+    """Calls (each after its setup) until ``WARMUP_S`` seconds have passed: at least 1, at most
+    ``WARMUP_MAX_CALLS``. Returns how many."""
+    start, calls = time.perf_counter(), 0
+    while calls < 1 or (calls < WARMUP_MAX_CALLS and time.perf_counter() - start < WARMUP_S):
+        setup()
+        call()
+        calls += 1
+    return calls
+
+
 def measure_point(b: BenchSettings, lm: LoadedModel, kind: str, ids: torch.Tensor, new_tokens: int,
                   backend: str, runner: Runner, timing_on: bool = True) -> Point:
-    """One greedy generate of exactly ``new_tokens`` tokens from ``ids``: 1 warm-up + ``b.rounds`` rounds (or
-    auto: a warm-up and pilot, then the rounds the pilot's spread asks for), from the weights alone (earlier
-    points' leftovers released), calibrated where ``b`` says. The point is added to ``b.store``."""
+    """One greedy generate of exactly ``new_tokens`` tokens from ``ids``: warm-up calls (``warm_up``) then
+    ``b.rounds`` rounds (or auto: the warm-up and a pilot, then the rounds the pilot's spread asks for), from the
+    weights alone (earlier points' leftovers released), calibrated where ``b`` says. The point is added to
+    ``b.store``."""
     batch, context = ids.shape
     check_backend(lm, backend)
     point = point_record(lm, kind, context=context, batch=batch, new_tokens=new_tokens, profile=b.profile,
@@ -134,6 +155,8 @@ def measure_point(b: BenchSettings, lm: LoadedModel, kind: str, ids: torch.Tenso
                 t.settle_calls, t.graphs_settled = settle_graphs(call, setup, clears)
                 warmup = 0
             settled_clears = clears.count
+            if timing_on and warmup:
+                point.timing.warmup_calls, warmup = warm_up(call, setup), 0
             if rounds is None:
                 rounds = PILOT_ROUNDS
                 if timing_on:
