@@ -647,7 +647,10 @@ def write_report(store: ResultStore, folder: Path) -> list[Path]:
             slope = loglog_slope(*series(store, model, kind, metric))
             md.append(f"| {model} | {label} | {'n/a' if slope is None else f'{slope:.2f}'} |")
     md += ["", *[f"![{name}]({name})" for name in images], ""]
-    meta = store.meta
+    meta = dict(store.meta)
+    if meta.get("dtype") == "auto":  # the option; each model resolves it (bfloat16 full-size on a GPU, ...)
+        dtypes = sorted({f"{p.model} {p.dtype}" for p in store.points if p.dtype})
+        meta["dtype"] = "auto: " + ", ".join(dtypes) if dtypes else "auto"
     if meta:
         md += ["## Run", "", *[f"- {k}: {v}" for k, v in meta.items()], ""]
     path = folder / "README.md"

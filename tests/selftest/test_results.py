@@ -256,9 +256,12 @@ def test_throughput_rows_give_memory_over_the_weights_with_what_a_graph_holds():
 def test_a_throughput_only_report_has_no_empty_context_plots(tmp_path):
     store = _store([_tp(m, f, n, tokens_per_s=10.0 * n, decode=12.0 * n) for m, f in (("m", "ssm"), ("t", "attention"))
                     for n in (1, 2)])
+    store.meta = {"dtype": "auto"}
     written = results.write_report(store, tmp_path)
     assert sorted(p.name for p in written) == ["README.md", "throughput-2048.png"]
-    assert "log-log slope" not in (tmp_path / "README.md").read_text()
+    text = (tmp_path / "README.md").read_text()
+    assert "log-log slope" not in text
+    assert "- dtype: auto: m bfloat16, t bfloat16" in text  # what each model resolved the option to
 
 
 def test_throughput_verdict_of_decode_alone_is_its_own_line():
