@@ -29,7 +29,7 @@ from .measure import (
     round_start,
     synchronize,
 )
-from .point import Point
+from .point import TRANSFORMERS_EAGER, TRANSFORMERS_STATIC, Point
 
 
 def prompt_ids(lm: LoadedModel, context: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
@@ -170,9 +170,7 @@ BACKEND_KWARGS = {
     "compiled": {"cache_implementation": "static"},
 }
 BACKENDS = ("eager", "compiled", "graphed", "native")
-# How each backend decodes, as recorded in a point's ``decode_path``.
-TRANSFORMERS_EAGER = "transformers generate(), eager"
-TRANSFORMERS_STATIC = "transformers generate(), static cache compiled"
+# How each backend decodes, as recorded in a point's ``decode_path`` (transformers' two: ssmbench.point).
 SUITE_GRAPH = "suite CUDA graph of the one-token step"
 NATIVE = native.NATIVE  # mamba-ssm's own model on the same weights, its CUDA graph
 

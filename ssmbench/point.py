@@ -11,6 +11,10 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 SCHEMA_VERSION = 2
+# How transformers' own generate() decodes, as a point's ``decode_path`` records it (ssmbench.bench sets it; the
+# results read it without importing torch).
+TRANSFORMERS_EAGER = "transformers generate(), eager"
+TRANSFORMERS_STATIC = "transformers generate(), static cache compiled"
 
 
 @dataclass

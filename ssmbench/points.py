@@ -148,25 +148,24 @@ def measure_point(b: BenchSettings, lm: LoadedModel, kind: str, ids: torch.Tenso
     rounds, oom, measured = b.rounds, None, False
     try:
         with PointContext(lm, b.nvml) as ctx, WorkspaceClears() as clears:
-            warmup = 1
             if timing_on and decode_path(lm, backend) == TRANSFORMERS_STATIC and lm.device.type == "cuda":
                 # The warm-up of a torch.compile point: until two calls in a row record no new CUDA graph.
                 t = point.timing
                 t.settle_calls, t.graphs_settled = settle_graphs(call, setup, clears)
-                warmup = 0
+            elif timing_on:
+                point.timing.warmup_calls = warm_up(call, setup)
             settled_clears = clears.count
-            if timing_on and warmup:
-                point.timing.warmup_calls, warmup = warm_up(call, setup), 0
             if rounds is None:
                 rounds = PILOT_ROUNDS
                 if timing_on:
-                    for _ in range(warmup + PILOT_ROUNDS):
+                    for _ in range(PILOT_ROUNDS):
                         setup()
                         call()
                     pilot = runs.measured(PILOT_ROUNDS)
                     rounds = rounds_for_precision(pilot.per_round(kind), b.target, pilot.total_s, b.max_time_s)
-                    point.timing.pilot_rounds, warmup = PILOT_ROUNDS, 0
-            runner(call, setup, rounds, warmup)
+                    point.timing.pilot_rounds = PILOT_ROUNDS
+            # warmed up above; with timing off pytest-benchmark makes its one call whatever it is told
+            runner(call, setup, rounds, 0 if timing_on else 1)
             if point.timing.graphs_settled is not None:  # graphs recorded again during the measured calls
                 point.timing.graph_clears_in_rounds = clears.count - settled_clears
         finish_point(point, lm, runs, rounds, ctx, b.profile)

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .point import SCHEMA_VERSION, Point
+from .point import SCHEMA_VERSION, TRANSFORMERS_EAGER, TRANSFORMERS_STATIC, Point
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -223,7 +223,7 @@ PAIR_METRICS = {
 def behind_generate(p: Point) -> bool:
     """Measured through transformers' own generate() (eager, or its compiled static cache): what a user of the
     generate() API gets, as against the suite's graph of the step or mamba-ssm's own model."""
-    return (p.decode_path or "").startswith("transformers generate()")
+    return p.decode_path in (TRANSFORMERS_EAGER, TRANSFORMERS_STATIC)
 
 
 def best_series(store: ResultStore, model: str, kind: str, metric: str,
@@ -524,7 +524,7 @@ def left_on_table_lines(store: ResultStore) -> list[str]:
     graph on the same weights) against transformers' best path -- by the path a point records, not its backend's
     name (Mamba's ``compiled`` on 4.x is the suite's graph) -- and the suite's graph: how much faster the same
     weights decode than transformers lets them."""
-    from .bench import NATIVE, SUITE_GRAPH, TRANSFORMERS_EAGER, TRANSFORMERS_STATIC
+    from .bench import NATIVE, SUITE_GRAPH
 
     lines: list[str] = []
     for model in store.models():
