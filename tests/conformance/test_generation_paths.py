@@ -20,6 +20,7 @@ from ssmbench.inputs import PROMPTS, RAGGED_PROMPTS
 pytestmark = pytest.mark.conformance
 
 NEW = 8
+SCORES_RTOL = {"tiny": 1e-3, "full-size": 1e-2}  # beam scores, see test_beam_search_with_cache_equals_without
 
 
 def _greedy(lm, inputs: dict, new: int = NEW, **kwargs):
@@ -49,7 +50,18 @@ def test_beam_search_with_cache_equals_without(lm, request):
         f"{lm.name}: beam search (3 beams, 3 returned) with the cache vs recomputed without it:\n"
         + "\n".join(f"  beam {i}: {text(a[plen:])!r} vs {text(b[plen:])!r}"
                     for i, (a, b) in enumerate(zip(cached.sequences, recomputed.sequences, strict=True))))
-    torch.testing.assert_close(cached.sequences_scores, recomputed.sequences_scores, rtol=1e-3, atol=1e-3)
+    # The beams' scores (mean log-probabilities of the same tokens) within a relative 1e-3 on the tiny models, 1e-2
+    # on full-size ones (or the noise-floor tolerance where wider): the cache's recurrent step and the recomputing
+    # scan are two algorithms, and 64 float32 layers of random weights carry their rounding into the scores with
+    # the tokens unchanged -- synthetic Mamba-2: 9.1e-4 on the CPU (torch paths, noise floor 0), 3.2e-3 on the
+    # H200 (mamba-ssm's step against its chunked scan). A beam continued from another beam's state (the bug)
+    # changes the tokens, checked above.
+    err = relative_error(cached.sequences_scores, recomputed.sequences_scores)
+    rtol = SCORES_RTOL["full-size" if lm.spec.large else "tiny"]
+    tol = max(rtol, tolerance(LOGITS_RTOL, lm.dtype, lm.noise_floor))
+    assert err <= tol, (f"{lm.name}: beam scores with the cache vs without: relative error {err:.3g} > {tol:.3g} "
+                        f"(noise floor {lm.noise_floor:.2g}): {cached.sequences_scores.tolist()} vs "
+                        f"{recomputed.sequences_scores.tolist()}")
 
 
 def test_right_padded_prefill_leaves_each_rows_state(lm, request):
