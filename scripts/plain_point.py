@@ -4,11 +4,14 @@ wall clock, the allocator's peak. What the suite's figures are checked against b
 
     python scripts/plain_point.py phi --context 32768 131072            # time to first token, extra peak
     python scripts/plain_point.py mamba --context 2048 --new-tokens 33 --static-cache
+    python scripts/plain_point.py phi --context 2048 --new-tokens 128 --batch 1 8 64    # throughput at batch
 
 Prints one JSON line per context: seconds per call (each call timed alone), the extra peak over the weights
 (max_memory_allocated() minus memory_allocated() before the calls) and each call's own peak over what was
 allocated when it began (compiled: the first calls record CUDA graphs; compare the later ones); with three new
-tokens or more, each call's median time between tokens as a streamer passed to generate() sees them.
+tokens or more, each call's median time between tokens as a streamer passed to generate() sees them; with
+--batch, tokens per second end to end (batch x new tokens over the call's median) and of decode alone (batch x
+(new tokens - 1) over the median of each call less its own first token's time, as the suite's throughput points).
 Random token ids, greedy.
 """
 
@@ -49,6 +52,7 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=1)
     parser.add_argument("--calls", type=int, default=3)
     parser.add_argument("--static-cache", action="store_true", help="cache_implementation='static' (compiled)")
+    parser.add_argument("--batch", type=int, nargs="+", default=[1], help="batch sizes (default 1)")
     args = parser.parse_args()
     arch = ARCHS[args.arch]
     config = AutoConfig.for_model(arch.model_type, **arch.synthetic_config)
@@ -57,12 +61,12 @@ def main() -> None:
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).eval()
     extra = {"cache_implementation": "static"} if args.static_cache else {}
     weights = torch.cuda.memory_allocated()
-    for context in args.context:
-        ids = torch.randint(100, 20000, (1, context), device="cuda")
+    for context, batch in itertools.product(args.context, args.batch):
+        ids = torch.randint(100, 20000, (batch, context), device="cuda")
         torch.cuda.synchronize()
         before = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
-        seconds, peaks, call_peaks, steps, status = [], [], [], [], "ok"
+        seconds, peaks, call_peaks, steps, firsts, status = [], [], [], [], [], "ok"
         try:
             for _ in range(args.calls):
                 call_before = torch.cuda.memory_allocated()
@@ -75,6 +79,8 @@ def main() -> None:
                                    pad_token_id=config.eos_token_id, streamer=clock, **extra)
                 torch.cuda.synchronize()
                 seconds.append(time.perf_counter() - start)
+                if len(clock.times) > 1:  # the first new token's time (clock.times[0] is the prompt's hand-out)
+                    firsts.append(clock.times[1] - start)
                 if args.new_tokens >= 3:  # the steps between new tokens (clock.times[0] is the prompt's)
                     gaps = [b - a for a, b in itertools.pairwise(clock.times[1:])]
                     steps.append(statistics.median(gaps))
@@ -84,12 +90,20 @@ def main() -> None:
             status = "oom"
             call_peaks.append(torch.cuda.max_memory_allocated())
         peak = max(call_peaks) - before
-        print(json.dumps({"arch": args.arch, "context": context, "new_tokens": args.new_tokens, "status": status,
+        new = args.new_tokens
+        rates = {}
+        if seconds:
+            rates["tokens_per_s"] = batch * new / statistics.median(seconds)
+            if new > 1 and len(firsts) == len(seconds):
+                rates["decode_tokens_per_s"] = batch * (new - 1) / statistics.median(
+                    s - f for s, f in zip(seconds, firsts, strict=True))
+                rates["ttft_s"] = statistics.median(firsts)
+        print(json.dumps({"arch": args.arch, "context": context, "batch": batch, "new_tokens": new, "status": status,
                           "static_cache": args.static_cache, "seconds": seconds,
                           "median_s": statistics.median(seconds) if seconds else None,
                           "step_median_s": steps, "ms_per_token": statistics.median(steps) * 1e3 if steps else None,
                           "extra_peak_gb": peak / 1e9, "call_extra_peaks_gb": peaks, "resident_before_gb": before / 1e9,
-                          "weights_gb": weights / 1e9, "torch": torch.__version__}), flush=True)
+                          "weights_gb": weights / 1e9, **rates, "torch": torch.__version__}), flush=True)
         del ids
         torch.cuda.empty_cache()
 
