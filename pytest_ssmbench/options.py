@@ -147,6 +147,10 @@ OPTIONS: dict[str, tuple[tuple[str, ...], Callable[[str], Any] | None, Any, str 
                             "the baseline (pytest-benchmark gates time only). Default: 10"),
     "calibrate_contexts": (("--ssm-calibrate-contexts", "--calibrate-contexts"), int_list, None, None, "N,...",
                            "contexts --ssm-calibrate re-measures. Default: the sweep's shortest and longest"),
+    "calibrate_batches": (("--ssm-calibrate-batches",), int_list, None, None, "N,...",
+                          "throughput batch sizes --ssm-calibrate re-measures (at every prompt): the whole call and "
+                          "the call after its first token against plain generate() of the same batch. Default: the "
+                          "sweep's smallest and middle batch size (1 and 16 of 1 ... 256)"),
     "calibrate_tolerance": (("--ssm-calibrate-tolerance", "--calibrate-tolerance"), percent, None,
                             "ssm_calibrate_tolerance", "PCT",
                             "largest difference --ssm-calibrate accepts. Default: 5 on a GPU, 100 on a CPU (tiny "
@@ -170,9 +174,10 @@ def add_options(parser: pytest.Parser) -> None:
                     metavar="KEY=DIR", help="local checkpoint directory for an architecture (mamba, phi); also "
                     "SSMBENCH_PATH_KEY (old name --model-path: kept for one release)")
     group.addoption("--ssm-calibrate", "--calibrate", action="store_true", dest="calibrate",
-                    help="re-measure a sample of prefill and decode points the plain way (plain generate(), a "
-                         "synchronize and a clock, the allocator's peak) right after each, and fail a point whose "
-                         "time to first token, compiled/graphed time per token or extra peak memory differs by more "
+                    help="re-measure a sample of prefill, decode and throughput points the plain way (plain "
+                         "generate(), a synchronize and a clock, the allocator's peak) right after each, and fail a "
+                         "point whose time to first token, compiled/graphed time per token, throughput call or extra "
+                         "peak memory differs by more "
                          "than --ssm-calibrate-tolerance (old name --calibrate: kept for one release)")
 
 

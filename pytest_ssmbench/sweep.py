@@ -51,9 +51,11 @@ def _make_bench_settings(config: pytest.Config) -> BenchSettings:
     worker = getattr(config, "workerinput", {}).get("workerid")
     store = results.ResultStore(Path(results_file) if results_file else None, meta, run=run_id(config),
                                 writer=worker or f"pid{os.getpid()}")
-    calibrate = ()
+    calibrate, calibrate_batches = (), ()
     if config.getoption("calibrate"):
         calibrate = tuple(options.get(config, "calibrate_contexts") or sorted({min(contexts), max(contexts)}))
+        calibrate_batches = tuple(options.get(config, "calibrate_batches")
+                                  or sorted({batches[0], batches[len(batches) // 2]}))
     tolerance = options.get(config, "calibrate_tolerance") or (5.0 if gpu else 100.0)
     rounds = options.get(config, "bench_rounds")
     return BenchSettings(
@@ -61,6 +63,7 @@ def _make_bench_settings(config: pytest.Config) -> BenchSettings:
         rounds=None if rounds == "auto" else rounds, profile=profile, impl=mamba_impl, store=store,
         nvml=Nvml(s.device.index or 0), target=options.get(config, "bench_target") / 100,
         max_time_s=options.get(config, "bench_max_time"), calibrate_contexts=calibrate,
+        calibrate_batches=calibrate_batches,
         calibrate_tolerance=tolerance / 100, calibrate_max_s=options.get(config, "calibrate_max_time"),
         throughput_prompts=prompts, throughput_new_tokens=throughput_new)
 

@@ -15,6 +15,10 @@ if the harness inflated a figure, the plain one shows it.
   compiled decode at 131072 on the H200, whose 9 s prefills put 14 % of noise into each such figure, could not).
   Eager decode per token is not calibrated: launch-bound on a shared host, it moves by more than 5 % from one
   call to the next (its spread says so).
+- throughput: the whole call of the point's batch (``call_s``: its tokens per second end to end are batch x new
+  tokens over it) and, through ``generate()``, the call after its first token (``decode_s``: the decode-only
+  tokens per second), each against a plain ``generate()`` of the same batch with a streamer's clock; extra peak
+  memory. Eager included: paired calls decide it, or say it is unresolved.
 
 Times are compared twice. The harness's own call (the callable and setup the rounds ran) alternates with the
 plain call: a drifting host moves both alike (on the H200, Mamba's launch-bound prefill at 512 tokens took
@@ -103,6 +107,23 @@ def _plain_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: st
             lm.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **BACKEND_KWARGS[backend])
     synchronize(lm.device)
     return time.perf_counter() - start
+
+
+def _plain_timed(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: str) -> tuple[float, float | None]:
+    """One plain greedy call of exactly ``new_tokens`` tokens for the whole batch: its wall seconds, and the
+    seconds after its first new token as a ``TokenClock`` sees them (None for the suite's graph and mamba-ssm's
+    native generate, which take no streamer)."""
+    if decode_path(lm, backend) in (SUITE_GRAPH, NATIVE):
+        return _plain_call(lm, ids, new_tokens, backend), None
+    clock = TokenClock()
+    synchronize(lm.device)
+    start = time.perf_counter()
+    with torch.no_grad():
+        lm.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, streamer=clock,
+                    **BACKEND_KWARGS[backend])
+    synchronize(lm.device)
+    end = time.perf_counter()
+    return end - start, (end - clock.times[1]) if len(clock.times) > 1 else None
 
 
 class TokenClock(BaseStreamer):
@@ -200,10 +221,12 @@ def resolved(suite: list[float], plain: list[float], tolerance: float) -> bool:
 
 def calibrate_point(point: Point, lm: LoadedModel, ids: torch.Tensor, backend: str,
                     harness: Callable[[], float], tolerance: float = 0.05,
-                    max_seconds: float = MAX_SECONDS) -> list[Check]:
-    """The plain measurements of a prefill or decode point, as checks against the point's figures. ``harness``
-    makes one more call the way the point's rounds did and returns its figure (time to first token for
-    prefill, the median step for decode)."""
+                    max_seconds: float = MAX_SECONDS,
+                    harness_after_first: Callable[[], float | None] | None = None) -> list[Check]:
+    """The plain measurements of a prefill, decode or throughput point, as checks against the point's figures.
+    ``harness`` makes one more call the way the point's rounds did and returns its figure (time to first token
+    for prefill, the median step for decode, the whole call for throughput); ``harness_after_first`` (throughput)
+    reads that call's time after its own first token."""
     checks: list[Check] = []
     t = point.timing
     peak = _plain_peak(lm, ids, point.new_tokens, backend)
@@ -211,7 +234,21 @@ def calibrate_point(point: Point, lm: LoadedModel, ids: torch.Tensor, backend: s
         checks.append(Check("extra_peak_bytes", point.memory.extra_peak_bytes, peak))
     suite: list[float] = []
     plain: list[float] = []
-    if point.kind == "prefill":
+    after_suite: list[float] = []  # throughput: each call after its own first token (the decode-only figure)
+    after_plain: list[float] = []
+    if point.kind == "throughput" and t.tokens_per_s and point.new_tokens >= 2:
+        figure = "call_s"
+        point_value = point.batch * point.new_tokens / t.tokens_per_s
+
+        def pair() -> None:
+            suite.append(harness())
+            after = harness_after_first() if harness_after_first else None
+            call, plain_after = _plain_timed(lm, ids, point.new_tokens, backend)
+            plain.append(call)
+            if after is not None and plain_after is not None:
+                after_suite.append(after)
+                after_plain.append(plain_after)
+    elif point.kind == "prefill":
         figure, point_value = "ttft_s", t.ttft_s
 
         def pair() -> None:
@@ -242,13 +279,22 @@ def calibrate_point(point: Point, lm: LoadedModel, ids: torch.Tensor, backend: s
                 plain.append(statistics.median(_plain_steps(lm, ids, m, backend)))
     else:
         return checks
+    def decided() -> bool:
+        return resolved(suite, plain, tolerance) and (
+            len(after_plain) != len(plain) or resolved(after_suite, after_plain, tolerance))
+
     start = time.perf_counter()
-    while not resolved(suite, plain, tolerance) and (
+    while not decided() and (
             len(suite) < CALLS or (len(suite) < MAX_PAIRS and time.perf_counter() - start < max_seconds)):
         pair()
     checks.append(paired_check(figure, suite, plain))
     checks.append(Check(figure, point_value, statistics.median(plain), _spread(t.round_values_s) + _spread(plain),
                         of="point"))
+    if after_plain and len(after_plain) == len(plain) and t.decode_tokens_per_s:
+        checks.append(paired_check("decode_s", after_suite, after_plain))
+        checks.append(Check("decode_s", point.batch * (point.new_tokens - 1) / t.decode_tokens_per_s,
+                            statistics.median(after_plain), _spread(t.round_values_s) + _spread(after_plain),
+                            of="point"))
     return checks
 
 
@@ -256,7 +302,8 @@ def record(point: Point, checks: list[Check], tolerance: float) -> list[str]:
     """Store the checks in the point; return (and store) a failure message per check that fails, and store a
     note per unresolved one."""
     def says(c: Check) -> str:
-        return (f"{point.model} {point.kind} @ {point.context} ({point.backend}): {c.figure} "
+        batch = f" batch {point.batch}" if point.batch != 1 else ""
+        return (f"{point.model} {point.kind} @ {point.context}{batch} ({point.backend}): {c.figure} "
                 f"{_show(c.figure, c.suite)} {_WHAT[c.of]} vs {_show(c.figure, c.plain)} measured plainly: "
                 f"{c.diff * 100:.1f} % apart")
 

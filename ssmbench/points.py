@@ -60,6 +60,7 @@ class BenchSettings:
     target: float = 0.05  # spread target (fraction)
     max_time_s: float = 60.0
     calibrate_contexts: tuple[int, ...] = ()  # empty: no calibration
+    calibrate_batches: tuple[int, ...] = ()  # throughput points calibrated at these batch sizes (any prompt)
     calibrate_tolerance: float = 0.05
     calibrate_max_s: float = 30.0  # per figure: alternate until the interval decides or this is spent
     throughput_prompts: list[int] = field(default_factory=lambda: [32])
@@ -113,12 +114,18 @@ def check_backend(lm: LoadedModel, backend: str) -> None:
 
 def _harness(kind: str, call: Callable[[], None], setup: Callable[[], None], runs: Runs) -> Callable[[], float]:
     """One more call the way the point's rounds made it (setup, then call): its time to first token for
-    prefill (the whole call), its median step for decode -- what calibration alternates with the plain call."""
+    prefill (the whole call), its median step for decode, the whole call for throughput -- what calibration
+    alternates with the plain call."""
     def once() -> float:
         setup()
         call()
-        return runs.calls[-1] if kind == "prefill" else statistics.median(runs.intervals[-1][1:])
+        return runs.calls[-1] if kind in ("prefill", "throughput") else statistics.median(runs.intervals[-1][1:])
     return once
+
+
+def _after_first(runs: Runs) -> float | None:
+    """The last call's time after its own first token (a throughput point's decode-only figure)."""
+    return runs.calls[-1] - runs.intervals[-1][0] if runs.intervals and runs.intervals[-1] else None
 
 
 def warm_up(call: Callable[[], None], setup: Callable[[], None]) -> int:
@@ -175,10 +182,12 @@ def measure_point(b: BenchSettings, lm: LoadedModel, kind: str, ids: torch.Tenso
         if t.pilot_rounds:  # auto: did the rounds the pilot asked for reach the target?
             t.target, t.target_met = b.target, t.ci95 is not None and t.ci95 <= b.target
         # With timing off (one unwarmed call) there is no figure to hold a plain measurement against.
-        if timing_on and kind in ("prefill", "decode") and batch == 1 and context in b.calibrate_contexts:
+        if timing_on and (kind in ("prefill", "decode") and batch == 1 and context in b.calibrate_contexts
+                          or kind == "throughput" and batch in b.calibrate_batches):
             harness = _harness(kind, call, setup, runs)
+            after = (lambda: _after_first(runs)) if kind == "throughput" else None
             calibrate.record(point, calibrate.calibrate_point(point, lm, ids, backend, harness,
-                                                              b.calibrate_tolerance, b.calibrate_max_s),
+                                                              b.calibrate_tolerance, b.calibrate_max_s, after),
                              b.calibrate_tolerance)
     except Exception as exc:
         if not is_out_of_memory(exc):

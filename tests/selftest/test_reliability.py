@@ -357,6 +357,37 @@ def test_calibration_catches_a_call_that_times_more_than_generate(tiny_phi, tmp_
 
 
 @pytest.mark.quick
+def test_throughput_calibration_pairs_the_whole_call_and_its_decode_with_plain_generate(tiny_phi, tmp_path,
+                                                                                        monkeypatch):
+    """A throughput point at a calibrated batch: its whole call and the call after its first token, each paired
+    with a plain generate() of the same batch (a streamer's clock), and the point's own figures against them. A
+    clock that counts a sleep in every step fails both; a batch not asked for is not calibrated."""
+    import dataclasses
+    import time
+
+    from ssmbench import measure
+
+    b = dataclasses.replace(_bench(tmp_path), rounds=3, calibrate_batches=(2,), calibrate_tolerance=1.0)
+    ids = torch.randint(3, 500, (2, 16))
+    honest = measure_point(FakeBenchmark(), b, tiny_phi, "throughput", ids, 4)
+    figures = [(c["figure"], c["of"]) for c in honest.calibration.checks]
+    assert figures == [("call_s", "harness"), ("call_s", "point"), ("decode_s", "harness"), ("decode_s", "point")]
+    assert not honest.calibration_failures, honest.calibration.checks
+    assert measure_point(FakeBenchmark(), b, tiny_phi, "throughput", ids[:1], 4).calibration is None
+    real_step = measure.StepClock.__call__
+
+    def slow_step(self, input_ids, scores):
+        time.sleep(0.05)  # a tiny step takes a millisecond or two
+        return real_step(self, input_ids, scores)
+
+    monkeypatch.setattr(measure.StepClock, "__call__", slow_step)
+    point = measure_point(FakeBenchmark(), b, tiny_phi, "throughput", ids, 4)
+    failed = {c["figure"] for c in point.calibration.checks if c["of"] == "harness" and c["fails"]}
+    assert failed == {"call_s", "decode_s"}, point.calibration.checks
+    assert any("throughput @ 16 batch 2 (eager): decode_s" in f for f in point.calibration_failures)
+
+
+@pytest.mark.quick
 def test_a_generate_that_raises_while_streaming_raises_in_the_test_instead_of_hanging(tiny_phi, monkeypatch):
     import threading
 

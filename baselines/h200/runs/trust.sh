@@ -135,6 +135,7 @@ elif [ "$phase" = start ]; then
   # caller names the commit, RUN_COMMIT=$(git rev-parse HEAD) written into the command, clean tree.
   if [ -n "${RUN_COMMIT:-}" ]; then echo "$RUN_COMMIT" > /tmp/sweep/commit
   else echo "$(git rev-parse HEAD 2>/dev/null) (the device's .git, which can lag: pass RUN_COMMIT)" > /tmp/sweep/commit; fi
+  tcal=${THROUGHPUT_CALIBRATE-1,16}; tcal=${tcal:+--ssm-calibrate --ssm-calibrate-batches $tcal}
   block() {  # the commands of one mode
     case $1 in
     trust) cat <<EOS
@@ -176,10 +177,11 @@ EOS
     ;;
     throughput) cat <<EOS
 # Issue #13: the Mamba paper's throughput experiment (prompt 2048, 128 new tokens, batch 1 ... 256 until out of
-# memory) for every backend.
+# memory) for every backend; the batches of THROUGHPUT_CALIBRATE (1,16; none: empty) calibrated against plain
+# generate() of the same batch, alternating (2026-11-29 16:07's phi-2 run was checked only across machines).
 sweep /tmp/sweep/throughput throughput-bf16 --ssm-archs ${THROUGHPUT_ARCHS:-mamba,phi} --backends ${THROUGHPUT_BACKENDS:-eager,compiled,graphed,native} \\
   -k test_throughput --ssm-throughput-prompts 2048 --ssm-batch-sizes 1,2,4,8,16,32,64,128,256 \\
-  --ssm-throughput-new-tokens 128
+  --ssm-throughput-new-tokens 128 $tcal
 EOS
     ;;
     throughput-long) cat <<EOS
