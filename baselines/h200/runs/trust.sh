@@ -30,7 +30,8 @@
 #           model set holds its tiny models too) one after the other (QUICK_SIDE_BY_SIDE=1: side by side; on
 #           2026-11-29 two groups compiling mamba-ssm's Triton kernels at once finished together, no sooner, and a
 #           group after another reuses its compiled kernels), each line of their logs time-stamped,
-#           faulthandler's stacks after QUICK_DUMP_S (60) s in one test, QUICK_S (480) s each; before them, with
+#           faulthandler's stacks after QUICK_DUMP_S (60) s in one test, QUICK_S (480) s each, QUICK_ARGS added to
+#           each group's pytest line (one test again: QUICK_ARGS="--models synthetic -k beam_search"); before them, with
 #           QUICK_TINY_S=N, a tiny-only pass of every architecture capped at N seconds (default 0: none; 200
 #           covered 21 % on a fresh machine); archs: the other architectures (mamba2, falcon_mamba, qwen2, llama,
 #           bamba; eager, 512 ... 32768, calibrated at 512) into /tmp/sweep/archs.
@@ -212,7 +213,7 @@ if [ ${QUICK_TINY_S:-0} -gt 0 ]; then
   echo \${PIPESTATUS[0]} > /tmp/sweep/quick/tiny.exit
 fi
 for g in ${QUICK_GROUPS:-mamba,phi mamba2,falcon_mamba qwen2,llama bamba}; do
-  ( timeout -s INT ${QUICK_S:-480} $PYT -m quick --archs \$g -v --durations=25 -o faulthandler_timeout=${QUICK_DUMP_S:-60} 2>&1 \\
+  ( timeout -s INT ${QUICK_S:-480} $PYT -m quick --archs \$g ${QUICK_ARGS:-} -v --durations=25 -o faulthandler_timeout=${QUICK_DUMP_S:-60} 2>&1 \\
     | stamp > /tmp/sweep/quick/\${g//,/-}.log; echo \${PIPESTATUS[0]} > /tmp/sweep/quick/\${g//,/-}.exit ) $( [ "${QUICK_SIDE_BY_SIDE:-0}" = 1 ] && echo '&' )
 done
 wait; echo \$(( \$(date +%s) - start )) > /tmp/sweep/quick/wall_s
