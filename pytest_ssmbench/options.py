@@ -148,8 +148,9 @@ OPTIONS: dict[str, tuple[tuple[str, ...], Callable[[str], Any] | None, Any, str 
     "calibrate_contexts": (("--ssm-calibrate-contexts", "--calibrate-contexts"), int_list, None, None, "N,...",
                            "contexts --ssm-calibrate re-measures. Default: the sweep's shortest and longest"),
     "calibrate_batches": (("--ssm-calibrate-batches",), int_list, None, None, "N,...",
-                          "throughput batch sizes --ssm-calibrate re-measures (at every prompt): the whole call and "
-                          "the call after its first token against plain generate() of the same batch. Default: the "
+                          "throughput batch sizes --ssm-calibrate re-measures (at every prompt): the whole call "
+                          "against a plain call of the same batch and, on generate()'s paths (eager, compiled), the "
+                          "call after its first token against plain generate()'s with a streamer. Default: the "
                           "sweep's smallest and middle batch size (1 and 16 of 1 ... 256)"),
     "calibrate_tolerance": (("--ssm-calibrate-tolerance", "--calibrate-tolerance"), percent, None,
                             "ssm_calibrate_tolerance", "PCT",
@@ -157,7 +158,7 @@ OPTIONS: dict[str, tuple[tuple[str, ...], Callable[[str], Any] | None, Any, str 
                             "models, milliseconds, a shared host)"),
     "calibrate_max_time": (("--ssm-calibrate-max-time",), seconds, 30.0, "ssm_calibrate_max_time", "S",
                            "--ssm-calibrate: keep alternating harness and plain calls for at most this many seconds "
-                           "per figure (at least 6 pairs whatever it takes) until the 95 %% interval decides. A long "
+                           "per point (at least 6 pairs whatever it takes) until the 95 %% interval decides. A long "
                            "point's pair costs two or three of its calls: on the H200, 6 pairs of phi-2's compiled "
                            "decode at 131072 took 160 s and left it undecided. Default: 30"),
 }
@@ -176,8 +177,8 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--ssm-calibrate", "--calibrate", action="store_true", dest="calibrate",
                     help="re-measure a sample of prefill, decode and throughput points the plain way (plain "
                          "generate(), a synchronize and a clock, the allocator's peak) right after each, and fail a "
-                         "point whose time to first token, compiled/graphed time per token, throughput call or extra "
-                         "peak memory differs by more "
+                         "point whose time to first token, compiled/graphed time per token, throughput call (and its "
+                         "decode after the first token) or extra peak memory differs by more "
                          "than --ssm-calibrate-tolerance (old name --calibrate: kept for one release)")
 
 

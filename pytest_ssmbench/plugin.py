@@ -47,6 +47,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", marker)
     settings.configure(config)  # first: pins an xdist worker's GPU before anything touches CUDA
     options.check_outputs(config)
+    sweep.check_options(config)
     baselines.configure(config)  # before pytest-benchmark's own configure reads the baselines
 
 

@@ -34,11 +34,28 @@ def run_id(config: pytest.Config) -> str:
     return config.stash[run_key]
 
 
+def batch_sizes(config: pytest.Config) -> list[int]:
+    """The sweep's batch sizes: --ssm-batch-sizes, else 1 ... 256 on a GPU, 1 and 4 on a CPU."""
+    gpu = settings(config).device.type == "cuda"
+    return sorted(options.get(config, "batch_sizes") or ([2 ** i for i in range(9)] if gpu else [1, 4]))
+
+
+def check_options(config: pytest.Config) -> None:
+    """At configure: --ssm-calibrate-batches names batch sizes the sweep runs (one it does not would calibrate
+    nothing and say nothing)."""
+    asked = options.get(config, "calibrate_batches")
+    batches = batch_sizes(config)
+    if asked and not set(asked) <= set(batches):
+        raise pytest.UsageError(
+            f"--ssm-calibrate-batches {','.join(map(str, asked))}: only batch sizes the sweep runs can be "
+            f"calibrated; its batch sizes (--ssm-batch-sizes) here: {','.join(map(str, batches))}")
+
+
 def _make_bench_settings(config: pytest.Config) -> BenchSettings:
     s = settings(config)
     gpu = s.device.type == "cuda"
     contexts = options.get(config, "contexts") or options.int_list(GPU_CONTEXTS if gpu else CPU_CONTEXTS)
-    batches = sorted(options.get(config, "batch_sizes") or ([2 ** i for i in range(9)] if gpu else [1, 4]))
+    batches = batch_sizes(config)
     prompts = options.get(config, "throughput_prompts") or ([2048, 8192, 32768] if gpu else [min(contexts)])
     throughput_new = options.get(config, "throughput_new_tokens") or (128 if gpu else 8)
     decode_tokens = options.get(config, "decode_tokens") or (32 if gpu else 8)

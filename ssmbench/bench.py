@@ -429,6 +429,8 @@ def finish_point(point: Point, lm: LoadedModel, all_runs: Runs, rounds: int, ctx
     if new > 1 and decode_s:
         t.decode_tokens_per_s = batch * (new - 1) / decode_s
     t.round_values_s, t.rounds_spread, t.ci95 = per_round, relative_range(per_round), ci95(per_round)
+    if point.kind == "throughput":
+        t.decode_round_values_s = [c - i[0] for c, i in zip(runs.calls, runs.intervals, strict=True) if i]
     t.step_spread = relative_iqr(runs.steps)
     means = [statistics.mean(i[1:]) for i in runs.intervals if len(i) > 1]
     t.tpot_s = statistics.median(means) if means else None

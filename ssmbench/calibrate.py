@@ -17,19 +17,24 @@ if the harness inflated a figure, the plain one shows it.
   call to the next (its spread says so).
 - throughput: the whole call of the point's batch (``call_s``: its tokens per second end to end are batch x new
   tokens over it) and, through ``generate()``, the call after its first token (``decode_s``: the decode-only
-  tokens per second), each against a plain ``generate()`` of the same batch with a streamer's clock; extra peak
-  memory. Eager included: paired calls decide it, or say it is unresolved.
+  tokens per second), each against a plain ``generate()`` of the same batch with a streamer's clock (the suite's
+  graph and native generate: the whole call only, their own generate); extra peak memory. Eager included: paired
+  calls decide it, or say it is unresolved. A calibration that runs out of memory leaves the point's figures
+  unchecked, said as unresolved.
 
 Times are compared twice. The harness's own call (the callable and setup the rounds ran) alternates with the
 plain call: a drifting host moves both alike (on the H200, Mamba's launch-bound prefill at 512 tokens took
 55-97 ms from one call to the next), so what is left is the harness. Each pair gives a ratio; the pairs go on
 until the 95 % interval of the median ratio (distribution-free, from order statistics) decides -- wholly within
 the tolerance or wholly beyond it -- or ``MAX_PAIRS`` or ``MAX_SECONDS`` is reached (pytest-benchmark's way of
-calibrating rounds to a precision). The figure **fails** when the whole interval lies beyond the tolerance,
-**agrees** when it lies within, and is **unresolved** otherwise (the host's noise is wider than the tolerance:
-reported, not passed off as agreement). The point's own figure (``of="point"``) is held against the same plain
-median and fails only beyond the tolerance and three times the rounds' and plain calls' spread (interquartile
-range over median): a point measured while the host was slow is flagged by its spread, not called a harness bug.
+calibrating rounds to a precision). The tolerance is a band symmetric as a ratio: suite/plain within
+1 / (1 + tolerance) .. 1 + tolerance (a harness that halves a time is as wrong as one that doubles it; at the
+CPU's 100 % a band of -100 .. +100 % could not fail the first). The figure **fails** when the whole interval
+lies beyond the band, **agrees** when it lies within, and is **unresolved** otherwise (the host's noise is wider
+than the band: reported, not passed off as agreement). The point's own figure (``of="point"``) is held against
+the same plain median and fails only beyond the band and three times the rounds' and plain calls' spread
+(interquartile range over median): a point measured while the host was slow is flagged by its spread, not
+called a harness bug.
 """
 
 from __future__ import annotations
@@ -63,9 +68,16 @@ MEMORY_SECONDS = 2.0
 NOISE_FACTOR = 3.0
 
 
+def _low_bound(tolerance: float) -> float:
+    """The lower edge of the band of agreement for suite/plain - 1: ratios are held to it symmetrically, suite/plain
+    within [1 / (1 + tolerance), 1 + tolerance] (-4.8 .. +5 % at 5 %; -50 .. +100 % at the CPU's 100 %, where a
+    plain difference's -100 % could never be reached: a harness that reported half the time would always pass)."""
+    return 1 / (1 + tolerance) - 1
+
+
 @dataclass
 class Check:
-    figure: str  # "ttft_s", "decode_s_per_token", "extra_peak_bytes"
+    figure: str  # "ttft_s", "decode_s_per_token", "extra_peak_bytes"; throughput: "call_s", "decode_s"
     suite: float
     plain: float
     noise: float = 0.0  # the point's figure: the rounds' and plain calls' own spread (relative)
@@ -79,18 +91,25 @@ class Check:
     def diff(self) -> float:
         return abs(self.suite - self.plain) / self.plain if self.plain else math.inf
 
+    @property
+    def excess(self) -> float:
+        """How far apart as a ratio, either way: max(suite/plain, plain/suite) - 1."""
+        if not self.plain or not self.suite:
+            return 0.0 if self.suite == self.plain else math.inf
+        return max(self.suite / self.plain, self.plain / self.suite) - 1
+
     def fails(self, tolerance: float) -> bool:
-        """Paired (harness) times: the whole interval beyond the tolerance. The point's figure: over the
-        tolerance and over three times the measurements' own spread. Memory: over the tolerance."""
+        """Paired (harness) times: the whole interval beyond the band (``_low_bound``). The point's figure: over
+        the tolerance either way and over three times the measurements' own spread. Memory: over the tolerance."""
         if self.low is not None and self.high is not None:
-            return self.low > tolerance or self.high < -tolerance
-        return self.diff > tolerance and self.diff > NOISE_FACTOR * self.noise
+            return self.low > tolerance or self.high < _low_bound(tolerance)
+        return self.excess > tolerance and self.excess > NOISE_FACTOR * self.noise
 
     def unresolved(self, tolerance: float) -> bool:
-        """Paired times whose interval neither lies wholly beyond the tolerance nor wholly within it: the host's
+        """Paired times whose interval neither lies wholly beyond the band nor wholly within it: the host's
         noise too wide to say the harness differs, or that it agrees."""
         return (self.low is not None and self.high is not None and not self.fails(tolerance)
-                and (self.low < -tolerance or self.high > tolerance))
+                and (self.low < _low_bound(tolerance) or self.high > tolerance))
 
 
 def _plain_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: str) -> float:
@@ -112,7 +131,9 @@ def _plain_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: st
 def _plain_timed(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: str) -> tuple[float, float | None]:
     """One plain greedy call of exactly ``new_tokens`` tokens for the whole batch: its wall seconds, and the
     seconds after its first new token as a ``TokenClock`` sees them (None for the suite's graph and mamba-ssm's
-    native generate, which take no streamer)."""
+    native generate, which take no streamer). The streamer is a user's way to see the first token; it costs a
+    copy of each step's tokens to the host, which generate() synchronizes on each step anyway (its stopping
+    check)."""
     if decode_path(lm, backend) in (SUITE_GRAPH, NATIVE):
         return _plain_call(lm, ids, new_tokens, backend), None
     clock = TokenClock()
@@ -123,7 +144,10 @@ def _plain_timed(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: s
                     **BACKEND_KWARGS[backend])
     synchronize(lm.device)
     end = time.perf_counter()
-    return end - start, (end - clock.times[1]) if len(clock.times) > 1 else None
+    if len(clock.times) != new_tokens + 1:
+        raise RuntimeError(f"{lm.name}: the streamer saw {len(clock.times)} hand-outs for a prompt and "
+                           f"{new_tokens} tokens (expected {new_tokens + 1})")
+    return end - start, end - clock.times[1]
 
 
 class TokenClock(BaseStreamer):
@@ -216,7 +240,8 @@ def resolved(suite: list[float], plain: list[float], tolerance: float) -> bool:
     if len(suite) < CALLS:
         return False
     low, high, cover = _ratio_interval(suite, plain)
-    return cover >= 0.95 and (-tolerance <= low and high <= tolerance or low > tolerance or high < -tolerance)
+    floor = _low_bound(tolerance)
+    return cover >= 0.95 and (floor <= low and high <= tolerance or low > tolerance or high < floor)
 
 
 def calibrate_point(point: Point, lm: LoadedModel, ids: torch.Tensor, backend: str,
@@ -236,13 +261,14 @@ def calibrate_point(point: Point, lm: LoadedModel, ids: torch.Tensor, backend: s
     plain: list[float] = []
     after_suite: list[float] = []  # throughput: each call after its own first token (the decode-only figure)
     after_plain: list[float] = []
-    if point.kind == "throughput" and t.tokens_per_s and point.new_tokens >= 2:
+    if point.kind == "throughput" and t.tokens_per_s:
         figure = "call_s"
         point_value = point.batch * point.new_tokens / t.tokens_per_s
+        with_decode = point.new_tokens >= 2 and harness_after_first is not None
 
         def pair() -> None:
             suite.append(harness())
-            after = harness_after_first() if harness_after_first else None
+            after = harness_after_first() if with_decode else None
             call, plain_after = _plain_timed(lm, ids, point.new_tokens, backend)
             plain.append(call)
             if after is not None and plain_after is not None:
@@ -293,8 +319,8 @@ def calibrate_point(point: Point, lm: LoadedModel, ids: torch.Tensor, backend: s
     if after_plain and len(after_plain) == len(plain) and t.decode_tokens_per_s:
         checks.append(paired_check("decode_s", after_suite, after_plain))
         checks.append(Check("decode_s", point.batch * (point.new_tokens - 1) / t.decode_tokens_per_s,
-                            statistics.median(after_plain), _spread(t.round_values_s) + _spread(after_plain),
-                            of="point"))
+                            statistics.median(after_plain),
+                            _spread(t.decode_round_values_s or []) + _spread(after_plain), of="point"))
     return checks
 
 
@@ -305,13 +331,14 @@ def record(point: Point, checks: list[Check], tolerance: float) -> list[str]:
         batch = f" batch {point.batch}" if point.batch != 1 else ""
         return (f"{point.model} {point.kind} @ {point.context}{batch} ({point.backend}): {c.figure} "
                 f"{_show(c.figure, c.suite)} {_WHAT[c.of]} vs {_show(c.figure, c.plain)} measured plainly: "
-                f"{c.diff * 100:.1f} % apart")
+                f"{(c.suite / c.plain - 1) * 100 if c.plain else math.inf:+.1f} %")
 
-    failures = [says(c) + (f" ({_interval(c)}: all of it beyond {tolerance * 100:g} %)" if c.low is not None else
-                           f" (> {tolerance * 100:g} %"
+    band = f"{_low_bound(tolerance) * 100:+.1f} .. +{tolerance * 100:g} %"
+    failures = [says(c) + (f" ({_interval(c)}: all of it outside {band})" if c.low is not None else
+                           f" (outside {band}"
                            f"{f' and > {NOISE_FACTOR:g} x the spread {c.noise * 100:.1f} %' if c.noise else ''})")
                 for c in checks if c.fails(tolerance)]
-    unresolved = [says(c) + f", unresolved ({_interval(c)}: the host's noise is wider than {tolerance * 100:g} %)"
+    unresolved = [says(c) + f", unresolved ({_interval(c)}: the host's noise is wider than {band})"
                   for c in checks if c.unresolved(tolerance)]
     point.calibration = Calibration([asdict(c) | {"diff": c.diff, "fails": c.fails(tolerance),
                                                   "unresolved": c.unresolved(tolerance)} for c in checks],

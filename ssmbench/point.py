@@ -28,6 +28,7 @@ class Timing:
     decode_tokens_per_s: float | None = None  # batch x (new tokens - 1) over the call after the first token
     rounds: int | None = None
     round_values_s: list[float] = field(default_factory=list)  # each round's headline figure
+    decode_round_values_s: list[float] | None = None  # throughput: each round's call after its own first token
     rounds_spread: float | None = None  # (max - min) / median of round_values_s
     ci95: float | None = None  # 95 % interval of the mean, relative
     step_spread: float | None = None  # interquartile range / median of the steps

@@ -501,7 +501,8 @@ def calibration_lines(store: ResultStore) -> list[str]:
     failed = sum(1 for p in calibrated if p.calibration.failures)
     unresolved = sum(1 for p in calibrated if p.calibration.unresolved and not p.calibration.failures)
     lines = [f"calibration: {len(calibrated)} points re-measured plainly, {failed} over tolerance"
-             + (f", {unresolved} unresolved (over it within the host's noise)" if unresolved else ""),
+             + (f", {unresolved} unresolved (over it within the host's noise, or out of memory: said below)"
+                if unresolved else ""),
              "  point | figure | suite (its call, alternating with plain; or the point's rounds) | plain | diff % "
              "(paired: 95 % interval of the median ratio)"]
     for p in calibrated:
@@ -515,7 +516,7 @@ def calibration_lines(store: ResultStore) -> list[str]:
             figure = c["figure"] + (" (point's rounds)" if c.get("of") == "point" else "")
             lines.append(f"  {_name(p)} | {figure} | {_fmt(c['suite'], unit)} {unit} | "
                          f"{_fmt(c['plain'], unit)} {unit} | {c['diff'] * 100:.1f}{interval}{ok}")
-        lines += [f"  {_name(p)}: {failure}" for failure in p.calibration.failures if "out of memory" in failure]
+        lines += [f"  {_name(p)}: {note}" for note in p.calibration.unresolved if "out of memory" in note]
     return lines
 
 

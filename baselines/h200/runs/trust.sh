@@ -12,7 +12,8 @@
 #   start:  detached with setsid into /tmp/sweep (one call cannot hold it: 10 minutes a command), one mode after
 #           the other. trust (the default): the full sweep (the reference pair, --ssm-archs mamba,phi; 512 ... 131072,
 #           eager/compiled/graphed, --calibrate; throughput as in earlier baselines: eager, prompt 512, batch
-#           1/8/32, 32 new tokens -- the paper's throughput sweep is a mode of its own); two points plainly in fresh
+#           1/8/32, 32 new tokens, calibrated at batch 1 and 8 since 35ecaa2 -- the paper's throughput sweep is a
+#           mode of its own); two points plainly in fresh
 #           processes (scripts/plain_point.py: phi-2 compiled decode at 512, Mamba's prefill at 131072).
 #           Waits up to WAIT seconds.
 #           SWEEP=MODE,...: what runs, in that order (default trust: the above). undecided: issue #12's two long
@@ -22,7 +23,8 @@
 #           decode sweep (compiled, graphed, native; 512 ... 32768, calibrated at 512 and 32768) and
 #           scripts/profile_step.py at 2048 (PROFILE_S, 240); native-probe: issue #14's probe
 #           (scripts/native_probe.py) into /tmp/sweep/native; throughput: issue #13's paper-shaped run (prompt
-#           2048 / 128 new tokens, batch 1 ... 256, every backend; about 24 device minutes by estimate);
+#           2048 / 128 new tokens, batch 1 ... 256, every backend, calibrated at THROUGHPUT_CALIBRATE's batches;
+#           phi-2's eager and compiled took 483 s uncalibrated on 2026-11-29, Mamba's four backends more);
 #           throughput-long: prompts 8192 and 32768 at batch 1/4/16/64, every backend.
 #           THROUGHPUT_ARCHS (mamba,phi) and THROUGHPUT_BACKENDS (all four) split them further across sessions;
 #           scripts/summarize.py then reads the runs' points files together; quick: the quick tier with the
