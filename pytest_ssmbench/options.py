@@ -145,6 +145,11 @@ OPTIONS: dict[str, tuple[tuple[str, ...], Callable[[str], Any] | None, Any, str 
     "memory_compare_fail": (("--memory-compare-fail",), percent, 10.0, "ssm_memory_compare_fail", "PCT",
                             "with --benchmark-compare: fail when a point's peak memory grew by more than PCT %% over "
                             "the baseline (pytest-benchmark gates time only). Default: 10"),
+    "decode_compare_fail": (("--decode-compare-fail",), percent, None, "ssm_decode_compare_fail", "PCT",
+                            "with --benchmark-compare: fail when a decode point's time per token (its median step) "
+                            "grew by more than PCT %% over the baseline; pytest-benchmark's gate times the whole call, "
+                            "mostly the prefill at long contexts. Default: off (eager decode moves 10-70 %% between "
+                            "sessions on a shared host: gate it wide, or gate the compiled and graphed points)"),
     "calibrate_contexts": (("--ssm-calibrate-contexts", "--calibrate-contexts"), int_list, None, None, "N,...",
                            "contexts --ssm-calibrate re-measures. Default: the sweep's shortest and longest"),
     "calibrate_batches": (("--ssm-calibrate-batches",), int_list, None, None, "N,...",

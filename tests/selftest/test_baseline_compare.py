@@ -86,6 +86,29 @@ def test_memory_gate_flags_growth_past_threshold():
     assert baselines.memory_regressions(current, mapping, 30.0) == []
 
 
+@pytest.mark.quick
+@pytest.mark.selftest
+def test_decode_gate_flags_a_slower_step_the_whole_call_hides():
+    """Mamba's compiled decode at 131072 in the stored H200 baseline: a 3.6 s call, 0.15 s of it decode. A step
+    three times as slow moves pytest-benchmark's whole-call median by under 15 %; the decode gate sees +200 %.
+    Off unless asked for; a throughput point's step is not its business (its figure is the whole call)."""
+    saved = json.loads(H200.read_text())
+    mapping = {str(H200): {b["fullname"]: b for b in saved["benchmarks"]}}
+    current = [SimpleNamespace(fullname=b["fullname"], extra_info=copy.deepcopy(b["extra_info"]))
+               for b in saved["benchmarks"]]
+    slow = next(c for c in current if "decode[ctx131072-compiled-synthetic-mamba]" in c.fullname)
+    info = slow.extra_info
+    decode_s = info["decode_s_per_token"] * (info["new_tokens"] - 1)
+    assert (info["median_s"] + 2 * decode_s) / info["median_s"] < 1.15  # what the whole call's gate would see
+    info["decode_s_per_token"] *= 3
+    assert baselines.decode_regressions(current, mapping, None) == []
+    found = baselines.decode_regressions(current, mapping, 15.0)
+    assert len(found) == 1 and "ctx131072-compiled-synthetic-mamba" in found[0] and "+200.0 %" in found[0], found
+    batch = next(c for c in current if c.extra_info.get("kind") == "throughput")
+    batch.extra_info["decode_s_per_token"] *= 3
+    assert len(baselines.decode_regressions(current, mapping, 15.0)) == 1
+
+
 @pytest.fixture(scope="module")
 def saved_baseline(tmp_path_factory):
     storage = tmp_path_factory.mktemp("storage")
