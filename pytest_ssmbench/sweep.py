@@ -40,21 +40,36 @@ def batch_sizes(config: pytest.Config) -> list[int]:
     return sorted(options.get(config, "batch_sizes") or ([2 ** i for i in range(9)] if gpu else [1, 4]))
 
 
+def contexts_of(config: pytest.Config) -> list[int]:
+    """The sweep's contexts: --ssm-contexts, else the GPU's or the CPU's default."""
+    gpu = settings(config).device.type == "cuda"
+    return options.get(config, "contexts") or options.int_list(GPU_CONTEXTS if gpu else CPU_CONTEXTS)
+
+
 def check_options(config: pytest.Config) -> None:
-    """At configure: --ssm-calibrate-batches names batch sizes the sweep runs (one it does not would calibrate
-    nothing and say nothing)."""
-    asked = options.get(config, "calibrate_batches")
-    batches = batch_sizes(config)
-    if asked and not set(asked) <= set(batches):
-        raise pytest.UsageError(
-            f"--ssm-calibrate-batches {','.join(map(str, asked))}: only batch sizes the sweep runs can be "
-            f"calibrated; its batch sizes (--ssm-batch-sizes) here: {','.join(map(str, batches))}")
+    """At configure: the calibration options name contexts and batch sizes the sweep runs, and come with
+    --ssm-calibrate (otherwise they would calibrate nothing and say nothing)."""
+    def show(values) -> str:
+        return ",".join(map(str, values))
+
+    for dest, flag, runs, runs_flag in (("calibrate_contexts", "--ssm-calibrate-contexts", contexts_of(config),
+                                         "--ssm-contexts"),
+                                        ("calibrate_batches", "--ssm-calibrate-batches", batch_sizes(config),
+                                         "--ssm-batch-sizes")):
+        asked = options.get(config, dest)
+        if not asked:
+            continue
+        if not config.getoption("calibrate"):
+            raise pytest.UsageError(f"{flag} {show(asked)} calibrates nothing without --ssm-calibrate")
+        if not set(asked) <= set(runs):
+            raise pytest.UsageError(f"{flag} {show(asked)}: only what the sweep runs can be calibrated; "
+                                    f"{runs_flag} here: {show(runs)}")
 
 
 def _make_bench_settings(config: pytest.Config) -> BenchSettings:
     s = settings(config)
     gpu = s.device.type == "cuda"
-    contexts = options.get(config, "contexts") or options.int_list(GPU_CONTEXTS if gpu else CPU_CONTEXTS)
+    contexts = contexts_of(config)
     batches = batch_sizes(config)
     prompts = options.get(config, "throughput_prompts") or ([2048, 8192, 32768] if gpu else [min(contexts)])
     throughput_new = options.get(config, "throughput_new_tokens") or (128 if gpu else 8)

@@ -33,9 +33,11 @@ def test_prefixed_name_old_alias_and_ini_select_the_same_models():
     (["-o", "ssm_models=huge"], "ini option ssm_models = 'huge': invalid choice 'huge'; valid: auto, tiny"),
     (["-o", "ssm_backends=eager,fast"], "ini option ssm_backends = 'eager,fast': unknown backend fast; valid: eager"),
     (["--memory-compare-fail", "nan"], "expected a percentage > 0, got 'nan'"),
-    (["--ssm-batch-sizes", "1,4", "--ssm-calibrate-batches", "3"],
-     "--ssm-calibrate-batches 3: only batch sizes the sweep runs can be calibrated; its batch sizes "
-     "(--ssm-batch-sizes) here: 1,4"),
+    (["--ssm-calibrate", "--ssm-batch-sizes", "1,4", "--ssm-calibrate-batches", "3"],
+     "--ssm-calibrate-batches 3: only what the sweep runs can be calibrated; --ssm-batch-sizes here: 1,4"),
+    (["--ssm-calibrate", "--ssm-contexts", "32,128", "--ssm-calibrate-contexts", "999"],
+     "--ssm-calibrate-contexts 999: only what the sweep runs can be calibrated; --ssm-contexts here: 32,128"),
+    (["--ssm-calibrate-batches", "1"], "--ssm-calibrate-batches 1 calibrates nothing without --ssm-calibrate"),
 ])
 def test_bad_values_are_usage_errors_naming_the_valid_ones(args, message):
     run = run_pytest("--collect-only", "-q", *args, TEST)
