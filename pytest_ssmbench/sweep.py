@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers
 
 from ssmbench import devices, impl, results
 from ssmbench.bench import BACKENDS
@@ -78,7 +79,8 @@ def _make_bench_settings(config: pytest.Config) -> BenchSettings:
     profile = devices.profile_for(name) if gpu else devices.DeviceProfile("cpu", "cpu", (), None, None, None)
     mamba_impl = impl.summarize(impl.mamba_ops(s.device.type))
     meta = {"device": name, "model_set": s.model_set, "models": ",".join(x.name for x in s.specs),
-            "dtype": s.dtype, "mamba_impl": mamba_impl, "torch": torch.__version__}
+            "dtype": s.dtype, "mamba_impl": mamba_impl, "torch": torch.__version__,
+            "transformers": transformers.__version__}
     results_file = options.get(config, "results_file")
     worker = getattr(config, "workerinput", {}).get("workerid")
     store = results.ResultStore(Path(results_file) if results_file else None, meta, run=run_id(config),

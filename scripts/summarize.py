@@ -5,7 +5,8 @@ points file, and optionally its scaling report: a committed baseline read with t
     python scripts/summarize.py baselines/h200/points-synthetic-bf16.json [--report DIR]
 
 Several files (runs of one device split over sessions, e.g. each model's throughput sweep) are summarised as one
-run: they must come from the same device and torch, and a point measured in two of them is refused.
+run: they must come from the same device, torch, transformers and Mamba implementation (kernels or the reference
+loop), and a point measured in two of them is refused.
 """
 
 import argparse
@@ -22,15 +23,21 @@ def _identity(p) -> tuple:
 
 
 def merge(stores: list[tuple[Path, ResultStore]]) -> ResultStore:
-    """One store of several runs' points: same device and torch in every file's header, no point twice."""
+    """One store of several runs' points: same device, torch, transformers and Mamba implementation in every file's
+    header, no point twice."""
     first_path, first = stores[0]
     merged = ResultStore(None, dict(first.meta), list(first.points))
     seen = {_identity(p): first_path for p in first.points}
     for path, store in stores[1:]:
-        for key in ("device", "torch"):
+        for key in ("device", "torch", "transformers", "mamba_impl"):
+            # transformers: in the header since 2026-11-29 evening; files from before have none, and compare on
+            # the rest
+            if key == "transformers" and not (store.meta.get(key) and first.meta.get(key)):
+                continue
             if store.meta.get(key) != first.meta.get(key):
-                raise ValueError(f"{path} was measured on {key} {store.meta.get(key)!r}, {first_path} on "
-                                 f"{first.meta.get(key)!r}: only runs of one device and torch are summarised together")
+                raise ValueError(f"{path} was measured with {key} {store.meta.get(key)!r}, {first_path} with "
+                                 f"{first.meta.get(key)!r}: only runs of one device, torch, transformers and "
+                                 "Mamba implementation are summarised together")
         for p in store.points:
             if _identity(p) in seen:
                 raise ValueError(f"{p.model} {p.kind} @ {p.context} (batch {p.batch}, {p.backend}) is in both "

@@ -322,12 +322,15 @@ def test_summarize_script_reads_a_stored_baseline_and_refuses_other_files(tmp_pa
 
 def test_summarize_script_merges_runs_of_one_device_and_refuses_a_point_twice_or_another_device(tmp_path, capsys):
     """Runs split over sessions (one model's points in each file) summarise as one run: the crossover needs both
-    files. A point in two files, or files from two devices, are refused with exit 2 naming the files."""
+    files. A point in two files, or files from two devices, transformers releases or Mamba implementations (the
+    kernels' graphed decode beside the reference loop's under one header) are refused with exit 2 naming the
+    files."""
     summarize = _summarize_script()
 
-    def write(name, points, device="GPU A"):
+    def write(name, points, device="GPU A", impl="cuda-kernels", transformers=None):
         store = _store(points)
-        store.meta = {"device": device, "torch": "2.11", "models": ",".join(sorted({p.model for p in points}))}
+        store.meta = {"device": device, "torch": "2.11", "models": ",".join(sorted({p.model for p in points})),
+                      "mamba_impl": impl, **({"transformers": transformers} if transformers else {})}
         store.path = tmp_path / name
         store._write()
         return str(store.path)
@@ -338,7 +341,13 @@ def test_summarize_script_merges_runs_of_one_device_and_refuses_a_point_twice_or
     out = capsys.readouterr().out
     assert any(line.endswith("faster (prefill): from 2 tokens (range 1-2); 1.50x at 2") for line in out.splitlines())
     other = write("other.json", [_pt("t", "attention", "prefill", 4, median_s=1.5)], device="GPU B")
-    for files, says in (([ssm, attn, ssm], "is in both"), ([ssm, other], "only runs of one device")):
+    loop = write("loop.json", [_pt("t", "attention", "prefill", 8, median_s=1.5)], impl="torch-reference")
+    old = write("old.json", [_pt("t", "attention", "prefill", 16, median_s=1.5)], transformers="4.46.3")
+    new = write("new.json", [_pt("t", "attention", "prefill", 32, median_s=1.5)], transformers="5.17.0")
+    assert summarize.main([ssm, attn, new]) == 0  # a file from before headers named transformers merges
+    capsys.readouterr()
+    for files, says in (([ssm, attn, ssm], "is in both"), ([ssm, other], "only runs of one device"),
+                        ([ssm, loop], "mamba_impl 'torch-reference'"), ([old, new], "transformers '5.17.0'")):
         with pytest.raises(SystemExit) as exit_:
             summarize.main(files)
         err = capsys.readouterr().err
