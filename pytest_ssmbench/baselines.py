@@ -84,7 +84,7 @@ def compare_machine_info(config: pytest.Config, benchmarksession, machine_info: 
         config.stash[refusals_key].append(
             f"refusing to compare against the baseline in {benchmarksession.storage}: it was measured "
             "elsewhere or on other models.\n  " + "\n  ".join(differ) + "\nRecord a baseline for this "
-            "machine first (README, 'Recording a baseline')."
+            "machine first (README, 'Baselines and the regression gate')."
         )
         return
     for k in ("torch", "transformers", "mamba_impl", "gpu_driver"):

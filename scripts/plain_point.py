@@ -46,14 +46,18 @@ def main() -> None:
 
     from ssmbench.registry import ARCHS  # the configurations only
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("arch", choices=sorted(ARCHS))
-    parser.add_argument("--context", type=int, nargs="+", required=True)
-    parser.add_argument("--new-tokens", type=int, default=1)
-    parser.add_argument("--calls", type=int, default=3)
+    parser.add_argument("--context", type=int, nargs="+", required=True, help="prompt lengths, one point each")
+    parser.add_argument("--new-tokens", type=int, default=1, help="tokens each call generates (default 1: a "
+                        "prefill)")
+    parser.add_argument("--calls", type=int, default=3, help="calls per point, the first included (default 3)")
     parser.add_argument("--static-cache", action="store_true", help="cache_implementation='static' (compiled)")
     parser.add_argument("--batch", type=int, nargs="+", default=[1], help="batch sizes (default 1)")
     args = parser.parse_args()
+    if not torch.cuda.is_available():
+        parser.error("needs a CUDA GPU: it measures the full-size model on one (the allocator's peak, a "
+                     "synchronize); torch here sees none")
     arch = ARCHS[args.arch]
     config = AutoConfig.for_model(arch.model_type, **arch.synthetic_config)
     torch.manual_seed(0)

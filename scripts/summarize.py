@@ -51,7 +51,7 @@ def merge(stores: list[tuple[Path, ResultStore]]) -> ResultStore:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("points", type=Path, nargs="+",
                         help="results files written by benchmark runs (--ssm-results-file) on one device")
     parser.add_argument("--report", type=Path, help="also write the scaling report (plots, README.md) here")
