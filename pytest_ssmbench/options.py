@@ -220,6 +220,13 @@ def _writable(path: Path, kind: str) -> str | None:
     return None if os.access(parent, os.W_OK) else f"{parent} is not writable: {path} cannot be created"
 
 
+def check_values(config: pytest.Config) -> None:
+    """Every option's value read once at configure: a bad ini value is one usage error before anything runs, not
+    a traceback per test module at collection (or, for one read only at the end, after the whole sweep)."""
+    for dest in OPTIONS:
+        get(config, dest)
+
+
 def check_outputs(config: pytest.Config) -> None:
     """Output paths checked before anything is measured: a results file or report folder that cannot be
     written is a usage error now, not a failure after every point."""

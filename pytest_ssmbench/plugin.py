@@ -46,6 +46,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
     settings.configure(config)  # first: pins an xdist worker's GPU before anything touches CUDA
+    options.check_values(config)
     options.check_outputs(config)
     sweep.check_options(config)
     baselines.configure(config)  # before pytest-benchmark's own configure reads the baselines

@@ -32,6 +32,8 @@ def test_prefixed_name_old_alias_and_ini_select_the_same_models():
     (["--ssm-models", "huge"], "invalid choice 'huge'; valid: auto, tiny, synthetic, pretrained"),
     (["-o", "ssm_models=huge"], "ini option ssm_models = 'huge': invalid choice 'huge'; valid: auto, tiny"),
     (["-o", "ssm_backends=eager,fast"], "ini option ssm_backends = 'eager,fast': unknown backend fast; valid: eager"),
+    (["-o", "ssm_contexts=abc"], "ini option ssm_contexts = 'abc'"),
+    (["-o", "ssm_memory_compare_fail=abc"], "ini option ssm_memory_compare_fail = 'abc'"),
     (["--memory-compare-fail", "nan"], "expected a percentage > 0, got 'nan'"),
     (["--ssm-calibrate", "--ssm-batch-sizes", "1,4", "--ssm-calibrate-batches", "3"],
      "--ssm-calibrate-batches 3: only what the sweep runs can be calibrated; --ssm-batch-sizes here: 1,4"),
@@ -42,6 +44,7 @@ def test_prefixed_name_old_alias_and_ini_select_the_same_models():
 def test_bad_values_are_usage_errors_naming_the_valid_ones(args, message):
     run = run_pytest("--collect-only", "-q", *args, TEST)
     assert run.returncode == 4 and message in run.stderr, run.stdout[-1500:] + run.stderr[-1500:]
+    assert "Traceback" not in run.stdout + run.stderr and "ERROR collecting" not in run.stdout, run.stdout[-1500:]
 
 
 def test_the_header_names_each_models_source_and_path():
