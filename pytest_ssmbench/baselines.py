@@ -93,8 +93,9 @@ def compare_machine_info(config: pytest.Config, benchmarksession, machine_info: 
                                             f"{machine_info.get(k)!r}; differences may come from that")
 
 
-def _growths(current: list, compared_mapping: dict, key: str, threshold_pct: float, show) -> list[str]:
-    """Benchmarks whose ``extra_info[key]`` grew past the threshold against any compared baseline."""
+def _growths(current: list, compared_mapping: dict, key: str, threshold_pct: float, show, label: str) -> list[str]:
+    """Benchmarks whose ``extra_info[key]`` grew past the threshold against any compared baseline: a line each,
+    starting with ``label``."""
     found = []
     for bench in current:
         info = getattr(bench, "extra_info", None) or {}
@@ -107,7 +108,7 @@ def _growths(current: list, compared_mapping: dict, key: str, threshold_pct: flo
                 continue
             growth = 100.0 * (now - then) / then
             if growth > threshold_pct:
-                found.append(f"{bench.fullname}: {key} {show(then)} -> {show(now)} "
+                found.append(f"{label} {bench.fullname}: {key} {show(then)} -> {show(now)} "
                              f"(+{growth:.1f} % > {threshold_pct:g} %, baseline {Path(path).name})")
     return found
 
@@ -115,7 +116,8 @@ def _growths(current: list, compared_mapping: dict, key: str, threshold_pct: flo
 def memory_regressions(current: list, compared_mapping: dict, threshold_pct: float) -> list[str]:
     """Points whose memory grew past the threshold against any compared baseline."""
     return [line for key in MEMORY_FIELDS
-            for line in _growths(current, compared_mapping, key, threshold_pct, lambda v: f"{v / 1e6:.1f} MB")]
+            for line in _growths(current, compared_mapping, key, threshold_pct, lambda v: f"{v / 1e6:.1f} MB",
+                                 "MEMORY REGRESSION")]
 
 
 def decode_regressions(current: list, compared_mapping: dict, threshold_pct: float | None) -> list[str]:
@@ -125,7 +127,8 @@ def decode_regressions(current: list, compared_mapping: dict, threshold_pct: flo
     if threshold_pct is None:
         return []
     decodes = [b for b in current if ((getattr(b, "extra_info", None) or {}).get("kind")) == "decode"]
-    return _growths(decodes, compared_mapping, "decode_s_per_token", threshold_pct, lambda v: f"{v * 1e3:.2f} ms")
+    return _growths(decodes, compared_mapping, "decode_s_per_token", threshold_pct, lambda v: f"{v * 1e3:.2f} ms",
+                    "DECODE REGRESSION")
 
 
 def sessionstart(session: pytest.Session) -> None:

@@ -50,8 +50,7 @@ def write(terminalreporter, config: pytest.Config) -> None:
         tr.write_line(f"not in the baseline, so not compared: {len(uncompared)} benchmark(s): "
                       + ", ".join(uncompared[:5]) + (" ..." if len(uncompared) > 5 else ""), yellow=True)
     for line in regressions:
-        what = "DECODE REGRESSION" if ": decode_s_per_token " in line else "MEMORY REGRESSION"
-        tr.write_line(f"{what} {line}", red=True, bold=True)
+        tr.write_line(line, red=True, bold=True)
     for message in refusals:
         tr.write_sep("!", "baseline comparison refused (exit code 4); this run's results were still saved", red=True)
         tr.write_line(message, red=True)

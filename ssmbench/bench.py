@@ -94,11 +94,16 @@ class Runs:
         return statistics.median(self.calls)
 
     @property
+    def after_first_s(self) -> list[float]:
+        """Each call's time after its own first token (the call minus its own time to first token)."""
+        return [c - i[0] for c, i in zip(self.calls, self.intervals, strict=True) if i]
+
+    @property
     def decode_s(self) -> float | None:
-        """The median over calls of each call's time after its own first token (the call minus its own time to
-        first token: a median call minus a median first token can mix rounds, and at batch 256 x 2048 tokens,
-        where the prefill is 14 of 15 s, a 1 % prefill jitter between rounds moves the difference by 15 %)."""
-        after = [c - i[0] for c, i in zip(self.calls, self.intervals, strict=True) if i]
+        """The median over calls of ``after_first_s`` (a median call minus a median first token can mix rounds,
+        and at batch 256 x 2048 tokens, where the prefill is 14 of 15 s, a 1 % prefill jitter between rounds
+        moves the difference by 15 %)."""
+        after = self.after_first_s
         return statistics.median(after) if after else None
 
     @property
@@ -430,7 +435,7 @@ def finish_point(point: Point, lm: LoadedModel, all_runs: Runs, rounds: int, ctx
         t.decode_tokens_per_s = batch * (new - 1) / decode_s
     t.round_values_s, t.rounds_spread, t.ci95 = per_round, relative_range(per_round), ci95(per_round)
     if point.kind == "throughput":
-        t.decode_round_values_s = [c - i[0] for c, i in zip(runs.calls, runs.intervals, strict=True) if i]
+        t.decode_round_values_s = runs.after_first_s
     t.step_spread = relative_iqr(runs.steps)
     means = [statistics.mean(i[1:]) for i in runs.intervals if len(i) > 1]
     t.tpot_s = statistics.median(means) if means else None

@@ -128,28 +128,6 @@ def _plain_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: st
     return time.perf_counter() - start
 
 
-def _plain_timed(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: str) -> tuple[float, float | None]:
-    """One plain greedy call of exactly ``new_tokens`` tokens for the whole batch: its wall seconds, and the
-    seconds after its first new token as a ``TokenClock`` sees them (None for the suite's graph and mamba-ssm's
-    native generate, which take no streamer). The streamer is a user's way to see the first token; it costs a
-    copy of each step's tokens to the host, which generate() synchronizes on each step anyway (its stopping
-    check)."""
-    if decode_path(lm, backend) in (SUITE_GRAPH, NATIVE):
-        return _plain_call(lm, ids, new_tokens, backend), None
-    clock = TokenClock()
-    synchronize(lm.device)
-    start = time.perf_counter()
-    with torch.no_grad():
-        lm.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, streamer=clock,
-                    **BACKEND_KWARGS[backend])
-    synchronize(lm.device)
-    end = time.perf_counter()
-    if len(clock.times) != new_tokens + 1:
-        raise RuntimeError(f"{lm.name}: the streamer saw {len(clock.times)} hand-outs for a prompt and "
-                           f"{new_tokens} tokens (expected {new_tokens + 1})")
-    return end - start, end - clock.times[1]
-
-
 class TokenClock(BaseStreamer):
     """A streamer that notes the host's clock each time ``generate()`` hands it tokens: first the prompt (before
     the prefill), then each new token once its copy to the host (``.cpu()``, a synchronize) is done."""
@@ -168,19 +146,38 @@ class TokenClock(BaseStreamer):
         return [b - a for a, b in pairwise(self.times[1:])]
 
 
-def _plain_steps(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: str) -> list[float]:
-    """One plain greedy ``generate()`` of exactly ``new_tokens`` tokens with a ``TokenClock``: the
-    ``new_tokens - 1`` times between its tokens, in seconds."""
+def _streamed(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: str) -> tuple[float, float, TokenClock]:
+    """One plain greedy ``generate()`` of exactly ``new_tokens`` tokens with a ``TokenClock``, synchronized both
+    ends: (start, end, the clock). The streamer is a user's way to see each token; it costs a copy of each step's
+    tokens to the host, which generate() synchronizes on each step anyway (its stopping check)."""
     clock = TokenClock()
     synchronize(lm.device)
+    start = time.perf_counter()
     with torch.no_grad():
         lm.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, streamer=clock,
                     **BACKEND_KWARGS[backend])
-    steps = clock.steps_s()
-    if len(steps) != new_tokens - 1:
+    synchronize(lm.device)
+    end = time.perf_counter()
+    if len(clock.times) != new_tokens + 1:
         raise RuntimeError(f"{lm.name}: the streamer saw {len(clock.times)} hand-outs for a prompt and "
                            f"{new_tokens} tokens (expected {new_tokens + 1})")
-    return steps
+    return start, end, clock
+
+
+def _plain_steps(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: str) -> list[float]:
+    """One plain greedy ``generate()`` of exactly ``new_tokens`` tokens with a ``TokenClock``: the
+    ``new_tokens - 1`` times between its tokens, in seconds."""
+    return _streamed(lm, ids, new_tokens, backend)[2].steps_s()
+
+
+def _plain_timed(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: str) -> tuple[float, float | None]:
+    """One plain greedy call of exactly ``new_tokens`` tokens for the whole batch: its wall seconds, and the
+    seconds after its first new token as a ``TokenClock`` sees them (None for the suite's graph and mamba-ssm's
+    native generate, which take no streamer)."""
+    if decode_path(lm, backend) in (SUITE_GRAPH, NATIVE):
+        return _plain_call(lm, ids, new_tokens, backend), None
+    start, end, clock = _streamed(lm, ids, new_tokens, backend)
+    return end - start, end - clock.times[1]
 
 
 def _plain_peak(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: str) -> int | None:

@@ -125,7 +125,7 @@ def _harness(kind: str, call: Callable[[], None], setup: Callable[[], None], run
 
 def _after_first(runs: Runs) -> float | None:
     """The last call's time after its own first token (a throughput point's decode-only figure)."""
-    return runs.calls[-1] - runs.intervals[-1][0] if runs.intervals and runs.intervals[-1] else None
+    return runs.after_first_s[-1] if runs.intervals and runs.intervals[-1] else None
 
 
 def warm_up(call: Callable[[], None], setup: Callable[[], None]) -> int:
