@@ -26,7 +26,8 @@
 #           2048 / 128 new tokens, batch 1 ... 256, every backend, calibrated at THROUGHPUT_CALIBRATE's batches;
 #           phi-2's eager and compiled took 483 s uncalibrated on 2026-11-29, Mamba's four backends more);
 #           throughput-long: prompts 8192 and 32768 at batch 1/4/16/64, every backend.
-#           THROUGHPUT_ARCHS (mamba,phi) and THROUGHPUT_BACKENDS (all four) split them further across sessions;
+#           THROUGHPUT_ARCHS (mamba,phi) and THROUGHPUT_BACKENDS (all four) split them further across sessions
+#           (THROUGHPUT_LONG_ARCHS, default THROUGHPUT_ARCHS, for throughput-long alone: two lanes, two model sets);
 #           scripts/summarize.py then reads the runs' points files together; quick: the quick tier with the
 #           kernels, the --archs groups of QUICK_GROUPS (space-separated; default all four; each group's default
 #           model set holds its tiny models too) one after the other (QUICK_SIDE_BY_SIDE=1: side by side; on
@@ -189,7 +190,7 @@ EOS
     ;;
     throughput-long) cat <<EOS
 # Issue #13: long context at batch (prompts 8192 and 32768, batch 1/4/16/64 until out of memory), every backend.
-sweep /tmp/sweep/throughput-long throughput-long-bf16 --ssm-archs ${THROUGHPUT_ARCHS:-mamba,phi} --backends ${THROUGHPUT_BACKENDS:-eager,compiled,graphed,native} \\
+sweep /tmp/sweep/throughput-long throughput-long-bf16 --ssm-archs ${THROUGHPUT_LONG_ARCHS:-${THROUGHPUT_ARCHS:-mamba,phi}} --backends ${THROUGHPUT_BACKENDS:-eager,compiled,graphed,native} \\
   -k test_throughput --ssm-throughput-prompts 8192,32768 --ssm-batch-sizes 1,4,16,64 --ssm-throughput-new-tokens 128
 EOS
     ;;
