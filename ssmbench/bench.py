@@ -213,10 +213,10 @@ def decode_path(lm: LoadedModel, backend: str) -> str:
 
 
 def generate_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Runs,
-                  backend: str = "eager", nvml: Nvml | None = None, energy: bool = True) -> Callable[[], None]:
+                  backend: str = "eager", nvml: Nvml | None = None, energy: bool | str = True) -> Callable[[], None]:
     """A callable for pytest-benchmark: one greedy decode of exactly ``new_tokens`` tokens, through
-    generate() or, for the suite's CUDA graph, through ``graphs.GraphedMambaDecoder``. ``energy=False``: no
-    NVML reading (throughput: its end-to-end time would hold the one at the first token)."""
+    generate() or, for the suite's CUDA graph, through ``graphs.GraphedMambaDecoder``. ``energy``: as
+    ``StepClock``'s (``"call"`` for throughput: its end-to-end time would hold a read at the first token)."""
     path = decode_path(lm, backend)
     if path == SUITE_GRAPH:
         return _graphed_call(lm, ids, new_tokens, runs, nvml, energy)
@@ -348,7 +348,7 @@ def settle_graphs(call: Callable[[], None], setup: Callable[[], None], clears: W
 
 
 def _decoder_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Runs, decoder: Any,
-                  state: Callable[[], None], nvml: Nvml | None = None, energy: bool = True) -> Callable[[], None]:
+                  state: Callable[[], None], nvml: Nvml | None = None, energy: bool | str = True) -> Callable[[], None]:
     """A benchmarked call through a decoder outside generate() (the suite's graph, mamba-ssm's native one):
     ``decoder.generate(ids, n, on_token)`` timed by the same StepClock; ``state()`` then records what the
     decoder keeps (cache bytes, capture time) in ``runs``."""
@@ -364,7 +364,7 @@ def _decoder_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Run
 
 
 def _graphed_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Runs,
-                  nvml: Nvml | None = None, energy: bool = True) -> Callable[[], None]:
+                  nvml: Nvml | None = None, energy: bool | str = True) -> Callable[[], None]:
     decoder = graphed_decoder(lm)
 
     def state() -> None:
@@ -376,7 +376,7 @@ def _graphed_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Run
 
 
 def _native_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Runs,
-                 nvml: Nvml | None = None, energy: bool = True) -> Callable[[], None]:
+                 nvml: Nvml | None = None, energy: bool | str = True) -> Callable[[], None]:
     decoder = native.native_decoder(lm)
 
     def state() -> None:
@@ -471,7 +471,11 @@ def finish_point(point: Point, lm: LoadedModel, all_runs: Runs, rounds: int, ctx
     windows = [w for w in runs.energy if w is not None]
     e, calls = point.energy, len(windows)
     if point.kind == "throughput":
-        e.energy_note = e.prefill_energy_note = "not read for throughput points (no reading inside their calls)"
+        # Read before and after each call only: the whole call's joules (prefill included) per generated token,
+        # end to end as the tokens per second are.
+        e.joules_per_token, e.energy_window_s, e.energy_note = energy_per_unit(
+            [(w.call_j, w.call_s) for w in windows], batch * new * calls)
+        e.prefill_energy_note = "throughput points read the whole call only (no read at the first token)"
         return point
     if new > 1:
         e.joules_per_token, e.energy_window_s, e.energy_note = energy_per_unit(

@@ -27,11 +27,16 @@ class StepClock(LogitsProcessor):
     phi-2's at 512 tokens), and finish's read ends the prefill's window instead."""
 
     def __init__(self, device: torch.device, nvml: Nvml | None = None, new_tokens: int | None = None,
-                 energy: bool = True):
+                 energy: bool | str = True):
         self.cuda = device.type == "cuda"
-        # energy=False (throughput points): no reading at all, none inside the call's end-to-end time
+        # energy: True, read at the start, the first token and the end (the prefill's and the decode's windows);
+        # "call" (throughput points), at the start and the end only: none inside the call's end-to-end time, one
+        # window for the whole call; False, no reading at all.
+        if energy not in (True, False, "call"):
+            raise ValueError(f"energy={energy!r}: valid values are True, False and 'call'")
         self.nvml = nvml if energy and nvml is not None and nvml.handle is not None else None
         self.one_token = new_tokens == 1
+        self.split = energy is True and not self.one_token  # a read at the first token
         self.marks: list[Any] = []
         self.end: Any = None
         self.energy: list[tuple[float, int | None]] = []
@@ -56,7 +61,7 @@ class StepClock(LogitsProcessor):
 
     def __call__(self, input_ids, scores):
         self.marks.append(self._mark())
-        if len(self.marks) == 2 and not self.one_token:
+        if len(self.marks) == 2 and self.split:
             self._read_energy()
         return scores
 
@@ -81,11 +86,12 @@ class StepClock(LogitsProcessor):
         return [b - a for a, b in itertools.pairwise(self.marks)]
 
     def energy_windows(self) -> EnergyWindows | None:
-        """The prefill's and the decode's joules and seconds, or None without a full set of readings (for a
-        one-token call, the prefill's window runs to the end of the call and the decode's is empty)."""
+        """The prefill's and the decode's joules and seconds, or None without a full set of readings (read at
+        the ends only -- a one-token call, or ``energy="call"`` -- the prefill's window runs to the end of the call
+        and the decode's is empty)."""
         if any(mj is None for _, mj in self.energy):
             return None
-        if self.one_token and len(self.energy) == 2:
+        if not self.split and len(self.energy) == 2:
             (t0, e0), (t1, e1) = self.energy
             return EnergyWindows((e1 - e0) / 1e3, t1 - t0, 0.0, 0.0)
         if len(self.energy) != 3:
@@ -102,6 +108,14 @@ class EnergyWindows:
     prefill_s: float
     decode_j: float
     decode_s: float
+
+    @property
+    def call_j(self) -> float:
+        return self.prefill_j + self.decode_j
+
+    @property
+    def call_s(self) -> float:
+        return self.prefill_s + self.decode_s
 
 
 # NVML's total-energy counter updates about every 100 ms (measured on the H200: 96.9-103.1 ms), so each window

@@ -71,7 +71,9 @@ class Roofline:
 
 @dataclass
 class Energy:
-    joules_per_token: float | None = None  # the decode's own window
+    # decode points: the decode's own window per token; throughput points: each whole call's (prefill included)
+    # per generated token, end to end
+    joules_per_token: float | None = None
     energy_window_s: float | None = None
     energy_note: str = ""
     prefill_joules_per_prompt_token: float | None = None

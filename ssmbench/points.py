@@ -151,7 +151,8 @@ def measure_point(b: BenchSettings, lm: LoadedModel, kind: str, ids: torch.Tenso
                          backend=backend)
     release_backend_state(lm, backend)
     runs = Runs()
-    call, setup = generate_call(lm, ids, new_tokens, runs, backend, b.nvml, kind != "throughput"), runs.setup(lm.device)
+    energy = "call" if kind == "throughput" else True  # a throughput call's energy read at its ends only
+    call, setup = generate_call(lm, ids, new_tokens, runs, backend, b.nvml, energy), runs.setup(lm.device)
     rounds, oom, measured = b.rounds, None, False
     try:
         with PointContext(lm, b.nvml) as ctx, WorkspaceClears() as clears:

@@ -171,6 +171,78 @@ def throughput_by_batch(store: ResultStore, model: str, prompt: int, backend: st
     return best
 
 
+def over_weights_bytes(p: Point) -> int | None:
+    """What a throughput call needs on top of the weights: what the backend holds between calls (a graph's static
+    state and cache) plus the call's extra peak -- comparable across backends, where the extra peak alone leaves
+    a graph's state out."""
+    m = p.memory
+    if m.extra_peak_bytes is None or m.backend_held_bytes is None:
+        return None
+    return m.extra_peak_bytes + max(0, m.backend_held_bytes)
+
+
+# The figures of a throughput point given a verdict by batch where lower is better: name -> (verb, figure, why a
+# point that ran has none). Time per output token needs no line of its own: at one batch it is batch / decode
+# tokens per second, so its verdict is the decode-only throughput's.
+BATCH_FIGURES: dict[str, tuple[str, Callable[[Point], float | None], Callable[[Point], str]]] = {
+    "time to first token": ("faster", lambda p: p.timing.ttft_s, lambda p: ""),
+    "memory over the weights": ("leaner", over_weights_bytes, lambda p: ""),
+    "energy per token, end to end": ("leaner", lambda p: p.energy.joules_per_token, lambda p: p.energy.energy_note),
+}
+
+
+def _batch_oom_note(store: ResultStore, models: tuple[tuple[str, dict], ...], prompt: int, backend: str | None,
+                    pool: Callable[[Point], bool] | None) -> str:
+    """Where each model ran out of memory at this prompt (with several backends: only at a batch none of them
+    ran); ``models``: (model, the batches it ran)."""
+    text = ""
+    for model, ran in models:
+        oom = sorted(p.batch for p in store.select(model=model, kind="throughput", status="oom", context=prompt)
+                     if (p.backend == backend if backend else (pool is None or pool(p)) and p.batch not in ran))
+        if oom:
+            text += f"; {model} out of memory from batch {oom[0]}"
+    return text
+
+
+def batch_verdict(store: ResultStore, ssm: str, attn: str, prompt: int, backend: str | None,
+                  figure: Callable[[Point], float | None], why_none: Callable[[Point], str],
+                  pool: Callable[[Point], bool] | None = None) -> str | None:
+    """From which batch ``ssm``'s figure (lower is better) is below ``attn``'s, how many times lower at the largest
+    batch both ran, and where either ran out of memory; None where neither model has the figure at all."""
+    def lowest(model: str) -> tuple[dict[int, tuple[float, str]], list[Point]]:
+        best: dict[int, tuple[float, str]] = {}
+        ran = [p for p in store.select(model=model, kind="throughput", status="ok", context=prompt)
+               if (p.backend == backend if backend else pool is None or pool(p))]
+        for p in ran:
+            value = figure(p)
+            if value is not None and (p.batch not in best or value < best[p.batch][0]):
+                best[p.batch] = (value, p.backend)
+        return best, ran
+
+    (a, ran_a), (b, ran_b) = lowest(ssm), lowest(attn)
+    if not a and not b:
+        return None
+    if bool(a) != bool(b):
+        only, other, ran = (ssm, attn, ran_b) if a else (attn, ssm, ran_a)
+        why = next((why_none(p) for p in sorted(ran, key=lambda p: -p.batch) if why_none(p)), "")
+        with_backend = f" with {backend}" if backend else ""
+        text = (f"only {only} measured{with_backend}, not {other}" if not ran else
+                f"no figure for {other}{with_backend} ({len(ran)} point{'s' if len(ran) > 1 else ''} ran; "
+                f"{why or 'they give no reason'}), only for {only}")
+    else:
+        batches_a, batches_b = sorted(a), sorted(b)
+        text = crossover(batches_a, [a[n][0] for n in batches_a], batches_b, [b[n][0] for n in batches_b], "batch")
+        common = sorted(set(a) & set(b))
+        if common and a[common[-1]][0] > 0:
+            n = common[-1]
+            text += f"; {b[n][0] / a[n][0]:.2f}x at batch {n}, the largest both ran"
+    text += _batch_oom_note(store, ((ssm, a), (attn, b)), prompt, backend, pool)
+    if backend is None and a and b:
+        text += (f" [best: {ssm} {'/'.join(sorted({v[1] for v in a.values()}))}, "
+                 f"{attn} {'/'.join(sorted({v[1] for v in b.values()}))}]")
+    return text
+
+
 def throughput_verdict(store: ResultStore, ssm: str, attn: str, prompt: int, backend: str | None,
                        figure: str = "tokens_per_s", pool: Callable[[Point], bool] | None = None) -> str:
     """From which batch ``ssm`` generates more tokens per second than ``attn``, the ratio at the largest batch
@@ -198,12 +270,8 @@ def throughput_verdict(store: ResultStore, ssm: str, attn: str, prompt: int, bac
         text += "; " + ", ".join(reach)
     if a and b:
         text += f"; each at its most: {max(v[0] for v in a.values()) / max(v[0] for v in b.values()):.2f}x"
-    for model, ran in ((ssm, a), (attn, b)):
-        # best of several backends: a batch is out of memory only where none of them ran it
-        oom = sorted(p.batch for p in store.select(model=model, kind="throughput", status="oom", context=prompt)
-                     if (p.backend == backend if backend else (pool is None or pool(p)) and p.batch not in ran))
-        if oom:
-            text += f"; {model} out of memory from batch {oom[0]}"
+    # best of several backends: a batch is out of memory only where none of them ran it
+    text += _batch_oom_note(store, ((ssm, a), (attn, b)), prompt, backend, pool)
     if backend is None and a and b:
         text += (f" [best: {ssm} {'/'.join(sorted({v[1] for v in a.values()}))}, "
                  f"{attn} {'/'.join(sorted({v[1] for v in b.values()}))}]")
@@ -338,6 +406,12 @@ def crossovers(store: ResultStore) -> dict[str, dict[str, str]]:
                     best = f"higher throughput, {figure_name} (best vs best, prompt {prompt}, by batch)"
                     if pool is None or text != found.get(best):
                         found[f"higher throughput, {figure_name} ({label}, prompt {prompt}, by batch)"] = text
+            for figure_name, (verb, figure, why_none) in BATCH_FIGURES.items():
+                for backend, label, pool in lines:
+                    text = batch_verdict(store, ssm, attn, prompt, backend, figure, why_none, pool)
+                    best = f"{verb} ({figure_name}, best vs best, prompt {prompt}, by batch)"
+                    if text is not None and (pool is None or text != found.get(best)):
+                        found[f"{verb} ({figure_name}, {label}, prompt {prompt}, by batch)"] = text
         out[f"{ssm} vs {attn}"] = found
     return out
 
@@ -447,8 +521,7 @@ def throughput_lines(store: ResultStore, model: str) -> list[str]:
                 continue
             t, m = p.timing, p.memory
             decode = "n/a" if t.decode_tokens_per_s is None else f"{t.decode_tokens_per_s:.1f}"
-            over = (m.extra_peak_bytes + max(0, m.backend_held_bytes)
-                    if m.extra_peak_bytes is not None and m.backend_held_bytes is not None else None)
+            over = over_weights_bytes(p)
             lines.append(f"    {p.batch:5d} | {t.tokens_per_s:.1f} | {decode} | {_fmt(t.ttft_s, 'ms')} | "
                          f"{_fmt(m.extra_peak_bytes, 'GB')} | {_fmt(over, 'GB')} | {_fmt(m.cache_bytes, 'MB')}")
     return lines

@@ -823,15 +823,35 @@ def test_no_energy_read_inside_a_prefill_call(tiny_phi, tmp_path, monkeypatch, n
 
 
 @pytest.mark.quick
-def test_throughput_points_read_no_energy(tiny_phi, tmp_path, monkeypatch):
+def test_throughput_points_read_energy_only_around_the_whole_call(tiny_phi, tmp_path, monkeypatch):
     """A throughput point's end-to-end time would hold a first-token energy read (a synchronize and a driver
-    query): none is made, and the point says why it has no energy figure."""
+    query): its calls read the counter before and after themselves only, and its joules per token are the whole
+    calls' joules (prefill included) over every token they generated. The clock the marks read jumps 10 s at
+    each read, and the counter counts 1 J per read: a read inside a call would show in its time, and a decode-only
+    window would count fewer joules."""
+    import types
+
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(init=None, handle=object()))
     b = _bench(tmp_path)
-    reads = []
-    monkeypatch.setattr(b.nvml, "energy_mj", lambda: reads.append(1) or 1000 * len(reads))
+    now, reads = [0.0], []
+
+    def perf_counter():
+        now[0] += 1e-6
+        return now[0]
+
+    def read():
+        now[0] += 10.0
+        reads.append(now[0])
+        return 1000 * len(reads)
+
+    monkeypatch.setattr(measure, "time", types.SimpleNamespace(perf_counter=perf_counter))
+    monkeypatch.setattr(b.nvml, "energy_mj", read)
     point = measure_point(FakeBenchmark(), b, tiny_phi, "throughput", torch.randint(3, 500, (2, 8)), 3)
-    assert reads == [] and point.energy.joules_per_token is None
-    assert "not read for throughput points" in point.energy.energy_note
-    measure_point(FakeBenchmark(), b, tiny_phi, "decode", torch.randint(3, 500, (1, 8)), 3)
-    assert reads, "the fake counter is never read: this check could not fail"
+    t, e = point.timing, point.energy
+    assert t.median_s < 1 and t.ttft_s < 1 and all(v < 1 for v in t.round_values_s + t.decode_round_values_s), (
+        f"an energy read inside a throughput call: {t.round_values_s}, {t.decode_round_values_s}")
+    calls = t.rounds
+    assert len(reads) >= 2 * calls, "the counter is not read around every call"
+    # each call: 1 J (one read to the next) over 2 x 3 tokens, whatever its windows' split
+    assert e.joules_per_token == pytest.approx(1.0 / 6), (e.joules_per_token, e.energy_note)
+    assert e.energy_window_s == pytest.approx(10.0 * calls, rel=1e-3) and e.energy_note == ""

@@ -201,7 +201,8 @@ def test_a_file_another_run_took_is_not_overwritten(tmp_path):
 
 
 _PATHS = {"eager": "transformers generate(), eager", "compiled": "transformers generate(), static cache compiled",
-          "graphed": "suite CUDA graph of the one-token step"}
+          "graphed": "suite CUDA graph of the one-token step",
+          "native": "mamba_ssm MambaLMHeadModel, its CUDA graph (generate(cg=True)'s)"}
 
 
 def _tp(model, family, batch, backend="eager", tokens_per_s=None, status="ok", prompt=2048, decode=None):
@@ -378,3 +379,38 @@ def test_what_transformers_leaves_on_the_table_is_native_against_its_best_path()
     assert lines[0].startswith("what transformers leaves on the table") and lines[1:] == [
         line for line in results.summary_lines(store) if line.startswith("  m @ ")]
     assert results.left_on_table_lines(_store([decode("t", 8, "compiled", TRANSFORMERS_STATIC, 0.004)])) == []
+
+
+def test_batch_verdicts_of_lower_is_better_figures():
+    """Time to first token, memory over the weights and energy per token get a verdict by batch too: from which
+    batch Mamba's is lower, how many times lower at the largest batch both ran, the Transformer's out of memory
+    never read as Mamba winning, and a figure one model lacks said with the point's own reason."""
+    def tp(model, family, batch, ttft, peak, joules, backend="eager", note=""):
+        p = _tp(model, family, batch, backend, tokens_per_s=1.0)
+        p.timing.ttft_s, p.memory.extra_peak_bytes, p.memory.backend_held_bytes = ttft, peak, 0
+        p.energy.joules_per_token, p.energy.energy_note = joules, note
+        return p
+
+    store = _store(
+        [tp("m", "ssm", n, ttft, peak, j) for n, ttft, peak, j in ((1, 0.06, 1e8, 2.0), (8, 0.4, 8e8, 0.5),
+                                                                    (64, 3.5, 6e9, 0.1))]
+        + [tp("t", "attention", n, ttft, peak, None, note="window 0.50 s < 3 s: too short")
+           for n, ttft, peak in ((1, 0.04, 9e8), (8, 0.3, 7e9), (64, 1.8, 5.6e10))]
+        + [_tp("t", "attention", 128, status="oom")]
+        + [tp("m", "ssm", n, ttft, peak, None, "native") for n, ttft, peak in ((1, 0.05, 2e8), (8, 0.2, 1e9),
+                                                                              (64, 1.0, 5e9))])
+    found = results.crossovers(store)["m vs t"]
+    assert found["faster (time to first token, eager, prompt 2048, by batch)"] == (
+        "nowhere in 1-64; 0.51x at batch 64, the largest both ran; t out of memory from batch 128")
+    assert found["leaner (memory over the weights, eager, prompt 2048, by batch)"] == (
+        "everywhere in 1-64; 9.33x at batch 64, the largest both ran; t out of memory from batch 128")
+    assert found["faster (time to first token, best vs best, prompt 2048, by batch)"] == (
+        "from batch 8 (range 1-64); 1.80x at batch 64, the largest both ran; t out of memory from batch 128 "
+        "[best: m native, t eager]")
+    assert found["leaner (energy per token, end to end, eager, prompt 2048, by batch)"] == (
+        "no figure for t with eager (3 points ran; window 0.50 s < 3 s: too short), only for m"
+        "; t out of memory from batch 128")
+    assert found["faster (time to first token, native, prompt 2048, by batch)"] == (
+        "only m measured with native, not t")
+    assert not any(k.startswith("leaner (energy per token, end to end, native") for k in found), (
+        "a line for a figure neither model has")
