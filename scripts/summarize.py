@@ -10,11 +10,13 @@ loop), and a point measured in two of them is refused.
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ssmbench.point import SCHEMA_VERSION  # noqa: E402
 from ssmbench.results import ResultStore, summary_lines, write_report  # noqa: E402
 
 
@@ -44,6 +46,9 @@ def merge(stores: list[tuple[Path, ResultStore]]) -> ResultStore:
                                  f"{seen[_identity(p)]} and {path}: summarise one of them")
             seen[_identity(p)] = path
             merged.points.append(p)
+        for key, value in store.meta.items():  # what an earlier file's header lacks (transformers, before it had it)
+            if merged.meta.get(key) in (None, ""):
+                merged.meta[key] = value
         models = [m for m in str(store.meta.get("models", "")).split(",") if m]
         known = [m for m in str(merged.meta.get("models", "")).split(",") if m]
         merged.meta["models"] = ",".join(known + [m for m in models if m not in known])
@@ -55,7 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("points", type=Path, nargs="+",
                         help="results files written by benchmark runs (--ssm-results-file) on one device")
     parser.add_argument("--report", type=Path, help="also write the scaling report (plots, README.md) here")
+    parser.add_argument("--write", type=Path, metavar="FILE",
+                        help="also write the merged points to FILE (a results file naming the files it merged: one "
+                             "baseline of a sweep split over sessions)")
     args = parser.parse_args(argv)
+    if args.write is not None and args.write.exists():
+        parser.error(f"{args.write} exists: nothing is overwritten (remove it first)")
     stores = []
     for path in args.points:
         if not path.is_file():
@@ -76,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         for path in write_report(store, args.report):
             print(f"scaling report: {path}")
+    if args.write is not None:
+        meta = dict(store.meta) | {"merged_from": [str(path) for path, _ in stores]}
+        args.write.parent.mkdir(parents=True, exist_ok=True)
+        args.write.write_text(json.dumps({"schema": SCHEMA_VERSION, "run": "merged", "meta": meta,
+                                          "points": [p.to_json() for p in store.points]}, indent=1))
+        print(f"merged points: {args.write}")
     return 0
 
 

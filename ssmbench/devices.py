@@ -139,3 +139,38 @@ def throughput_projection(models: list[tuple[str, int, int, Callable[[int], int]
                         f"{'n/a' if total is None or not fits else f'{total:.0f}'} | "
                         f"{'n/a' if decode is None or not fits else f'{decode:.0f}'} |")
     return rows
+
+
+def measured_fit_projection(points: list, profile: DeviceProfile) -> list[str]:
+    """Markdown rows from another device's measured throughput points: per model, backend, prompt and batch the
+    memory the run needed there (weights, what the backend held, the call's extra peak: activations included --
+    the same bytes on any device, one model and dtype), whether that fits this device, the tokens per second
+    measured there beside this device's roofline ceiling for the same weights and cache; then, per model,
+    backend and prompt, the largest batch that fits. Points out of memory there say so (they needed more than
+    that device had, so more than any batch it ran)."""
+    from .results import over_weights_bytes  # results imports this module
+
+    rows = ["| model | backend | prompt | batch | measured need (GB) | fits | tokens/s measured there | "
+            "ceiling here, tokens/s |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    largest: dict[tuple[str, str, int], int | None] = {}
+    capacity = profile.memory_gb * 1e9 if profile.memory_gb is not None else None
+    for p in sorted((p for p in points if p.kind == "throughput"),
+                    key=lambda p: (p.model, p.backend, p.context, p.batch)):
+        key = (p.model, p.backend, p.context)
+        largest.setdefault(key, None)
+        over = over_weights_bytes(p) if p.ok else None
+        if not p.ok or over is None or p.weight_bytes is None:
+            rows.append(f"| {p.model} | {p.backend} | {p.context} | {p.batch} | {p.status} there | | | |")
+            continue
+        need = p.weight_bytes + over
+        fits = capacity is None or need <= capacity
+        total, _ = throughput_ceiling(p.params, p.weight_bytes, p.memory.cache_bytes or 0, p.batch, p.context,
+                                      p.new_tokens, profile)
+        if fits:
+            largest[key] = max(largest[key] or 0, p.batch)
+        rows.append(f"| {p.model} | {p.backend} | {p.context} | {p.batch} | {need / 1e9:.1f} | "
+                    f"{'yes' if fits else 'no'} | {p.timing.tokens_per_s:.0f} | "
+                    f"{'n/a' if total is None or not fits else f'{total:.0f}'} |")
+    rows += ["", "| model | backend | prompt | largest batch that fits (measured need) |", "| --- | --- | --- | --- |"]
+    rows += [f"| {m} | {b} | {c} | {'none' if n is None else n} |" for (m, b, c), n in largest.items()]
+    return rows

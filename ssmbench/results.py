@@ -8,6 +8,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -416,6 +417,54 @@ def crossovers(store: ResultStore) -> dict[str, dict[str, str]]:
     return out
 
 
+def verdict_tables(store: ResultStore) -> list[str]:
+    """Markdown: per pair and prompt length, the by-batch verdicts as one table -- a row per figure, a column per
+    backend and best-of pool -- each cell where Mamba starts to win and the ratio at the largest batch both ran
+    (the summary's lines, shortened; a best-of column the same as best vs best says so)."""
+    found_all = crossovers(store)
+    md: list[str] = []
+    ratio = re.compile(r"^\d+\.\d+x at batch \d+")
+    rows = ([(f"throughput, {name}", f"higher throughput, {name} ({{}}, prompt {{}}, by batch)")
+             for name in THROUGHPUT_FIGURES]
+            + [(name, f"{verb} ({name}, {{}}, prompt {{}}, by batch)") for name, (verb, _, _) in BATCH_FIGURES.items()])
+    for pair, found in found_all.items():
+        ssm, attn = pair.split(" vs ")
+        throughput = [p for p in store.select(kind="throughput") if p.model in (ssm, attn)]
+        for prompt in sorted({p.context for p in throughput}):
+            at_prompt = [p for p in throughput if p.context == prompt]
+            labels = sorted({p.backend for p in at_prompt}, key=lambda b: (b != "eager", b))
+            if len(labels) > 1:
+                labels += [name for name, _ in _pools(at_prompt)]
+            table = []
+            for name, key in rows:
+                cells = []
+                for label in labels:
+                    text = found.get(key.format(label, prompt))
+                    if text is None and label != "best vs best" and found.get(key.format("best vs best", prompt)):
+                        cells.append("as best vs best" if label not in {p.backend for p in at_prompt} else "n/a")
+                        continue
+                    if text is None:
+                        cells.append("n/a")
+                        continue
+                    if text.startswith("no figure for "):  # its reason is the summary's line, below
+                        cells.append(f"no figure for {text.split()[3]} (the summary says why)")
+                        continue
+                    parts = text.split(" [best:")[0].split("; ")
+                    with_ratio = len(parts) > 1 and ratio.match(parts[1])
+                    cell = parts[0] + (f", {parts[1].split(',')[0]}" if with_ratio else "")
+                    if cell.startswith("only "):  # "only m measured with native, not t"
+                        cell = f"only {cell.split()[1]} ran it"
+                    cells.append(cell)
+                if any(c != "n/a" for c in cells):
+                    table.append(f"| {name} | " + " | ".join(cells) + " |")
+            if table:
+                md += [f"### {ssm} vs {attn}, prompt {prompt}: where Mamba wins, by batch", "",
+                       "Each cell: from which batch Mamba's figure is better, and how many times better at the "
+                       "largest batch both ran (over 1: Mamba better).", "",
+                       "| figure | " + " | ".join(labels) + " |", "|" + " --- |" * (len(labels) + 1), *table, ""]
+    return md
+
+
 def _fmt(value: Any, unit: str = "") -> str:
     if value is None:
         return "n/a"
@@ -514,7 +563,7 @@ def throughput_lines(store: ResultStore, model: str) -> list[str]:
         lines.append(f"  throughput, {backend}, prompt {prompt}, {new} new tokens: {fits}")
         # over weights: what the backend holds between calls (a graph's static state and cache) plus the call's
         # extra peak -- comparable across backends, where the extra peak alone leaves a graph's state out
-        lines.append("    batch | tok/s | decode tok/s | TTFT ms | extra peak GB | over weights GB | cache MB")
+        lines.append("    batch | tok/s | decode tok/s | TTFT ms | extra peak GB | over weights GB | cache MB | J/tok")
         for p in rows:
             if not p.ok:
                 lines.append(f"    {p.batch:5d} | {p.status}")
@@ -523,7 +572,8 @@ def throughput_lines(store: ResultStore, model: str) -> list[str]:
             decode = "n/a" if t.decode_tokens_per_s is None else f"{t.decode_tokens_per_s:.1f}"
             over = over_weights_bytes(p)
             lines.append(f"    {p.batch:5d} | {t.tokens_per_s:.1f} | {decode} | {_fmt(t.ttft_s, 'ms')} | "
-                         f"{_fmt(m.extra_peak_bytes, 'GB')} | {_fmt(over, 'GB')} | {_fmt(m.cache_bytes, 'MB')}")
+                         f"{_fmt(m.extra_peak_bytes, 'GB')} | {_fmt(over, 'GB')} | {_fmt(m.cache_bytes, 'MB')} | "
+                         f"{_fmt(p.energy.joules_per_token, 'J')}")
     return lines
 
 
@@ -724,7 +774,7 @@ def write_report(store: ResultStore, folder: Path) -> list[Path]:
         plt.close(fig)
         written.append(folder / name)
         images.append(name)
-    md = ["# Scaling report", "", "```", *summary_lines(store), "```", ""]
+    md = ["# Scaling report", "", *verdict_tables(store), "```", *summary_lines(store), "```", ""]
     if plots:
         md += ["| model | metric | log-log slope |", "| --- | --- | --- |"]
     for model in store.models():

@@ -191,3 +191,53 @@ def test_a_baseline_whose_machine_info_is_not_a_mapping_is_refused(tmp_path):
                      f"--benchmark-storage=file://{tmp_path}", "--benchmark-compare=*/0001")
     assert run.returncode == 4, run.stdout[-2000:] + run.stderr[-2000:]
     assert "'machine_info' is not a mapping" in run.stdout and "1 passed" in run.stdout
+
+
+def _merge_script():
+    import importlib.util
+
+    path = ROOT / "scripts" / "merge_benchmarks.py"
+    spec = importlib.util.spec_from_file_location("merge_benchmarks", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.selftest
+def test_a_sweep_split_over_sessions_compares_as_one_merged_baseline(saved_baseline, tmp_path, capsys):
+    """scripts/merge_benchmarks.py: a baseline saved in two sessions (Mamba's benchmarks in one, the rest in the
+    other) merged back into one file holding every benchmark, which a run compares against as a whole; a
+    benchmark in both files, another GPU, or an existing output is refused."""
+    merge = _merge_script()
+    storage, saved = saved_baseline
+    data = json.loads(saved.read_text())
+    halves = [copy.deepcopy(data), copy.deepcopy(data)]
+    halves[0]["benchmarks"] = [b for b in data["benchmarks"] if b["fullname"].endswith("-mamba]")]
+    halves[1]["benchmarks"] = [b for b in data["benchmarks"] if not b["fullname"].endswith("-mamba]")]
+    assert halves[0]["benchmarks"] and halves[1]["benchmarks"]
+    split = tmp_path / "split"
+    paths = [split / "a.json", split / "b.json"]
+    split.mkdir()
+    for path, half in zip(paths, halves, strict=True):
+        path.write_text(json.dumps(half))
+    folder = tmp_path / "merged" / saved.parent.name
+    out = folder / "0001_merged.json"
+    assert merge.main([str(out), *map(str, paths)]) == 0
+    merged = json.loads(out.read_text())
+    assert sorted(b["fullname"] for b in merged["benchmarks"]) == sorted(b["fullname"] for b in data["benchmarks"])
+    assert [m["file"] for m in merged["commit_info"]["merged_from"]] == list(map(str, paths))
+    run = run_pytest("-m", "benchmark", "--models", "tiny", "--device", "cpu", "-k", "quickstart",
+                     f"--benchmark-storage=file://{tmp_path / 'merged'}", "--benchmark-compare=0001",
+                     "--benchmark-compare-fail=median:1000%", f"--results-file={tmp_path / 'points.json'}")
+    assert run.returncode == 0 and "Comparing against" in run.stdout + run.stderr, run.stdout[-3000:]
+    assert "none of this run" not in run.stdout + run.stderr
+    capsys.readouterr()
+    foreign = copy.deepcopy(halves[1])
+    foreign["machine_info"]["gpu_name"] = "NVIDIA H200"
+    (split / "c.json").write_text(json.dumps(foreign))
+    for files, says in (([paths[0], paths[0]], "is in both"), ([paths[0], split / "c.json"], "gpu_name"),
+                        ([paths[0]], "exists")):
+        target = out if says == "exists" else tmp_path / f"{says.replace(' ', '-')}.json"
+        with pytest.raises(SystemExit) as exit_:
+            merge.main([str(target), *map(str, files)])
+        assert exit_.value.code == 2 and says in capsys.readouterr().err

@@ -55,3 +55,29 @@ def test_throughput_ceiling_is_prefill_at_peak_then_steps_at_bandwidth():
     rows = devices.throughput_projection([("m", 10**9, 10**9, lambda b: b * 10**9)], unit, 10, 3, (1, 2, 4))
     assert rows[2].startswith("| m | 1 | 2.0 | yes |") and rows[3].startswith("| m | 2 | 3.0 | yes |")
     assert rows[4] == "| m | 4 | 5.0 | no | n/a | n/a |"  # 5 GB of weights and cache in a 3 GB device
+
+
+def test_measured_need_decides_which_batches_fit_another_device():
+    """The bytes a batch needed where it ran (weights, what the backend held, the call's extra peak) decide
+    whether it fits the projected device -- not weights and cache alone, which leave the activations out; a
+    batch out of memory where it ran says so and is never counted as fitting."""
+    from ssmbench.point import Point
+
+    def tp(batch, extra_gb, held_gb=0.0, status="ok"):
+        return Point.from_json({
+            "kind": "throughput", "status": status, "model": "m", "backend": "eager", "context": 10, "batch": batch,
+            "params": 10**9, "new_tokens": 3, "weight_bytes": 10**9, "cache_bytes": 10**6,
+            "extra_peak_bytes": int(extra_gb * 1e9), "backend_held_bytes": int(held_gb * 1e9),
+            "tokens_per_s": 10.0 * batch})
+
+    unit = devices.DeviceProfile("unit", "unit", (), 3, 1, 1)
+    rows = devices.measured_fit_projection([tp(1, 0.5), tp(2, 1.0, held_gb=0.5), tp(4, 1.5), tp(8, 0, status="oom")],
+                                           unit)
+    assert rows[2].startswith("| m | eager | 10 | 1 | 1.5 | yes | 10 |")
+    assert rows[3].startswith("| m | eager | 10 | 2 | 2.5 | yes | 20 |")  # the backend's held bytes count
+    assert rows[4] == "| m | eager | 10 | 4 | 2.5 | yes | 40 | " + rows[4].split(" | ")[-1]
+    assert rows[5] == "| m | eager | 10 | 8 | oom there | | | |"
+    assert rows[-1] == "| m | eager | 10 | 4 |"
+    small = devices.DeviceProfile("small", "small", (), 2, 1, 1)
+    rows = devices.measured_fit_projection([tp(1, 0.5), tp(2, 1.5)], small)
+    assert rows[3] == "| m | eager | 10 | 2 | 2.5 | no | 20 | n/a |" and rows[-1] == "| m | eager | 10 | 1 |"

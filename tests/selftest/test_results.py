@@ -347,6 +347,16 @@ def test_summarize_script_merges_runs_of_one_device_and_refuses_a_point_twice_or
     new = write("new.json", [_pt("t", "attention", "prefill", 32, median_s=1.5)], transformers="5.17.0")
     assert summarize.main([ssm, attn, new]) == 0  # a file from before headers named transformers merges
     capsys.readouterr()
+    # --write: the merged run as one results file (a baseline of a split sweep), read back whole; never overwritten
+    merged = tmp_path / "merged.json"
+    assert summarize.main([ssm, attn, "--write", str(merged)]) == 0
+    back = results.ResultStore.read(merged)
+    assert sorted((p.model, p.context) for p in back.points) == [("m", 1), ("m", 2), ("t", 1), ("t", 2)]
+    assert back.meta["merged_from"] == [ssm, attn] and back.meta["models"] == "m,t"
+    assert summarize.main([str(merged)]) == 0 and "1.50x at 2" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        summarize.main([ssm, "--write", str(merged)])
+    assert exit_.value.code == 2 and "exists" in capsys.readouterr().err
     for files, says in (([ssm, attn, ssm], "is in both"), ([ssm, other], "only runs of one device"),
                         ([ssm, loop], "mamba_impl 'torch-reference'"), ([old, new], "transformers '5.17.0'")):
         with pytest.raises(SystemExit) as exit_:
@@ -414,3 +424,10 @@ def test_batch_verdicts_of_lower_is_better_figures():
         "only m measured with native, not t")
     assert not any(k.startswith("leaner (energy per token, end to end, native") for k in found), (
         "a line for a figure neither model has")
+    # the scaling report's table: a row per figure, a column per backend and best-of pool
+    table = results.verdict_tables(store)
+    assert "| figure | eager | native | best vs best | best behind generate() |" in table, table
+    assert ("| time to first token | nowhere in 1-64, 0.51x at batch 64 | only m ran it | from batch 8 (range 1-64), "
+            "1.80x at batch 64 | nowhere in 1-64, 0.51x at batch 64 |") in table, table
+    assert ("| energy per token, end to end | no figure for t (the summary says why) | n/a | "
+            "no figure for t (the summary says why) | as best vs best |") in table, table

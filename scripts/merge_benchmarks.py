@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Several pytest-benchmark files of one device as one baseline: a sweep split over sessions (each model's
+throughput run) compared against as a whole with --benchmark-compare.
+
+    python scripts/merge_benchmarks.py OUT.json RUN1.json RUN2.json ...
+
+The files must share what a comparison needs (baselines.MUST_MATCH: GPU, model set, dtype policy) and the
+software the figures came from (torch, transformers, Mamba implementation); a benchmark found in two of them is
+refused. The merged file keeps every benchmark as measured, the last file's machine_info with the models of all,
+and names each file it came from (commit_info.merged_from). Nothing is overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+# the fields a baseline must share with a run comparing against it, and the software behind the figures
+SAME = ("gpu_name", "model_set", "dtype_policy", "torch", "transformers", "mamba_impl")
+
+
+def merge(files: list[tuple[Path, dict]]) -> dict:
+    first_path, first = files[0]
+    out = json.loads(json.dumps(files[-1][1]))  # a copy of the last
+    benchmarks, seen, models = [], {}, []
+    for path, data in files:
+        for key in SAME:
+            if data["machine_info"].get(key) != first["machine_info"].get(key):
+                raise ValueError(f"{path} has {key} {data['machine_info'].get(key)!r}, {first_path} "
+                                 f"{first['machine_info'].get(key)!r}: only one device's runs with the same "
+                                 f"{', '.join(SAME)} merge")
+        for bench in data["benchmarks"]:
+            name = bench["fullname"]
+            if name in seen:
+                raise ValueError(f"{name} is in both {seen[name]} and {path}: merge one of them")
+            seen[name] = path
+            benchmarks.append(bench)
+        models += [m for m in str(data["machine_info"].get("models", "")).split(",") if m and m not in models]
+    out["benchmarks"] = benchmarks
+    out["machine_info"]["models"] = ",".join(models)
+    out["commit_info"]["merged_from"] = [
+        {"file": str(path), "commit": data.get("commit_info", {}).get("id"), "datetime": data.get("datetime")}
+        for path, data in files]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", type=Path, help="the merged file to write (must not exist)")
+    parser.add_argument("files", type=Path, nargs="+", help="pytest-benchmark files (--benchmark-save's)")
+    args = parser.parse_args(argv)
+    if args.out.exists():
+        parser.error(f"{args.out} exists: nothing is overwritten (remove it first)")
+    files = []
+    for path in args.files:
+        try:
+            data = json.loads(path.read_text())
+            if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list) \
+                    or not isinstance(data.get("machine_info"), dict):
+                raise ValueError("not a pytest-benchmark file (no 'benchmarks' list or 'machine_info')")
+        except (OSError, ValueError) as exc:
+            parser.error(f"{path}: {type(exc).__name__}: {exc}")
+        files.append((path, data))
+    try:
+        merged = merge(files)
+    except ValueError as exc:
+        parser.error(str(exc))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(merged, indent=4))
+    print(f"{args.out}: {len(merged['benchmarks'])} benchmarks of {merged['machine_info']['models']} from "
+          f"{len(files)} files")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
