@@ -11,7 +11,9 @@ Prints one JSON line per context: seconds per call (each call timed alone), the 
 allocated when it began (compiled: the first calls record CUDA graphs; compare the later ones); with three new
 tokens or more, each call's median time between tokens as a streamer passed to generate() sees them; with
 --batch, tokens per second end to end (batch x new tokens over the call's median) and of decode alone (batch x
-(new tokens - 1) over the median of each call less its own first token's time, as the suite's throughput points).
+(new tokens - 1) over the median of each call less its own first token's time, as the suite's throughput points);
+with --energy, NVML's total-energy counter read before and after each call (after its synchronize): each call's
+joules and, over the calls after the first, joules per generated token (the suite's throughput figure).
 Random token ids, greedy.
 """
 
@@ -54,10 +56,24 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=3, help="calls per point, the first included (default 3)")
     parser.add_argument("--static-cache", action="store_true", help="cache_implementation='static' (compiled)")
     parser.add_argument("--batch", type=int, nargs="+", default=[1], help="batch sizes (default 1)")
+    parser.add_argument("--energy", action="store_true", help="read NVML's energy counter around each call")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         parser.error("needs a CUDA GPU: it measures the full-size model on one (the allocator's peak, a "
                      "synchronize); torch here sees none")
+    energy_mj = None
+    if args.energy:  # pynvml directly; the GPU torch sees first (CUDA_VISIBLE_DEVICES' first entry)
+        import os
+
+        import pynvml
+
+        pynvml.nvmlInit()
+        entry = (os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip() or "0")
+        handle = (pynvml.nvmlDeviceGetHandleByIndex(int(entry)) if entry.isdigit()
+                  else pynvml.nvmlDeviceGetHandleByUUID(entry))
+
+        def energy_mj():
+            return pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
     arch = ARCHS[args.arch]
     config = AutoConfig.for_model(arch.model_type, **arch.synthetic_config)
     torch.manual_seed(0)
@@ -71,11 +87,14 @@ def main() -> None:
         before = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
         seconds, peaks, call_peaks, steps, firsts, status = [], [], [], [], [], "ok"
+        joules, windows = [], []
         try:
             for _ in range(args.calls):
                 call_before = torch.cuda.memory_allocated()
                 torch.cuda.reset_peak_memory_stats()
                 clock = Clock()
+                if energy_mj is not None:
+                    e0, t0 = energy_mj(), time.perf_counter()
                 start = time.perf_counter()
                 with torch.no_grad():
                     model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
@@ -83,6 +102,9 @@ def main() -> None:
                                    pad_token_id=config.eos_token_id, streamer=clock, **extra)
                 torch.cuda.synchronize()
                 seconds.append(time.perf_counter() - start)
+                if energy_mj is not None:
+                    joules.append((energy_mj() - e0) / 1e3)
+                    windows.append(time.perf_counter() - t0)
                 if len(clock.times) > 1:  # the first new token's time (clock.times[0] is the prompt's hand-out)
                     firsts.append(clock.times[1] - start)
                 if args.new_tokens >= 3:  # the steps between new tokens (clock.times[0] is the prompt's)
@@ -102,6 +124,9 @@ def main() -> None:
                 rates["decode_tokens_per_s"] = batch * (new - 1) / statistics.median(
                     s - f for s, f in zip(seconds, firsts, strict=True))
                 rates["ttft_s"] = statistics.median(firsts)
+        if len(joules) > 1:  # the first call (warm-up, compilation) left out, as the suite's rounds leave it out
+            rates["call_joules"], rates["energy_window_s"] = joules, windows
+            rates["joules_per_token"] = sum(joules[1:]) / (batch * new * (len(joules) - 1))
         print(json.dumps({"arch": args.arch, "context": context, "batch": batch, "new_tokens": new, "status": status,
                           "static_cache": args.static_cache, "seconds": seconds,
                           "median_s": statistics.median(seconds) if seconds else None,

@@ -25,7 +25,9 @@
 #           (scripts/native_probe.py) into /tmp/sweep/native; throughput: issue #13's paper-shaped run (prompt
 #           2048 / 128 new tokens, batch 1 ... 256, every backend, calibrated at THROUGHPUT_CALIBRATE's batches;
 #           phi-2's eager and compiled took 483 s uncalibrated on 2026-11-29, Mamba's four backends more);
-#           throughput-long: prompts 8192 and 32768 at batch 1/4/16/64, every backend.
+#           throughput-long: prompts 8192 and 32768 (THROUGHPUT_LONG_PROMPTS) at batch 1/4/16/64, every backend;
+#           throughput-check: the throughput points' energy and decode figures by the suite and by
+#           scripts/plain_point.py --energy at CHECK_BATCHES (16 128), both models.
 #           THROUGHPUT_ARCHS (mamba,phi) and THROUGHPUT_BACKENDS (all four) split them further across sessions
 #           (THROUGHPUT_LONG_ARCHS, default THROUGHPUT_ARCHS, for throughput-long alone: two lanes, two model sets);
 #           scripts/summarize.py then reads the runs' points files together; quick: the quick tier with the
@@ -109,7 +111,7 @@ mamba_ssm.__version__, causal_conv1d.__version__)" > "$R/versions.txt" 2>&1
   tail -3 "$R/quick.log"
 elif [ "$phase" = start ]; then
   SWEEP=${SWEEP-trust}
-  MODES="trust undecided native throughput throughput-long plain-decode native-probe quick archs"
+  MODES="trust undecided native throughput throughput-check throughput-long plain-decode native-probe quick archs"
   # The lanes: lane 0 the SWEEP modes, then the optional ones; lane 1 (SWEEP_GPU1, a two-GPU machine) its own.
   lane0=${SWEEP//,/ }
   [ "${NATIVE:-0}" = 1 ] && lane0="$lane0 native-probe"
@@ -188,10 +190,23 @@ sweep /tmp/sweep/throughput throughput-bf16 --ssm-archs ${THROUGHPUT_ARCHS:-mamb
   --ssm-throughput-new-tokens 128 $tcal
 EOS
     ;;
+    throughput-check) cat <<EOS
+# Issue #13: the throughput points' energy (joules per generated token, NVML read around each whole call) and the
+# decode figures, by the suite and plainly (scripts/plain_point.py --energy, fresh processes) at batch
+# ${CHECK_BATCHES:-16 128}, on a GPU of its own; eager for phi-2 and Mamba (plain_point.py runs generate()).
+sweep /tmp/sweep/throughput-check throughput-check-bf16 --ssm-archs mamba,phi --backends eager,compiled,native \\
+  -k test_throughput --ssm-throughput-prompts 2048 --ssm-batch-sizes $(echo ${CHECK_BATCHES:-16 128} | tr ' ' ,) \\
+  --ssm-throughput-new-tokens 128
+for a in mamba phi; do
+  timeout -s INT 300 python3 scripts/plain_point.py \$a --context 2048 --new-tokens 128 --batch ${CHECK_BATCHES:-16 128} \\
+    --calls 4 --energy > /tmp/sweep/throughput-check/plain-\$a.jsonl 2> /tmp/sweep/throughput-check/plain-\$a.err
+done
+EOS
+    ;;
     throughput-long) cat <<EOS
 # Issue #13: long context at batch (prompts 8192 and 32768, batch 1/4/16/64 until out of memory), every backend.
 sweep /tmp/sweep/throughput-long throughput-long-bf16 --ssm-archs ${THROUGHPUT_LONG_ARCHS:-${THROUGHPUT_ARCHS:-mamba,phi}} --backends ${THROUGHPUT_BACKENDS:-eager,compiled,graphed,native} \\
-  -k test_throughput --ssm-throughput-prompts 8192,32768 --ssm-batch-sizes 1,4,16,64 --ssm-throughput-new-tokens 128
+  -k test_throughput --ssm-throughput-prompts ${THROUGHPUT_LONG_PROMPTS:-8192,32768} --ssm-batch-sizes 1,4,16,64 --ssm-throughput-new-tokens 128
 EOS
     ;;
     native-probe) cat <<EOS
