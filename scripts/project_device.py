@@ -64,7 +64,7 @@ if __name__ == "__main__":
     print("\n".join(throughput_projection(models, profile, prompt, new)))
     command = f"python scripts/project_device.py {args.device} {args.points}"
     if args.throughput is not None:
-        from ssmbench.devices import measured_fit_projection
+        from ssmbench.devices import FIT_HEADROOM, measured_fit_projection
 
         measured = ResultStore.read(args.throughput)
         tm = measured.meta
@@ -72,9 +72,11 @@ if __name__ == "__main__":
         print(f"From `{args.throughput}` (measured on {tm.get('device', '?')}, torch {tm.get('torch', '?')}, "
               f"transformers {tm.get('transformers', '?')}). A projection, not a measurement: the bytes a batch "
               "needed there (weights, what the backend holds, the call's extra peak, activations included) are the "
-              "model's, not the device's, so they decide whether it fits here; "
-              f"{'unified memory is shared with the CPU and the OS, so less than ' if profile.integrated else ''}"
-              f"{profile.memory_gb:g} GB{' is free in practice' if profile.integrated else ''}. The ceiling is this "
+              "model's, not the device's, so they decide whether it fits here. 'yes': within "
+              f"{(1 - FIT_HEADROOM) * 100:.0f} % of its {profile.memory_gb:g} GB, the rest left for the CUDA context, "
+              "the allocator's fragmentation"
+              f"{' and, on unified memory, the OS and the CPU side' if profile.integrated else ''}; 'borderline': "
+              "between that and all of it -- may run, may not. The ceiling is this "
               "device's roofline for the same weights and cache, as above; the tokens per second beside it were "
               f"measured on {tm.get('device', '?')}, for scale.\n")
         print("\n".join(measured_fit_projection(measured.points, profile)))

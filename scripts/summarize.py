@@ -30,16 +30,17 @@ def merge(stores: list[tuple[Path, ResultStore]]) -> ResultStore:
     first_path, first = stores[0]
     merged = ResultStore(None, dict(first.meta), list(first.points))
     seen = {_identity(p): first_path for p in first.points}
+    said = {key: first_path for key in first.meta}  # which file gave the merged header each value
     for path, store in stores[1:]:
         for key in ("device", "torch", "transformers", "mamba_impl"):
             # transformers: in the header since 2026-11-29 evening; files from before have none, and compare on
-            # the rest
-            if key == "transformers" and not (store.meta.get(key) and first.meta.get(key)):
+            # the rest -- against the value any earlier file gave, so a third file cannot differ from the second
+            if key == "transformers" and not (store.meta.get(key) and merged.meta.get(key)):
                 continue
-            if store.meta.get(key) != first.meta.get(key):
-                raise ValueError(f"{path} was measured with {key} {store.meta.get(key)!r}, {first_path} with "
-                                 f"{first.meta.get(key)!r}: only runs of one device, torch, transformers and "
-                                 "Mamba implementation are summarised together")
+            if store.meta.get(key) != merged.meta.get(key):
+                raise ValueError(f"{path} was measured with {key} {store.meta.get(key)!r}, "
+                                 f"{said.get(key, first_path)} with {merged.meta.get(key)!r}: only runs of one device, "
+                                 "torch, transformers and Mamba implementation are summarised together")
         for p in store.points:
             if _identity(p) in seen:
                 raise ValueError(f"{p.model} {p.kind} @ {p.context} (batch {p.batch}, {p.backend}) is in both "
@@ -48,7 +49,7 @@ def merge(stores: list[tuple[Path, ResultStore]]) -> ResultStore:
             merged.points.append(p)
         for key, value in store.meta.items():  # what an earlier file's header lacks (transformers, before it had it)
             if merged.meta.get(key) in (None, ""):
-                merged.meta[key] = value
+                merged.meta[key], said[key] = value, path
         models = [m for m in str(store.meta.get("models", "")).split(",") if m]
         known = [m for m in str(merged.meta.get("models", "")).split(",") if m]
         merged.meta["models"] = ",".join(known + [m for m in models if m not in known])

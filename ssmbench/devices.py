@@ -141,36 +141,46 @@ def throughput_projection(models: list[tuple[str, int, int, Callable[[int], int]
     return rows
 
 
-def measured_fit_projection(points: list, profile: DeviceProfile) -> list[str]:
+# The share of a device's memory a projection keeps free for what the allocator's peak leaves out: the CUDA
+# context, the caching allocator's fragmentation (phi-2's eager batch of 128 on the H200: an allocator peak of
+# 118 GB, 135 GB held by the process as NVML saw it), and on unified memory the OS and the CPU side.
+FIT_HEADROOM = 0.15
+
+
+def measured_fit_projection(points: list, profile: DeviceProfile, headroom: float = FIT_HEADROOM) -> list[str]:
     """Markdown rows from another device's measured throughput points: per model, backend, prompt and batch the
     memory the run needed there (weights, what the backend held, the call's extra peak: activations included --
-    the same bytes on any device, one model and dtype), whether that fits this device, the tokens per second
-    measured there beside this device's roofline ceiling for the same weights and cache; then, per model,
-    backend and prompt, the largest batch that fits. Points out of memory there say so (they needed more than
-    that device had, so more than any batch it ran)."""
+    the same bytes on any device, one model and dtype), whether that fits this device -- yes within
+    (1 - ``headroom``) of its memory, borderline up to all of it, no past it -- the tokens per second measured
+    there beside this device's roofline ceiling for the same weights and cache; then, per model, backend and
+    prompt, the largest batch that fits and the largest borderline one. Points out of memory there say so (they
+    needed more than that device had, so more than any batch it ran)."""
     from .results import over_weights_bytes  # results imports this module
 
     rows = ["| model | backend | prompt | batch | measured need (GB) | fits | tokens/s measured there | "
             "ceiling here, tokens/s |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    largest: dict[tuple[str, str, int], int | None] = {}
+    largest: dict[tuple[str, str, int], list[int | None]] = {}  # [fits, borderline]
     capacity = profile.memory_gb * 1e9 if profile.memory_gb is not None else None
     for p in sorted((p for p in points if p.kind == "throughput"),
                     key=lambda p: (p.model, p.backend, p.context, p.batch)):
         key = (p.model, p.backend, p.context)
-        largest.setdefault(key, None)
+        largest.setdefault(key, [None, None])
         over = over_weights_bytes(p) if p.ok else None
         if not p.ok or over is None or p.weight_bytes is None:
             rows.append(f"| {p.model} | {p.backend} | {p.context} | {p.batch} | {p.status} there | | | |")
             continue
         need = p.weight_bytes + over
-        fits = capacity is None or need <= capacity
+        fits = "yes" if capacity is None or need <= capacity * (1 - headroom) else (
+            "borderline" if need <= capacity else "no")
         total, _ = throughput_ceiling(p.params, p.weight_bytes, p.memory.cache_bytes or 0, p.batch, p.context,
                                       p.new_tokens, profile)
-        if fits:
-            largest[key] = max(largest[key] or 0, p.batch)
-        rows.append(f"| {p.model} | {p.backend} | {p.context} | {p.batch} | {need / 1e9:.1f} | "
-                    f"{'yes' if fits else 'no'} | {p.timing.tokens_per_s:.0f} | "
-                    f"{'n/a' if total is None or not fits else f'{total:.0f}'} |")
-    rows += ["", "| model | backend | prompt | largest batch that fits (measured need) |", "| --- | --- | --- | --- |"]
-    rows += [f"| {m} | {b} | {c} | {'none' if n is None else n} |" for (m, b, c), n in largest.items()]
+        for i, kind in enumerate(("yes", "borderline")):
+            if fits == kind:
+                largest[key][i] = max(largest[key][i] or 0, p.batch)
+        rows.append(f"| {p.model} | {p.backend} | {p.context} | {p.batch} | {need / 1e9:.1f} | {fits} | "
+                    f"{p.timing.tokens_per_s:.0f} | {'n/a' if total is None or fits == 'no' else f'{total:.0f}'} |")
+    rows += ["", "| model | backend | prompt | largest batch that fits (measured need) | largest borderline |",
+             "| --- | --- | --- | --- | --- |"]
+    rows += [f"| {m} | {b} | {c} | {'none' if n is None else n} | {'-' if bl is None else bl} |"
+             for (m, b, c), (n, bl) in largest.items()]
     return rows

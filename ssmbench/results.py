@@ -192,7 +192,7 @@ BATCH_FIGURES: dict[str, tuple[str, Callable[[Point], float | None], Callable[[P
 }
 
 
-def _batch_oom_note(store: ResultStore, models: tuple[tuple[str, dict], ...], prompt: int, backend: str | None,
+def _batch_oom_note(store: ResultStore, models: tuple[tuple[str, Any], ...], prompt: int, backend: str | None,
                     pool: Callable[[Point], bool] | None) -> str:
     """Where each model ran out of memory at this prompt (with several backends: only at a batch none of them
     ran); ``models``: (model, the batches it ran)."""
@@ -237,7 +237,9 @@ def batch_verdict(store: ResultStore, ssm: str, attn: str, prompt: int, backend:
         if common and a[common[-1]][0] > 0:
             n = common[-1]
             text += f"; {b[n][0] / a[n][0]:.2f}x at batch {n}, the largest both ran"
-    text += _batch_oom_note(store, ((ssm, a), (attn, b)), prompt, backend, pool)
+    # out of memory only where no point of the pool ran the batch (one that ran without this figure did run)
+    text += _batch_oom_note(store, ((ssm, {p.batch for p in ran_a}), (attn, {p.batch for p in ran_b})), prompt,
+                            backend, pool)
     if backend is None and a and b:
         text += (f" [best: {ssm} {'/'.join(sorted({v[1] for v in a.values()}))}, "
                  f"{attn} {'/'.join(sorted({v[1] for v in b.values()}))}]")
@@ -420,48 +422,49 @@ def crossovers(store: ResultStore) -> dict[str, dict[str, str]]:
 def verdict_tables(store: ResultStore) -> list[str]:
     """Markdown: per pair and prompt length, the by-batch verdicts as one table -- a row per figure, a column per
     backend and best-of pool -- each cell where Mamba starts to win and the ratio at the largest batch both ran
-    (the summary's lines, shortened; a best-of column the same as best vs best says so)."""
-    found_all = crossovers(store)
+    (the summary's verdicts, computed again and shortened; a best-of pool that gives best vs best's says so)."""
     md: list[str] = []
     ratio = re.compile(r"^\d+\.\d+x at batch \d+")
-    rows = ([(f"throughput, {name}", f"higher throughput, {name} ({{}}, prompt {{}}, by batch)")
-             for name in THROUGHPUT_FIGURES]
-            + [(name, f"{verb} ({name}, {{}}, prompt {{}}, by batch)") for name, (verb, _, _) in BATCH_FIGURES.items()])
-    for pair, found in found_all.items():
-        ssm, attn = pair.split(" vs ")
+    # (row name, verdict of (ssm, attn, prompt, backend or None, pool) -> text or None)
+    rows: list[tuple[str, Callable[..., str | None]]] = [
+        (f"throughput, {name}", lambda s_, a_, c, b, pool, f=figure: throughput_verdict(store, s_, a_, c, b, f, pool))
+        for name, figure in THROUGHPUT_FIGURES.items()]
+    rows += [(name, lambda s_, a_, c, b, pool, f=figure, w=why: batch_verdict(store, s_, a_, c, b, f, w, pool))
+             for name, (_, figure, why) in BATCH_FIGURES.items()]
+
+    def shorten(text: str | None) -> str:
+        if text is None:
+            return "n/a"
+        if text.startswith("no figure for "):  # its reason is the summary's line, below
+            return f"no figure for {text.split()[3]} (the summary says why)"
+        parts = text.split(" [best:")[0].split("; ")
+        cell = parts[0] + (f", {parts[1].split(',')[0]}" if len(parts) > 1 and ratio.match(parts[1]) else "")
+        return f"only {cell.split()[1]} ran it" if cell.startswith("only ") else cell  # "only m measured ..."
+
+    for ssm, attn in pairs(store):
         throughput = [p for p in store.select(kind="throughput") if p.model in (ssm, attn)]
         for prompt in sorted({p.context for p in throughput}):
             at_prompt = [p for p in throughput if p.context == prompt]
-            labels = sorted({p.backend for p in at_prompt}, key=lambda b: (b != "eager", b))
-            if len(labels) > 1:
-                labels += [name for name, _ in _pools(at_prompt)]
+            backends = sorted({p.backend for p in at_prompt}, key=lambda b: (b != "eager", b))
+            columns: list[tuple[str, str | None, Callable[[Point], bool] | None]] = [(b, b, None) for b in backends]
+            if len(backends) > 1:
+                columns += [(name, None, pool) for name, pool in _pools(at_prompt)]
             table = []
-            for name, key in rows:
+            for name, verdict in rows:
+                best = verdict(ssm, attn, prompt, None, None) if len(backends) > 1 else None
                 cells = []
-                for label in labels:
-                    text = found.get(key.format(label, prompt))
-                    if text is None and label != "best vs best" and found.get(key.format("best vs best", prompt)):
-                        cells.append("as best vs best" if label not in {p.backend for p in at_prompt} else "n/a")
-                        continue
-                    if text is None:
-                        cells.append("n/a")
-                        continue
-                    if text.startswith("no figure for "):  # its reason is the summary's line, below
-                        cells.append(f"no figure for {text.split()[3]} (the summary says why)")
-                        continue
-                    parts = text.split(" [best:")[0].split("; ")
-                    with_ratio = len(parts) > 1 and ratio.match(parts[1])
-                    cell = parts[0] + (f", {parts[1].split(',')[0]}" if with_ratio else "")
-                    if cell.startswith("only "):  # "only m measured with native, not t"
-                        cell = f"only {cell.split()[1]} ran it"
-                    cells.append(cell)
+                for label, backend, pool in columns:
+                    text = verdict(ssm, attn, prompt, backend, pool)
+                    same = pool is not None and label != "best vs best" and text is not None and text == best
+                    cells.append("as best vs best" if same else shorten(text))
                 if any(c != "n/a" for c in cells):
                     table.append(f"| {name} | " + " | ".join(cells) + " |")
             if table:
                 md += [f"### {ssm} vs {attn}, prompt {prompt}: where Mamba wins, by batch", "",
                        "Each cell: from which batch Mamba's figure is better, and how many times better at the "
                        "largest batch both ran (over 1: Mamba better).", "",
-                       "| figure | " + " | ".join(labels) + " |", "|" + " --- |" * (len(labels) + 1), *table, ""]
+                       "| figure | " + " | ".join(label for label, _, _ in columns) + " |",
+                       "|" + " --- |" * (len(columns) + 1), *table, ""]
     return md
 
 

@@ -72,12 +72,13 @@ def test_measured_need_decides_which_batches_fit_another_device():
 
     unit = devices.DeviceProfile("unit", "unit", (), 3, 1, 1)
     rows = devices.measured_fit_projection([tp(1, 0.5), tp(2, 1.0, held_gb=0.5), tp(4, 1.5), tp(8, 0, status="oom")],
-                                           unit)
+                                           unit, headroom=0.1)
     assert rows[2].startswith("| m | eager | 10 | 1 | 1.5 | yes | 10 |")
     assert rows[3].startswith("| m | eager | 10 | 2 | 2.5 | yes | 20 |")  # the backend's held bytes count
     assert rows[4] == "| m | eager | 10 | 4 | 2.5 | yes | 40 | " + rows[4].split(" | ")[-1]
     assert rows[5] == "| m | eager | 10 | 8 | oom there | | | |"
-    assert rows[-1] == "| m | eager | 10 | 4 |"
-    small = devices.DeviceProfile("small", "small", (), 2, 1, 1)
-    rows = devices.measured_fit_projection([tp(1, 0.5), tp(2, 1.5)], small)
-    assert rows[3] == "| m | eager | 10 | 2 | 2.5 | no | 20 | n/a |" and rows[-1] == "| m | eager | 10 | 1 |"
+    assert rows[-1] == "| m | eager | 10 | 4 | - |"
+    small = devices.DeviceProfile("small", "small", (), 2.6, 1, 1)  # 2.5 GB: past the 15 % headroom, not past 2.6
+    rows = devices.measured_fit_projection([tp(1, 0.5), tp(2, 1.5), tp(4, 2.0)], small)
+    assert rows[3].startswith("| m | eager | 10 | 2 | 2.5 | borderline | 20 |")
+    assert rows[4] == "| m | eager | 10 | 4 | 3.0 | no | 40 | n/a |" and rows[-1] == "| m | eager | 10 | 1 | 2 |"

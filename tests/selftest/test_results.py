@@ -358,7 +358,9 @@ def test_summarize_script_merges_runs_of_one_device_and_refuses_a_point_twice_or
         summarize.main([ssm, "--write", str(merged)])
     assert exit_.value.code == 2 and "exists" in capsys.readouterr().err
     for files, says in (([ssm, attn, ssm], "is in both"), ([ssm, other], "only runs of one device"),
-                        ([ssm, loop], "mamba_impl 'torch-reference'"), ([old, new], "transformers '5.17.0'")):
+                        ([ssm, loop], "mamba_impl 'torch-reference'"), ([old, new], "transformers '5.17.0'"),
+                        # a file without the key first, then two releases: the third against the second's
+                        ([ssm, new, old], "new.json with '5.17.0'")):
         with pytest.raises(SystemExit) as exit_:
             summarize.main(files)
         err = capsys.readouterr().err
@@ -431,3 +433,26 @@ def test_batch_verdicts_of_lower_is_better_figures():
             "1.80x at batch 64 | nowhere in 1-64, 0.51x at batch 64 |") in table, table
     assert ("| energy per token, end to end | no figure for t (the summary says why) | n/a | "
             "no figure for t (the summary says why) | as best vs best |") in table, table
+
+
+def test_a_batch_that_ran_without_the_figure_is_not_out_of_memory_and_no_pool_copies_another():
+    """Best of several backends: a batch one backend ran (without an energy figure: its window too short) is not
+    'out of memory' because another backend ran out there; and a best-of column where neither model has the
+    figure says n/a, not 'as best vs best' (found in review)."""
+    def tp(model, family, batch, backend, joules=None, status="ok"):
+        p = _tp(model, family, batch, backend, tokens_per_s=1.0, status=status)
+        p.timing.ttft_s, p.memory.extra_peak_bytes, p.memory.backend_held_bytes = 0.1, 10**9, 0
+        p.energy.joules_per_token = joules
+        return p
+
+    store = _store([tp("m", "ssm", n, "native", joules=0.1) for n in (1, 64)]
+                   + [tp("m", "ssm", n, "eager") for n in (1, 64)]
+                   + [tp("t", "attention", n, "eager") for n in (1, 64)]
+                   + [tp("t", "attention", 1, "compiled"), tp("t", "attention", 64, "compiled", status="oom")])
+    found = results.crossovers(store)["m vs t"]
+    best = found["leaner (energy per token, end to end, best vs best, prompt 2048, by batch)"]
+    assert best.startswith("no figure for t") and "out of memory" not in best, best
+    table = "\n".join(results.verdict_tables(store))
+    row = next(line for line in table.splitlines() if line.startswith("| energy per token"))
+    assert row == ("| energy per token, end to end | n/a | n/a | only m ran it "
+                   "| no figure for t (the summary says why) | n/a |"), row
