@@ -39,6 +39,14 @@ def configure(config: pytest.Config) -> None:
         return  # nothing to compare, or elasticsearch storage (pytest-benchmark reports its own errors)
     storage = benchmark_adapter.file_storage(storage_url)
     files = storage.query("[0-9][0-9][0-9][0-9]_")[-1:] if compare is True else storage.query(compare)
+    if not files:
+        # pytest-benchmark only warns (and, with --benchmark-compare-fail, stops in a traceback): a gate asked to
+        # compare against a baseline that is not there must not pass as if it had compared
+        there = sorted(str(Path(f).relative_to(storage.path)) for f in storage.query("*/[0-9][0-9][0-9][0-9]_"))
+        config.stash[refusals_key].append(
+            f"--benchmark-compare{'' if compare is True else '=' + str(compare)}: no baseline file in {storage.path} "
+            f"matches it (there: {', '.join(there[:8]) + (' ...' if len(there) > 8 else '') if there else 'none'}); "
+            "nothing was compared")
     for path in files:
         try:
             data = json.loads(Path(path).read_text())

@@ -241,3 +241,20 @@ def test_a_sweep_split_over_sessions_compares_as_one_merged_baseline(saved_basel
         with pytest.raises(SystemExit) as exit_:
             merge.main([str(target), *map(str, files)])
         assert exit_.value.code == 2 and says in capsys.readouterr().err
+
+
+@pytest.mark.selftest
+def test_a_compare_with_no_baseline_file_is_refused_not_passed(tmp_path):
+    """pytest-benchmark only warns when --benchmark-compare matches no file: a CI gate with the suite's memory gate
+    alone then passed with nothing compared (QA pass). It is refused (exit 4), naming the files that are there; the
+    run itself still happens."""
+    folder = tmp_path / "Linux-CPython-3.12-64bit"
+    folder.mkdir()
+    (folder / "0001_other.json").write_text('{"machine_info": {}, "benchmarks": []}')
+    run = run_pytest("-m", "benchmark", "--ssm-models", "tiny", "-k", "prefill and ctx32 and tiny-phi",
+                     f"--benchmark-storage=file://{tmp_path}", "--benchmark-compare=*/0002", "--memory-compare-fail=10")
+    out = run.stdout + run.stderr
+    assert run.returncode == 4, out[-2000:]
+    assert "--benchmark-compare=*/0002: no baseline file in" in out
+    assert "Linux-CPython-3.12-64bit/0001_other.json" in out
+    assert "1 passed" in run.stdout
