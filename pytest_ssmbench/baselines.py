@@ -33,6 +33,7 @@ def configure(config: pytest.Config) -> None:
     config.stash[refusals_key] = []
     config.stash[refused_baselines_key] = []
     benchmark_adapter.patch_file_storage()
+    benchmark_adapter.patch_display()
     compare = config.getoption("benchmark_compare", None)
     storage_url = config.getoption("benchmark_storage", None) or ""
     if not compare or ("://" in storage_url and not storage_url.startswith("file://")):

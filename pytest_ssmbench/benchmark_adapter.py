@@ -11,6 +11,11 @@ Private surfaces used, and why:
 - ``config._benchmarksession`` (``disabled``, ``benchmarks``, ``compared_mapping``, ``compare_fail``): whether
   timing is on; the benchmarks of this run and the baselines compared against, for the memory gate; dropping a
   refused baseline from the comparison.
+- ``BenchmarkSession.display`` (with ``pytest_benchmark.session.PerformanceRegression``): with
+  --benchmark-compare-fail a regression raises out of pytest-benchmark's terminal summary, which ends pytest in a
+  traceback before the suite's summary and pytest's own result line are written (exit status 1 from the
+  traceback); the regression is caught after pytest-benchmark has printed its lines, and the suite's summary says
+  it and sets exit status 1.
 """
 
 from __future__ import annotations
@@ -49,6 +54,29 @@ def patch_file_storage() -> None:
         _ORIGINALS.setdefault(name, inspect.getattr_static(FileStorage, name))
     FileStorage.location = property(lambda self: os.path.relpath(self.path))
     FileStorage.save = _atomic_save
+
+
+regressed_key = pytest.StashKey[bool]()  # pytest-benchmark's --benchmark-compare-fail found a regression
+
+
+def patch_display() -> None:
+    """BenchmarkSession.display without the PerformanceRegression it raises after printing its regression lines:
+    recorded in the config's stash instead (``regressed``)."""
+    from pytest_benchmark.session import BenchmarkSession, PerformanceRegression
+
+    display = _ORIGINALS.setdefault("display", BenchmarkSession.display)
+
+    def _display(self, tr):
+        try:
+            return display(self, tr)
+        except PerformanceRegression:
+            tr.config.stash[regressed_key] = True
+
+    BenchmarkSession.display = _display
+
+
+def regressed(config: pytest.Config) -> bool:
+    return config.stash.get(regressed_key, False)
 
 
 def original(name: str) -> Any:

@@ -10,7 +10,7 @@ import pytest
 
 from ssmbench import impl, results
 
-from . import baselines, options
+from . import baselines, benchmark_adapter, options
 from .settings import nothing_checked, settings
 from .sweep import bench_settings
 
@@ -51,6 +51,12 @@ def write(terminalreporter, config: pytest.Config) -> None:
                       + ", ".join(uncompared[:5]) + (" ..." if len(uncompared) > 5 else ""), yellow=True)
     for line in regressions:
         tr.write_line(line, red=True, bold=True)
+    if benchmark_adapter.regressed(config):  # its own lines, above, say which benchmark and field
+        tr.write_line("pytest-benchmark: performance has regressed past --benchmark-compare-fail (its lines above)",
+                      red=True, bold=True)
+        session = getattr(tr, "_session", None)
+        if session is not None and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     for message in refusals:
         tr.write_sep("!", "baseline comparison refused (exit code 4); this run's results were still saved", red=True)
         tr.write_line(message, red=True)

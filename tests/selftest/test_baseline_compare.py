@@ -258,3 +258,26 @@ def test_a_compare_with_no_baseline_file_is_refused_not_passed(tmp_path):
     assert "--benchmark-compare=*/0002: no baseline file in" in out
     assert "Linux-CPython-3.12-64bit/0001_other.json" in out
     assert "1 passed" in run.stdout
+
+
+@pytest.mark.selftest
+def test_a_timing_regression_fails_the_run_without_losing_the_summary(tmp_path):
+    """pytest-benchmark's --benchmark-compare-fail raised out of its terminal summary: a traceback, and neither the
+    suite's summary nor pytest's result line was written (QA pass). Now its regression lines, the summary, the
+    result line, and exit status 1."""
+    args = ("-m", "benchmark", "--ssm-models", "tiny", "-k", "quickstart and tiny-phi",
+            f"--benchmark-storage=file://{tmp_path}", f"--results-file={tmp_path / 'points.json'}")
+    saved = run_pytest(*args, "--benchmark-save=base")
+    assert saved.returncode == 0, saved.stdout[-2000:]
+    (path,) = tmp_path.glob("*/0001_base.json")
+    data = json.loads(path.read_text())
+    for bench in data["benchmarks"]:  # a baseline a thousand times faster than any run
+        for field in ("min", "max", "mean", "median"):
+            bench["stats"][field] /= 1000
+    path.write_text(json.dumps(data))
+    run = run_pytest(*args, "--benchmark-compare=0001", "--benchmark-compare-fail=min:10%")
+    out = run.stdout + run.stderr
+    assert run.returncode == 1, out[-3000:]
+    assert "Performance has regressed" in out and "Traceback" not in out, out[-3000:]
+    assert "ssmbench: Mamba vs Transformer" in run.stdout and "1 passed" in run.stdout, run.stdout[-2000:]
+    assert "performance has regressed past --benchmark-compare-fail" in run.stdout

@@ -34,3 +34,13 @@ def test_benchmark_session_has_what_the_adapter_reads(pytestconfig):
     assert benchmark_adapter.timing_disabled(pytestconfig) == bool(bs.disabled)
     current, compared = benchmark_adapter.current_and_compared(pytestconfig)
     assert isinstance(current, list) and isinstance(compared, dict)
+
+
+def test_benchmark_session_display_raises_what_the_adapter_catches():
+    """BenchmarkSession.display and PerformanceRegression (the adapter catches the one the other raises)."""
+    from pytest_benchmark.session import BenchmarkSession, PerformanceRegression
+
+    display = benchmark_adapter._ORIGINALS.get("display", BenchmarkSession.display)
+    assert list(inspect.signature(display).parameters) == ["self", "tr"], "BenchmarkSession.display(tr)"
+    assert issubclass(PerformanceRegression, Exception)
+    assert "check_regressions" in inspect.getsource(display), "display() no longer checks the regressions"
