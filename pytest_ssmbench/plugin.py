@@ -4,6 +4,8 @@ and calls the concern's module in a fixed order."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ssmbench import compare
@@ -41,8 +43,25 @@ def pytest_cmdline_main(config: pytest.Config):
     return (yield)
 
 
+def foreign_code(rootpath: Path) -> str | None:
+    """Why this run would not test the checkout it runs in, or None: in a checkout of the suite (its root holds
+    ``pytest_ssmbench``), the plugin and library imported from elsewhere -- an editable install of another
+    checkout, or an installed copy -- whose code, not this checkout's, would run (a second clone run with the
+    ``pytest`` of an environment the first was installed in)."""
+    here = Path(__file__).resolve().parent.parent
+    root = rootpath.resolve()
+    if not (root / "pytest_ssmbench" / "plugin.py").is_file() or here == root:
+        return None
+    return (f"this checkout is {root}, but the suite's plugin and library were imported from {here} (installed "
+            "in this environment from there): that code, not this checkout's, would run. Run `python -m pytest` "
+            "here, or `pip install -e .` in this checkout")
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    foreign = foreign_code(config.rootpath)
+    if foreign:
+        raise pytest.UsageError(foreign)
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
     settings.configure(config)  # first: pins an xdist worker's GPU before anything touches CUDA
