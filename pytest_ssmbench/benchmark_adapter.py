@@ -14,8 +14,8 @@ Private surfaces used, and why:
 - ``BenchmarkSession.display`` (with ``pytest_benchmark.session.PerformanceRegression``): with
   --benchmark-compare-fail a regression raises out of pytest-benchmark's terminal summary, which ends pytest in a
   traceback before the suite's summary and pytest's own result line are written (exit status 1 from the
-  traceback); the regression is caught after pytest-benchmark has printed its lines, and the suite's summary says
-  it and sets exit status 1.
+  traceback); the regression is caught after pytest-benchmark has printed its lines, said, and made exit status 1
+  there (``TerminalReporter._session``; without it, re-raised).
 """
 
 from __future__ import annotations
@@ -59,9 +59,14 @@ def patch_file_storage() -> None:
 regressed_key = pytest.StashKey[bool]()  # pytest-benchmark's --benchmark-compare-fail found a regression
 
 
+REGRESSED = "pytest-benchmark: performance has regressed past --benchmark-compare-fail (its lines above)"
+
+
 def patch_display() -> None:
     """BenchmarkSession.display without the PerformanceRegression it raises after printing its regression lines:
-    recorded in the config's stash instead (``regressed``)."""
+    said, recorded in the config's stash (``regressed``) and made the session's exit status 1 right there --
+    whichever of the two plugins' terminal summaries pytest calls first (their order follows the entry points'
+    load order, which differs between environments)."""
     from pytest_benchmark.session import BenchmarkSession, PerformanceRegression
 
     display = _ORIGINALS.setdefault("display", BenchmarkSession.display)
@@ -71,6 +76,12 @@ def patch_display() -> None:
             return display(self, tr)
         except PerformanceRegression:
             tr.config.stash[regressed_key] = True
+            tr.write_line(REGRESSED, red=True, bold=True)
+            session = getattr(tr, "_session", None)
+            if session is None:  # cannot set the exit status: fail as pytest-benchmark itself would
+                raise
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     BenchmarkSession.display = _display
 
