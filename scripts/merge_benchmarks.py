@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -55,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.out.exists():
         parser.error(f"{args.out} exists: nothing is overwritten (remove it first)")
+    number = re.match(r"(\d{4})_", args.out.name)
+    clash = sorted(f.name for f in args.out.parent.glob(f"{number.group(1)}_*.json")) if number else []
+    if clash:  # --benchmark-compare=NNNN would compare against both
+        parser.error(f"{args.out.parent} already holds {', '.join(clash)}: --benchmark-compare={number.group(1)} "
+                     "would compare against both; give the merged file the next free number")
     files = []
     for path in args.files:
         try:
@@ -69,8 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         merged = merge(files)
     except ValueError as exc:
         parser.error(str(exc))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(merged, indent=4))
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(merged, indent=4))
+    except OSError as exc:
+        parser.error(f"cannot write {args.out}: {type(exc).__name__}: {exc}")
     print(f"{args.out}: {len(merged['benchmarks'])} benchmarks of {merged['machine_info']['models']} from "
           f"{len(files)} files")
     return 0

@@ -26,7 +26,21 @@ if __name__ == "__main__":
         if path is not None and not path.is_file():
             parser.error(f"no results file at {path}")
     profile = by_key(args.device)
-    store = ResultStore.read(args.points)
+
+    def read(path: Path, kinds: tuple[str, ...], what: str) -> ResultStore:
+        """A results file with measured points of ``kinds``, or a usage error saying what it lacks."""
+        try:
+            found = ResultStore.read(path)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            parser.error(f"{path} is not a results file of a benchmark run ({type(exc).__name__}: {exc})")
+        if not any(p.kind in kinds and p.ok for p in found.points):
+            parser.error(f"{path} holds no {what} points that ran ({len(found.points)} points of kinds "
+                         f"{', '.join(sorted({p.kind for p in found.points})) or 'none'}): {what} points are what "
+                         "this projects")
+        return found
+
+    store = read(args.points, ("decode",), "decode")
+    measured = read(args.throughput, ("throughput",), "throughput") if args.throughput is not None else None
     meta = store.meta
     print(f"# {profile.name}: roofline projections (not measurements)\n")
     print(f"Device profile: {profile.bandwidth_gbs:g} GB/s peak bandwidth, "
@@ -66,7 +80,6 @@ if __name__ == "__main__":
     if args.throughput is not None:
         from ssmbench.devices import FIT_HEADROOM, measured_fit_projection
 
-        measured = ResultStore.read(args.throughput)
         tm = measured.meta
         print(f"\n## Which batches fit, from the memory measured on {tm.get('device', '?')}\n")
         print(f"From `{args.throughput}` (measured on {tm.get('device', '?')}, torch {tm.get('torch', '?')}, "

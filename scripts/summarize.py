@@ -85,13 +85,19 @@ def main(argv: list[str] | None = None) -> int:
     for line in summary_lines(store):
         print(line)
     if args.report:
-        for path in write_report(store, args.report):
-            print(f"scaling report: {path}")
+        try:
+            for path in write_report(store, args.report):
+                print(f"scaling report: {path}")
+        except OSError as exc:  # the summary above stands
+            parser.error(f"scaling report not written to {args.report}: {type(exc).__name__}: {exc}")
     if args.write is not None:
         meta = dict(store.meta) | {"merged_from": [str(path) for path, _ in stores]}
-        args.write.parent.mkdir(parents=True, exist_ok=True)
-        args.write.write_text(json.dumps({"schema": SCHEMA_VERSION, "run": "merged", "meta": meta,
-                                          "points": [p.to_json() for p in store.points]}, indent=1))
+        try:
+            args.write.parent.mkdir(parents=True, exist_ok=True)
+            args.write.write_text(json.dumps({"schema": SCHEMA_VERSION, "run": "merged", "meta": meta,
+                                              "points": [p.to_json() for p in store.points]}, indent=1))
+        except OSError as exc:
+            parser.error(f"merged points not written to {args.write}: {type(exc).__name__}: {exc}")
         print(f"merged points: {args.write}")
     return 0
 

@@ -236,8 +236,9 @@ def test_a_sweep_split_over_sessions_compares_as_one_merged_baseline(saved_basel
     foreign["machine_info"]["gpu_name"] = "NVIDIA H200"
     (split / "c.json").write_text(json.dumps(foreign))
     for files, says in (([paths[0], paths[0]], "is in both"), ([paths[0], split / "c.json"], "gpu_name"),
-                        ([paths[0]], "exists")):
-        target = out if says == "exists" else tmp_path / f"{says.replace(' ', '-')}.json"
+                        ([paths[0]], "exists"), ([paths[0]], "already holds 0001_merged.json")):
+        target = (out if says == "exists" else folder / "0001_again.json" if says.startswith("already")
+                  else tmp_path / f"{says.replace(' ', '-')}.json")
         with pytest.raises(SystemExit) as exit_:
             merge.main([str(target), *map(str, files)])
         assert exit_.value.code == 2 and says in capsys.readouterr().err

@@ -357,6 +357,12 @@ def test_summarize_script_merges_runs_of_one_device_and_refuses_a_point_twice_or
     with pytest.raises(SystemExit) as exit_:
         summarize.main([ssm, "--write", str(merged)])
     assert exit_.value.code == 2 and "exists" in capsys.readouterr().err
+    # a path under a file, even root cannot write: a usage error after the summary, not a traceback
+    for option, target, says in (("--write", f"{ssm}/merged.json", "merged points not written"),
+                                 ("--report", ssm, "scaling report not written")):
+        with pytest.raises(SystemExit) as exit_:
+            summarize.main([ssm, attn, option, target])
+        assert exit_.value.code == 2 and says in capsys.readouterr().err
     for files, says in (([ssm, attn, ssm], "is in both"), ([ssm, other], "only runs of one device"),
                         ([ssm, loop], "mamba_impl 'torch-reference'"), ([old, new], "transformers '5.17.0'"),
                         # a file without the key first, then two releases: the third against the second's
