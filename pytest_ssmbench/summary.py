@@ -42,6 +42,10 @@ def write(terminalreporter, config: pytest.Config) -> None:
                           yellow=True)
         elif b.store.path:
             tr.write_line(f"points written to {b.store.path}")
+        if b.store.replaced:
+            count, backup = b.store.replaced
+            tr.write_line(f"{b.store.path} held {count} points of an earlier run: replaced, kept as {backup}",
+                          yellow=True)
         folder = options.get(config, "scaling_report")
         if folder:
             write_report(tr, b.store, Path(folder))

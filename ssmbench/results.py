@@ -44,7 +44,9 @@ class ResultStore:
     """A run's points, in memory and in a results file. Several processes of one run (xdist workers, sharing
     ``run``) merge their points in the file under a lock, each replacing only its own (``writer``). A file
     another run has claimed since this one last wrote is never overwritten: this run's points go beside it,
-    in ``<name>.<run>.json``, and ``moved_to`` says where."""
+    in ``<name>.<run>.json``, and ``moved_to`` says where. A file an earlier run left there is replaced, its
+    content kept first as ``<name>.previous`` (``replaced``: how many points it held and where they went; no
+    ``.json`` suffix, so a folder's ``*points*.json`` never reads the old run as this one's)."""
 
     path: Path | None = None
     meta: dict[str, Any] = field(default_factory=dict)
@@ -52,6 +54,7 @@ class ResultStore:
     run: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     writer: str = field(default_factory=lambda: f"pid{os.getpid()}")
     moved_to: Path | None = None
+    replaced: tuple[int, Path] | None = None
 
     def add(self, point: Point) -> None:
         self.points.append(point)
@@ -69,6 +72,11 @@ class ResultStore:
                 # Another run took the file since this one wrote to it: keep both, say where this one went.
                 self.moved_to = path.with_name(f"{path.stem}.{self.run}{path.suffix}")
                 return self._write()
+            elif current is not None and not self._written and current.get("points"):
+                # An earlier run's file: its points kept beside it before this run's replace them.
+                backup = path.with_name(f"{path.name}.previous")
+                atomic_write_text(backup, path.read_text())
+                self.replaced = (len(current["points"]), backup)
             mine = [p.to_json() | {"writer": self.writer} for p in self.points]
             atomic_write_text(path, json.dumps({"schema": SCHEMA_VERSION, "run": self.run, "meta": self.meta,
                                                 "points": others + mine}, indent=1))

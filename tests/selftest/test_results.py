@@ -198,6 +198,12 @@ def test_a_file_another_run_took_is_not_overwritten(tmp_path):
     assert first.moved_to == tmp_path / "points.aaa.json"
     assert [p.context for p in results.ResultStore.read(path).points] == [2]
     assert [p.context for p in results.ResultStore.read(first.moved_to).points] == [1, 3]
+    # the earlier run's points the new one replaced are kept beside the file, and the new run says so
+    assert second.replaced == (1, tmp_path / "points.json.previous")
+    assert [p.context for p in results.ResultStore.read(second.replaced[1]).points] == [1]
+    assert first.replaced is None, "the first run replaced nothing"
+    assert sorted(f.name for f in tmp_path.glob("*points*.json")) == ["points.aaa.json", "points.json"], (
+        "the kept copy must not read as a results file of a folder")
 
 
 _PATHS = {"eager": "transformers generate(), eager", "compiled": "transformers generate(), static cache compiled",
