@@ -447,7 +447,10 @@ def verdict_tables(store: ResultStore) -> list[str]:
             return f"no figure for {text.split()[3]} (the summary says why)"
         parts = text.split(" [best:")[0].split("; ")
         cell = parts[0] + (f", {parts[1].split(',')[0]}" if len(parts) > 1 and ratio.match(parts[1]) else "")
-        return f"only {cell.split()[1]} ran it" if cell.startswith("only ") else cell  # "only m measured ..."
+        cell = f"only {cell.split()[1]} ran it" if cell.startswith("only ") else cell  # "only m measured ..."
+        # what the summary's line adds that changes the reading: each at its best, and where either ran out
+        extra = [p for p in parts[1:] if p.startswith("each at its most") or " out of memory from batch " in p]
+        return "; ".join([cell, *extra])
 
     for ssm, attn in pairs(store):
         throughput = [p for p in store.select(kind="throughput") if p.model in (ssm, attn)]
@@ -707,7 +710,8 @@ def summary_lines(store: ResultStore) -> list[str]:
     lines += spread_lines(store)
     lines += calibration_lines(store)
     for pair, found in crossovers(store).items():
-        lines.append(f"crossovers, {pair}:")
+        lines.append(f"crossovers, {pair} (Nx: how many times better the SSM's figure is at the largest context "
+                     "or batch both ran -- over 1, the SSM better):")
         ssm = pair.split(" vs ")[0]
         arch = next((p.arch for p in store.points if p.model == ssm), "mamba")
         label = "Mamba" if arch == "mamba" else arch  # "mamba2 faster (prefill)": which SSM, not always Mamba
