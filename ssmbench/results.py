@@ -213,6 +213,18 @@ def _batch_oom_note(store: ResultStore, models: tuple[tuple[str, Any], ...], pro
     return text
 
 
+def _spread_note(store: ResultStore, prompt: int, batch: int, ratio: float, *best: tuple[str, str]) -> str:
+    """' (within the points' spread, N %)' where a ratio at ``batch`` is nearer 1 than the wider round-to-round
+    spread of the two points it compares (``best``: (model, backend) of each): a 1.01x 'win' between points whose
+    calls moved 3 % is no win."""
+    spreads = [p.timing.rounds_spread for model, backend in best
+               for p in store.select(model=model, kind="throughput", context=prompt, batch=batch, backend=backend)
+               if p.timing.rounds_spread is not None]
+    if spreads and abs(ratio - 1) <= max(spreads):
+        return f" (within the points' spread, {max(spreads) * 100:.1f} %)"
+    return ""
+
+
 def batch_verdict(store: ResultStore, ssm: str, attn: str, prompt: int, backend: str | None,
                   figure: Callable[[Point], float | None], why_none: Callable[[Point], str],
                   pool: Callable[[Point], bool] | None = None) -> str | None:
@@ -245,6 +257,8 @@ def batch_verdict(store: ResultStore, ssm: str, attn: str, prompt: int, backend:
         if common and a[common[-1]][0] > 0:
             n = common[-1]
             text += f"; {b[n][0] / a[n][0]:.2f}x at batch {n}, the largest both ran"
+            if figure is BATCH_FIGURES["time to first token"][1]:  # a time: its rounds spread; memory does not
+                text += _spread_note(store, prompt, n, b[n][0] / a[n][0], (ssm, a[n][1]), (attn, b[n][1]))
     # out of memory only where no point of the pool ran the batch (one that ran without this figure did run)
     text += _batch_oom_note(store, ((ssm, {p.batch for p in ran_a}), (attn, {p.batch for p in ran_b})), prompt,
                             backend, pool)
@@ -272,6 +286,7 @@ def throughput_verdict(store: ResultStore, ssm: str, attn: str, prompt: int, bac
     if common:
         n = common[-1]
         text += f"; {a[n][0] / b[n][0]:.2f}x at batch {n}, the largest both ran"
+        text += _spread_note(store, prompt, n, a[n][0] / b[n][0], (ssm, a[n][1]), (attn, b[n][1]))
     reach = []
     for model, ran in ((ssm, a), (attn, b)):
         if ran:
@@ -447,6 +462,8 @@ def verdict_tables(store: ResultStore) -> list[str]:
             return f"no figure for {text.split()[3]} (the summary says why)"
         parts = text.split(" [best:")[0].split("; ")
         cell = parts[0] + (f", {parts[1].split(',')[0]}" if len(parts) > 1 and ratio.match(parts[1]) else "")
+        if len(parts) > 1 and "(within the points' spread" in parts[1]:
+            cell += " (within the points' spread)"
         cell = f"only {cell.split()[1]} ran it" if cell.startswith("only ") else cell  # "only m measured ..."
         # what the summary's line adds that changes the reading: each at its best, and where either ran out
         extra = [p for p in parts[1:] if p.startswith("each at its most") or " out of memory from batch " in p]

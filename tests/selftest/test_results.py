@@ -469,3 +469,23 @@ def test_a_batch_that_ran_without_the_figure_is_not_out_of_memory_and_no_pool_co
     row = next(line for line in table.splitlines() if line.startswith("| energy per token"))
     assert row == ("| energy per token, end to end | n/a | n/a | only m ran it "
                    "| no figure for t (the summary says why) | n/a |"), row
+
+
+def test_a_ratio_inside_the_points_spread_says_so():
+    """A 1.01x 'win' between points whose rounds moved 3.5 % (phi-2 against Mamba, eager, batch 128 on the H200) is
+    said to be within the spread, in the summary and the table; 1.20x is not."""
+    def tp(model, family, batch, tokens_per_s, spread):
+        p = _tp(model, family, batch, tokens_per_s=tokens_per_s)
+        p.timing.rounds_spread, p.timing.ttft_s = spread, 1.0 / tokens_per_s
+        return p
+
+    store = _store([tp("m", "ssm", 1, 10.0, 0.01), tp("m", "ssm", 8, 101.0, 0.035),
+                    tp("t", "attention", 1, 20.0, 0.01), tp("t", "attention", 8, 100.0, 0.02)])
+    found = results.crossovers(store)["m vs t"]
+    line = found["higher throughput, end to end (eager, prompt 2048, by batch)"]
+    assert "1.01x at batch 8, the largest both ran (within the points' spread, 3.5 %)" in line, line
+    assert "from batch 8 (range 1-8), 1.01x at batch 8 (within the points' spread)" in "\n".join(
+        results.verdict_tables(store))
+    assert "(within" not in results.crossovers(_store([tp("m", "ssm", 8, 120.0, 0.035),
+                                                       tp("t", "attention", 8, 100.0, 0.02)]))["m vs t"][
+        "higher throughput, end to end (eager, prompt 2048, by batch)"]
