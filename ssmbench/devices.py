@@ -155,8 +155,6 @@ def measured_fit_projection(points: list, profile: DeviceProfile, headroom: floa
     there beside this device's roofline ceiling for the same weights and cache; then, per model, backend and
     prompt, the largest batch that fits and the largest borderline one. Points out of memory there say so (they
     needed more than that device had, so more than any batch it ran)."""
-    from .results import over_weights_bytes  # results imports this module
-
     rows = ["| model | backend | prompt | batch | measured need (GB) | fits | tokens/s measured there | "
             "ceiling here, tokens/s |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     largest: dict[tuple[str, str, int], list[int | None]] = {}  # [fits, borderline]
@@ -165,7 +163,7 @@ def measured_fit_projection(points: list, profile: DeviceProfile, headroom: floa
                     key=lambda p: (p.model, p.backend, p.context, p.batch)):
         key = (p.model, p.backend, p.context)
         largest.setdefault(key, [None, None])
-        over = over_weights_bytes(p) if p.ok else None
+        over = p.memory.over_weights_bytes if p.ok else None
         if not p.ok or over is None or p.weight_bytes is None:
             rows.append(f"| {p.model} | {p.backend} | {p.context} | {p.batch} | {p.status} there | | | |")
             continue

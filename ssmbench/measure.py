@@ -35,8 +35,7 @@ class StepClock(LogitsProcessor):
         if energy not in (True, False, "call"):
             raise ValueError(f"energy={energy!r}: valid values are True, False and 'call'")
         self.nvml = nvml if energy and nvml is not None and nvml.handle is not None else None
-        self.one_token = new_tokens == 1
-        self.split = energy is True and not self.one_token  # a read at the first token
+        self.split = energy is True and new_tokens != 1  # a read at the first token (a one-token call has none)
         self.marks: list[Any] = []
         self.end: Any = None
         self.energy: list[tuple[float, int | None]] = []

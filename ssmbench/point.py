@@ -60,6 +60,15 @@ class Memory:
     cache_bytes: int | None = None  # of the cache generate() returned
     cache_bytes_formula: int | None = None
 
+    @property
+    def over_weights_bytes(self) -> int | None:
+        """What a call needs on top of the weights: what the backend holds between calls (a graph's static state
+        and cache) plus the call's extra peak -- comparable across backends, where the extra peak alone leaves a
+        graph's state out."""
+        if self.extra_peak_bytes is None or self.backend_held_bytes is None:
+            return None
+        return self.extra_peak_bytes + max(0, self.backend_held_bytes)
+
 
 @dataclass
 class Roofline:

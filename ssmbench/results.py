@@ -13,7 +13,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -166,37 +166,46 @@ def crossover(ctx_a: list[int], a: list[float], ctx_b: list[int], b: list[float]
 THROUGHPUT_FIGURES = {"end to end": "tokens_per_s", "decode only": "decode_tokens_per_s"}
 
 
+def best_by_batch(store: ResultStore, model: str, prompt: int, backend: str | None,
+                  figure: Callable[[Point], float | None], higher: bool,
+                  pool: Callable[[Point], bool] | None = None) -> tuple[dict[int, tuple[float, str]], list[Point]]:
+    """At one prompt length: batch -> (figure, backend) of one backend's points, or (``backend`` None) the best of
+    the backends measured there (those ``pool`` keeps; the highest figure if ``higher``, else the lowest); and the
+    points that ran, with the figure or without."""
+    best: dict[int, tuple[float, str]] = {}
+    ran = [p for p in store.select(model=model, kind="throughput", status="ok", context=prompt)
+           if (p.backend == backend if backend else pool is None or pool(p))]
+    for p in ran:
+        value = figure(p)
+        if value is not None and (p.batch not in best or (value > best[p.batch][0] if higher
+                                                          else value < best[p.batch][0])):
+            best[p.batch] = (value, p.backend)
+    return best, ran
+
+
 def throughput_by_batch(store: ResultStore, model: str, prompt: int, backend: str | None,
                         figure: str = "tokens_per_s", pool: Callable[[Point], bool] | None = None
                         ) -> dict[int, tuple]:
     """Batch -> (tokens/s, backend) at one prompt length: one backend's, or (None) the best of the backends
     measured there (those ``pool`` keeps). ``figure``: end to end (``tokens_per_s``) or ``decode_tokens_per_s``."""
-    best: dict[int, tuple] = {}
-    for p in store.select(model=model, kind="throughput", status="ok", context=prompt):
-        value = getattr(p.timing, figure)
-        if (p.backend == backend if backend else pool is None or pool(p)) and value is not None:
-            if p.batch not in best or value > best[p.batch][0]:
-                best[p.batch] = (value, p.backend)
-    return best
+    return best_by_batch(store, model, prompt, backend, lambda p: getattr(p.timing, figure), True, pool)[0]
 
 
-def over_weights_bytes(p: Point) -> int | None:
-    """What a throughput call needs on top of the weights: what the backend holds between calls (a graph's static
-    state and cache) plus the call's extra peak -- comparable across backends, where the extra peak alone leaves
-    a graph's state out."""
-    m = p.memory
-    if m.extra_peak_bytes is None or m.backend_held_bytes is None:
-        return None
-    return m.extra_peak_bytes + max(0, m.backend_held_bytes)
+class BatchFigure(NamedTuple):
+    verb: str  # "Mamba ... than the Transformer"
+    figure: Callable[[Point], float | None]
+    why_none: Callable[[Point], str]  # why a point that ran has no figure, where it says
+    timed: bool  # a time, whose rounds' spread can make a ratio near 1 no win
 
 
-# The figures of a throughput point given a verdict by batch where lower is better: name -> (verb, figure, why a
-# point that ran has none). Time per output token needs no line of its own: at one batch it is batch / decode
-# tokens per second, so its verdict is the decode-only throughput's.
-BATCH_FIGURES: dict[str, tuple[str, Callable[[Point], float | None], Callable[[Point], str]]] = {
-    "time to first token": ("faster", lambda p: p.timing.ttft_s, lambda p: ""),
-    "memory over the weights": ("leaner", over_weights_bytes, lambda p: ""),
-    "energy per token, end to end": ("leaner", lambda p: p.energy.joules_per_token, lambda p: p.energy.energy_note),
+# The figures of a throughput point given a verdict by batch where lower is better. Time per output token needs no
+# line of its own: at one batch it is batch / decode tokens per second, so its verdict is the decode-only
+# throughput's.
+BATCH_FIGURES: dict[str, BatchFigure] = {
+    "time to first token": BatchFigure("faster", lambda p: p.timing.ttft_s, lambda p: "", True),
+    "memory over the weights": BatchFigure("leaner", lambda p: p.memory.over_weights_bytes, lambda p: "", False),
+    "energy per token, end to end": BatchFigure("leaner", lambda p: p.energy.joules_per_token,
+                                                lambda p: p.energy.energy_note, False),
 }
 
 
@@ -225,22 +234,13 @@ def _spread_note(store: ResultStore, prompt: int, batch: int, ratio: float, *bes
     return ""
 
 
-def batch_verdict(store: ResultStore, ssm: str, attn: str, prompt: int, backend: str | None,
-                  figure: Callable[[Point], float | None], why_none: Callable[[Point], str],
+def batch_verdict(store: ResultStore, ssm: str, attn: str, prompt: int, backend: str | None, figure: BatchFigure,
                   pool: Callable[[Point], bool] | None = None) -> str | None:
     """From which batch ``ssm``'s figure (lower is better) is below ``attn``'s, how many times lower at the largest
     batch both ran, and where either ran out of memory; None where neither model has the figure at all."""
-    def lowest(model: str) -> tuple[dict[int, tuple[float, str]], list[Point]]:
-        best: dict[int, tuple[float, str]] = {}
-        ran = [p for p in store.select(model=model, kind="throughput", status="ok", context=prompt)
-               if (p.backend == backend if backend else pool is None or pool(p))]
-        for p in ran:
-            value = figure(p)
-            if value is not None and (p.batch not in best or value < best[p.batch][0]):
-                best[p.batch] = (value, p.backend)
-        return best, ran
-
-    (a, ran_a), (b, ran_b) = lowest(ssm), lowest(attn)
+    (a, ran_a), (b, ran_b) = (best_by_batch(store, model, prompt, backend, figure.figure, False, pool)
+                              for model in (ssm, attn))
+    why_none = figure.why_none
     if not a and not b:
         return None
     if bool(a) != bool(b):
@@ -257,7 +257,7 @@ def batch_verdict(store: ResultStore, ssm: str, attn: str, prompt: int, backend:
         if common and a[common[-1]][0] > 0:
             n = common[-1]
             text += f"; {b[n][0] / a[n][0]:.2f}x at batch {n}, the largest both ran"
-            if figure is BATCH_FIGURES["time to first token"][1]:  # a time: its rounds spread; memory does not
+            if figure.timed:
                 text += _spread_note(store, prompt, n, b[n][0] / a[n][0], (ssm, a[n][1]), (attn, b[n][1]))
     # out of memory only where no point of the pool ran the batch (one that ran without this figure did run)
     text += _batch_oom_note(store, ((ssm, {p.batch for p in ran_a}), (attn, {p.batch for p in ran_b})), prompt,
@@ -432,12 +432,12 @@ def crossovers(store: ResultStore) -> dict[str, dict[str, str]]:
                     best = f"higher throughput, {figure_name} (best vs best, prompt {prompt}, by batch)"
                     if pool is None or text != found.get(best):
                         found[f"higher throughput, {figure_name} ({label}, prompt {prompt}, by batch)"] = text
-            for figure_name, (verb, figure, why_none) in BATCH_FIGURES.items():
+            for figure_name, figure in BATCH_FIGURES.items():
                 for backend, label, pool in lines:
-                    text = batch_verdict(store, ssm, attn, prompt, backend, figure, why_none, pool)
-                    best = f"{verb} ({figure_name}, best vs best, prompt {prompt}, by batch)"
+                    text = batch_verdict(store, ssm, attn, prompt, backend, figure, pool)
+                    best = f"{figure.verb} ({figure_name}, best vs best, prompt {prompt}, by batch)"
                     if text is not None and (pool is None or text != found.get(best)):
-                        found[f"{verb} ({figure_name}, {label}, prompt {prompt}, by batch)"] = text
+                        found[f"{figure.verb} ({figure_name}, {label}, prompt {prompt}, by batch)"] = text
         out[f"{ssm} vs {attn}"] = found
     return out
 
@@ -452,8 +452,8 @@ def verdict_tables(store: ResultStore) -> list[str]:
     rows: list[tuple[str, Callable[..., str | None]]] = [
         (f"throughput, {name}", lambda s_, a_, c, b, pool, f=figure: throughput_verdict(store, s_, a_, c, b, f, pool))
         for name, figure in THROUGHPUT_FIGURES.items()]
-    rows += [(name, lambda s_, a_, c, b, pool, f=figure, w=why: batch_verdict(store, s_, a_, c, b, f, w, pool))
-             for name, (_, figure, why) in BATCH_FIGURES.items()]
+    rows += [(name, lambda s_, a_, c, b, pool, f=figure: batch_verdict(store, s_, a_, c, b, f, pool))
+             for name, figure in BATCH_FIGURES.items()]
 
     def shorten(text: str | None) -> str:
         if text is None:
@@ -601,7 +601,7 @@ def throughput_lines(store: ResultStore, model: str) -> list[str]:
                 continue
             t, m = p.timing, p.memory
             decode = "n/a" if t.decode_tokens_per_s is None else f"{t.decode_tokens_per_s:.1f}"
-            over = over_weights_bytes(p)
+            over = m.over_weights_bytes
             lines.append(f"    {p.batch:5d} | {t.tokens_per_s:.1f} | {decode} | {_fmt(t.ttft_s, 'ms')} | "
                          f"{_fmt(m.extra_peak_bytes, 'GB')} | {_fmt(over, 'GB')} | {_fmt(m.cache_bytes, 'MB')} | "
                          f"{_fmt(p.energy.joules_per_token, 'J')}")
