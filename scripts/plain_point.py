@@ -10,10 +10,12 @@ Prints one JSON line per context: seconds per call (each call timed alone), the 
 (max_memory_allocated() minus memory_allocated() before the calls) and each call's own peak over what was
 allocated when it began (compiled: the first calls record CUDA graphs; compare the later ones); with three new
 tokens or more, each call's median time between tokens as a streamer passed to generate() sees them; with
---batch, tokens per second end to end (batch x new tokens over the call's median) and of decode alone (batch x
-(new tokens - 1) over the median of each call less its own first token's time, as the suite's throughput points);
-with --energy, NVML's total-energy counter read before and after each call (after its synchronize): each call's
-joules and, over the calls after the first, joules per generated token (the suite's throughput figure).
+--batch, tokens per second end to end (batch x new tokens over the median call) and of decode alone (batch x
+(new tokens - 1) over the median of each call less its own first token's time, as the suite's throughput points)
+and the time to first token (each call's in first_token_s), all three over the calls after the first when there are
+two or more (the first is a warm-up, as the suite leaves its first call out of its rounds; "seconds" keeps every
+call); with --energy, NVML's total-energy counter read before and after each call (after its synchronize): each
+call's joules and, over the calls after the first, joules per generated token (the suite's throughput figure).
 Random token ids, greedy.
 """
 
@@ -118,12 +120,15 @@ def main() -> None:
         peak = max(call_peaks) - before
         new = args.new_tokens
         rates = {}
+        warm = 1 if len(seconds) > 1 else 0  # the first call is a warm-up when there are others
         if seconds:
-            rates["tokens_per_s"] = batch * new / statistics.median(seconds)
+            rates["tokens_per_s"] = batch * new / statistics.median(seconds[warm:])
+            rates["rates_over_calls"] = len(seconds) - warm
             if new > 1 and len(firsts) == len(seconds):
                 rates["decode_tokens_per_s"] = batch * (new - 1) / statistics.median(
-                    s - f for s, f in zip(seconds, firsts, strict=True))
-                rates["ttft_s"] = statistics.median(firsts)
+                    s - f for s, f in zip(seconds[warm:], firsts[warm:], strict=True))
+                rates["ttft_s"] = statistics.median(firsts[warm:])
+                rates["first_token_s"] = firsts
         if len(joules) > 1:  # the first call (warm-up, compilation) left out, as the suite's rounds leave it out
             rates["call_joules"], rates["energy_window_s"] = joules, windows
             rates["joules_per_token"] = sum(joules[1:]) / (batch * new * (len(joules) - 1))
