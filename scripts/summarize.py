@@ -11,6 +11,7 @@ loop), and a point measured in two of them is refused.
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -82,14 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         store = merge(stores)
     except ValueError as exc:
         parser.error(str(exc))
-    for line in summary_lines(store):
-        print(line)
-    if args.report:
-        try:
-            for path in write_report(store, args.report):
-                print(f"scaling report: {path}")
-        except OSError as exc:  # the summary above stands
-            parser.error(f"scaling report not written to {args.report}: {type(exc).__name__}: {exc}")
+    # the merged file first: a summary cut short (its reader gone: summarize.py ... | head) loses nothing
+    written = None
     if args.write is not None:
         meta = dict(store.meta) | {"merged_from": [str(path) for path, _ in stores]}
         try:
@@ -98,7 +93,21 @@ def main(argv: list[str] | None = None) -> int:
                                               "points": [p.to_json() for p in store.points]}, indent=1))
         except OSError as exc:
             parser.error(f"merged points not written to {args.write}: {type(exc).__name__}: {exc}")
-        print(f"merged points: {args.write}")
+        written = f"merged points: {args.write}"
+    try:
+        for line in summary_lines(store):
+            print(line)
+    except BrokenPipeError:  # its reader is gone (| head): the files below are still written
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what its buffer holds, discarded
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- the rest of the prints, for the process's life
+    if written:
+        print(written)
+    if args.report:
+        try:
+            for path in write_report(store, args.report):
+                print(f"scaling report: {path}")
+        except OSError as exc:  # the summary above stands
+            parser.error(f"scaling report not written to {args.report}: {type(exc).__name__}: {exc}")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import sys
 
 import pytest
 
@@ -377,6 +378,39 @@ def test_summarize_script_merges_runs_of_one_device_and_refuses_a_point_twice_or
             summarize.main(files)
         err = capsys.readouterr().err
         assert exit_.value.code == 2 and says in err and files[-1] in err, err
+
+
+def test_summarize_script_writes_its_files_when_its_reader_is_gone(tmp_path, monkeypatch):
+    """summarize.py ... --write F --report D | head: the reader gone mid-summary (BrokenPipeError on a print) does
+    not cost the merged file or the report (on 2026-11-29 the merged file was lost so)."""
+    summarize = _summarize_script()
+    store = _store([_pt("m", "ssm", "prefill", c, median_s=t) for c, t in ((1, 2.0), (2, 1.0))]
+                   + [_pt("t", "attention", "prefill", c, median_s=1.5) for c in (1, 2)])
+    store.path = tmp_path / "points.json"
+    store._write()
+
+    class Gone:  # a pipe whose reader has exited
+        def __init__(self):
+            self.file = open(tmp_path / "stdout", "w")  # noqa: SIM115 -- closed below
+
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+        def fileno(self):
+            return self.file.fileno()
+
+    gone = Gone()
+    monkeypatch.setattr(sys, "stdout", gone)
+    merged, report = tmp_path / "merged.json", tmp_path / "report"
+    try:
+        assert summarize.main([str(store.path), "--write", str(merged), "--report", str(report)]) == 0
+    finally:
+        gone.file.close()
+    assert len(results.ResultStore.read(merged).points) == 4
+    assert (report / "prefill.png").stat().st_size > 0 and (report / "README.md").stat().st_size > 0
 
 
 def test_what_transformers_leaves_on_the_table_is_native_against_its_best_path():
