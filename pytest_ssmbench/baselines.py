@@ -63,6 +63,13 @@ def configure(config: pytest.Config) -> None:
         config.option.benchmark_compare_fail = None
 
 
+def header(config: pytest.Config) -> list[str]:
+    """The session header's word on comparisons already refused at configure (no matching baseline file, an
+    unreadable one): said before the sweep, not only after it, so a user can stop a long run that will not compare."""
+    return [f"ssmbench: comparison refused before the run (the run still happens, saved where asked; it exits 4): {why}"
+            for why in config.stash.get(refusals_key, [])]
+
+
 def update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     import transformers
 

@@ -83,7 +83,7 @@ def pytest_runtest_call(item: pytest.Item):
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return settings.header(config) + xdist.header(config)
+    return settings.header(config) + baselines.header(config) + xdist.header(config)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -259,6 +259,9 @@ def test_a_compare_with_no_baseline_file_is_refused_not_passed(tmp_path):
     assert "--benchmark-compare=*/0002: no baseline file in" in out
     assert "Linux-CPython-3.12-64bit/0001_other.json" in out
     assert "1 passed" in run.stdout
+    # said in the header too, before the first test runs (a long sweep can be stopped)
+    said = run.stdout.find("ssmbench: comparison refused before the run")
+    assert -1 < said < run.stdout.find("tests/"), run.stdout[:3000]
 
 
 @pytest.mark.selftest
