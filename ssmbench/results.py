@@ -737,6 +737,9 @@ def summary_lines(store: ResultStore) -> list[str]:
     return lines
 
 
+REPORT_PLOTS = {"prefill.png", "decode.png", "memory.png", "cache.png"}  # besides throughput-<prompt>.png
+
+
 def write_report(store: ResultStore, folder: Path) -> list[Path]:
     """Markdown summary and log-log PNG plots (latency and memory against context, every model, the
     device's roofline floor where known)."""
@@ -753,6 +756,7 @@ def write_report(store: ResultStore, folder: Path) -> list[Path]:
         ("prefill", "extra_peak_bytes", "extra peak memory in prefill (bytes)", "memory.png"),
         ("decode", "cache_bytes", "cache / state (bytes)", "cache.png"),
     ]
+    assert {name for *_, name in plots} == REPORT_PLOTS
     # Only the plots something was measured for (a throughput-only run has no context plots, nor slopes).
     plots = [plot for plot in plots if any(series(store, m, plot[0], plot[1])[0] for m in store.models())]
     for kind, metric, label, name in plots:
@@ -799,7 +803,8 @@ def write_report(store: ResultStore, folder: Path) -> list[Path]:
             ax.set_ylabel(f"tokens/s, {figure_name}")
             ax.set_title(f"prompt {prompt}, {throughput[0].new_tokens} new tokens", fontsize=9)
             ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=7)
+            if ax.get_legend_handles_labels()[0]:  # a figure no point has (decode alone of a one-token run)
+                ax.legend(fontsize=7)
         fig.tight_layout()
         name = f"throughput-{prompt}.png"
         fig.savefig(folder / name, dpi=110)
@@ -823,4 +828,9 @@ def write_report(store: ResultStore, folder: Path) -> list[Path]:
     path = folder / "README.md"
     atomic_write_text(path, "\n".join(md))
     written.append(path)
+    # A plot an earlier report left in the folder that this one does not draw (a prompt or figure this run did not
+    # measure) would be read as this run's: removed. Only names a report writes; nothing else in the folder.
+    for old in folder.glob("*.png"):
+        if old not in written and (old.name in REPORT_PLOTS or re.fullmatch(r"throughput-\d+\.png", old.name)):
+            old.unlink()
     return written

@@ -272,6 +272,20 @@ def test_a_throughput_only_report_has_no_empty_context_plots(tmp_path):
     assert "- dtype: auto: m bfloat16, t bfloat16" in text  # what each model resolved the option to
 
 
+def test_a_report_into_a_used_folder_leaves_no_plot_of_the_earlier_run(tmp_path):
+    """--report into a folder an earlier report wrote: its plots this run does not draw (another prompt, context
+    plots of a sweep this run did not make) are removed, so none is read as this run's; other files stay."""
+    earlier = _store([_pt(m, f, "prefill", c, median_s=1.0) for m, f in (("m", "ssm"), ("t", "attention"))
+                      for c in (1, 2)] + [_tp("m", "ssm", n, tokens_per_s=10.0 * n) for n in (1, 2)])
+    results.write_report(earlier, tmp_path)
+    assert {"prefill.png", "throughput-2048.png"} <= {p.name for p in tmp_path.iterdir()}
+    (tmp_path / "notes.png").write_bytes(b"mine")
+    later = _store([_tp("m", "ssm", n, prompt=8192, tokens_per_s=10.0 * n) for n in (1, 2)])
+    written = results.write_report(later, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*(p.name for p in written), "notes.png"]) == [
+        "README.md", "notes.png", "throughput-8192.png"]
+
+
 def test_throughput_verdict_of_decode_alone_is_its_own_line():
     """A prefill Mamba is slower at can decide the end-to-end verdict while its decode wins: the decode-only
     tokens per second get their own line, so the summary says both."""
