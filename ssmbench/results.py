@@ -737,7 +737,13 @@ def summary_lines(store: ResultStore) -> list[str]:
     return lines
 
 
-REPORT_PLOTS = {"prefill.png", "decode.png", "memory.png", "cache.png"}  # besides throughput-<prompt>.png
+# The report's plots against context: (point kind, figure, axis label, file); throughput-<prompt>.png besides.
+CONTEXT_PLOTS = (
+    ("prefill", "median_s", "prefill time (s)", "prefill.png"),
+    ("decode", "decode_s_per_token", "decode time per token (s)", "decode.png"),
+    ("prefill", "extra_peak_bytes", "extra peak memory in prefill (bytes)", "memory.png"),
+    ("decode", "cache_bytes", "cache / state (bytes)", "cache.png"),
+)
 
 
 def write_report(store: ResultStore, folder: Path) -> list[Path]:
@@ -750,15 +756,8 @@ def write_report(store: ResultStore, folder: Path) -> list[Path]:
 
     folder.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    plots = [
-        ("prefill", "median_s", "prefill time (s)", "prefill.png"),
-        ("decode", "decode_s_per_token", "decode time per token (s)", "decode.png"),
-        ("prefill", "extra_peak_bytes", "extra peak memory in prefill (bytes)", "memory.png"),
-        ("decode", "cache_bytes", "cache / state (bytes)", "cache.png"),
-    ]
-    assert {name for *_, name in plots} == REPORT_PLOTS
     # Only the plots something was measured for (a throughput-only run has no context plots, nor slopes).
-    plots = [plot for plot in plots if any(series(store, m, plot[0], plot[1])[0] for m in store.models())]
+    plots = [plot for plot in CONTEXT_PLOTS if any(series(store, m, plot[0], plot[1])[0] for m in store.models())]
     for kind, metric, label, name in plots:
         fig, ax = plt.subplots(figsize=(6.4, 4.4))
         for model in store.models():
@@ -830,7 +829,8 @@ def write_report(store: ResultStore, folder: Path) -> list[Path]:
     written.append(path)
     # A plot an earlier report left in the folder that this one does not draw (a prompt or figure this run did not
     # measure) would be read as this run's: removed. Only names a report writes; nothing else in the folder.
+    ours = {name for *_, name in CONTEXT_PLOTS}
     for old in folder.glob("*.png"):
-        if old not in written and (old.name in REPORT_PLOTS or re.fullmatch(r"throughput-\d+\.png", old.name)):
+        if old not in written and (old.name in ours or re.fullmatch(r"throughput-\d+\.png", old.name)):
             old.unlink()
     return written
