@@ -20,8 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pytest_ssmbench.baselines import MUST_MATCH  # noqa: E402
+
 # the fields a baseline must share with a run comparing against it, and the software behind the figures
-SAME = ("gpu_name", "model_set", "dtype_policy", "torch", "transformers", "mamba_impl")
+SAME = (*MUST_MATCH, "torch", "transformers", "mamba_impl")
 
 
 def merge(files: list[tuple[Path, dict]]) -> dict:
