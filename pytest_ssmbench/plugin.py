@@ -109,7 +109,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    summary.write(terminalreporter, config)
+    try:
+        summary.write(terminalreporter, config)
+    except Exception as exc:  # noqa: BLE001 -- a summary never turns a run (a failed collection) into a traceback
+        terminalreporter.write_sep("!", "ssmbench: the suite's summary could not be written", red=True)
+        terminalreporter.write_line(f"{type(exc).__name__}: {exc} (the run's own results above stand; points "
+                                    "already written stay written)", red=True)
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:

@@ -99,19 +99,17 @@ def header(config: pytest.Config) -> list[str]:
     else:
         dev = f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
     models = ", ".join(s.name + (" [unavailable]" if s.unavailable else "") for s in s.specs)
-    ops = impl.mamba_ops(s.device.type)
-    # Every other SSM architecture in the set whose kernels the suite knows: what transformers resolved for it.
-    others = sorted({spec.arch.key: spec.arch.kernels for spec in s.specs
-                     if spec.arch.kernels and spec.arch.key != "mamba" and not spec.arch.unsupported()}.items())
+    # What each SSM architecture of the run runs here, read from a tiny model's behaviour (ssmbench.impl).
+    archs = list({spec.arch.key: spec.arch for spec in s.specs}.values())
+    impl_lines, impl_warnings = impl.header_lines(archs, s.device)
     return [
         f"ssmbench: device {dev}",
         f"ssmbench: model set {s.model_set}: {models}",
         *(f"ssmbench:   {spec.name}: {_source(spec)}" for spec in s.specs),
         f"ssmbench: dtype {s.dtype} (TF32 off; Triton float32 dots {os.environ.get('TRITON_F32_DEFAULT', 'tf32')}); "
         f"torch {torch.__version__}, transformers {transformers.__version__}",
-        f"ssmbench: mamba implementation {impl.summarize(ops)}",
-        *(f"ssmbench: {key} implementation {impl.summarize(impl.ssm_ops(kernels, s.device.type))}"
-          for key, kernels in others),
+        *impl_lines,
+        *impl_warnings,
     ]
 
 

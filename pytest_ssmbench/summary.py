@@ -61,7 +61,7 @@ def write(terminalreporter, config: pytest.Config) -> None:
         tr.write_sep("!", "baseline comparison refused (exit code 4); this run's results were still saved", red=True)
         tr.write_line(message, red=True)
     slow = sorted({x.arch.key for x in s.specs if x.arch.kernels and s.device.type == "cuda"
-                   and not x.arch.unsupported() and impl.scan_on_reference(impl.ssm_ops(x.arch.kernels, "cuda"))})
+                   and not x.arch.unsupported() and impl.scan_on_reference(x.arch, s.device)})
     if slow:
         tr.write_sep("!", f"{', '.join(slow)} ran on transformers' reference PyTorch loop, not the CUDA kernels",
                      red=True)

@@ -77,7 +77,7 @@ def _make_bench_settings(config: pytest.Config) -> BenchSettings:
     decode_tokens = options.get(config, "decode_tokens") or (32 if gpu else 8)
     name = torch.cuda.get_device_name(s.device) if gpu else "cpu"
     profile = devices.profile_for(name) if gpu else devices.DeviceProfile("cpu", "cpu", (), None, None, None)
-    mamba_impl = impl.summarize(impl.mamba_ops(s.device.type))
+    mamba_impl = impl.run_implementation([spec.arch for spec in s.specs], s.device)
     meta = {"device": name, "model_set": s.model_set, "models": ",".join(x.name for x in s.specs),
             "dtype": s.dtype, "mamba_impl": mamba_impl, "torch": torch.__version__,
             "transformers": transformers.__version__}

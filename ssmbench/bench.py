@@ -410,7 +410,7 @@ def point_record(lm: LoadedModel, kind: str, *, context: int, batch: int, new_to
         family=lm.spec.family, source=lm.spec.source, dtype=str(lm.dtype).replace("torch.", ""),
         params=sum(p.numel() for p in lm.model.parameters()), weight_bytes=weight_bytes(lm.model),
         load_s=lm.load_seconds, device=profile.name, backend=backend, decode_path=decode_path(lm, backend),
-        impl=impl.model_implementation(lm.model, lm.spec.arch.kernels) if lm.spec.arch.kernels else "-",
+        impl=impl.model_implementation(lm.model, lm.spec.arch) if lm.spec.arch.kernels else "-",
         # Past the context the model was trained for, outputs mean nothing: the point is timing and memory only.
         trained_context=getattr(lm.model.config, "max_position_embeddings", None),
     )

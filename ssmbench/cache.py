@@ -49,8 +49,11 @@ def _is_cache(value: Any) -> bool:
 
 
 def tensor_bytes(obj: Any) -> int:
-    """Bytes held by every distinct tensor storage reachable from ``obj`` (views of one storage count once)."""
-    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in reachable_tensors(obj)}
+    """Bytes held by every distinct tensor storage reachable from ``obj`` (views of one storage count once).
+    Scalars are not state: a cache's counters (5.25 keeps a 0-d int64 ``cumulative_length_linear`` per linear
+    layer) are left out, so the figure stays the state the formula describes."""
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
+                for t in reachable_tensors(obj) if t.dim() > 0}
     return sum(storages.values())
 
 

@@ -158,12 +158,12 @@ KNOWN_DIFFERENCES = {
     ),
     "right-padded-prefill-cache": (
         ("mamba", "mamba2", "falcon_mamba"), lambda v: True,
-        "every release run, 4.46.3 ... 5.24.0: a right-padded prefill leaves a Mamba-family cache as if the pad "
+        "every release run, 4.46.3 ... 5.25.0: a right-padded prefill leaves a Mamba-family cache as if the pad "
         "tokens had been read (zero conv state, decayed SSM state): huggingface/transformers#48256, open",
     ),
     "chunked-prefill-mamba1": (
         ("mamba", "falcon_mamba"), lambda v: True,
-        "every release run, 4.46.3 ... 5.24.0: Mamba's (and FalconMamba's) mixer runs a multi-token input through a "
+        "every release run, 4.46.3 ... 5.25.0: Mamba's (and FalconMamba's) mixer runs a multi-token input through a "
         "cache as a fresh prefill, ignoring the cached conv and SSM state (5.0.0: raises IndexError instead); no "
         "upstream issue found (Mamba-2's was huggingface/transformers#46032)",
     ),
@@ -181,15 +181,17 @@ KNOWN_DIFFERENCES = {
     ),
     # Continuing generate() from the cache it returned (4.x returns none for these classes: the tests skip).
     "continue-wrong-mamba": (
-        ("mamba",), lambda v: v >= Version("5.0"),
-        "every 5.x release run, 5.0.0 ... 5.24.0: generate() handed the cache it returned for Mamba continues "
+        ("mamba",), lambda v: Version("5.0") <= v < Version("5.25"),
+        "5.0 ... 5.24 (every 5.x release run from 5.0.0 to 5.24.0; right on 5.25.0): generate() handed the cache it "
+        "returned for Mamba continues "
         "differently from one call -- on 5.24.0 a zeroed copy of the cache gives exactly the no-cache result, the "
         "real one 0.5 % off: the whole sequence is fed again on top of the cached state (tokens wrong too on "
         "5.0.0 and 5.2.0); no upstream issue found",
     ),
     "continue-wrong-mamba2": (
-        ("mamba2",), lambda v: v >= Version("5.5"),
-        "5.5.4 ... 5.24.0 (every release run from 5.5): generate() handed the cache it returned for Mamba-2 "
+        ("mamba2",), lambda v: Version("5.5") <= v < Version("5.25"),
+        "5.5 ... 5.24 (every release run from 5.5.4 to 5.24.0; right on 5.25.0): generate() handed the cache it "
+        "returned for Mamba-2 "
         "continues differently from one call (tokens wrong on 5.5.4 ... 5.12.1, first logits 2 % off later); no "
         "upstream issue found",
     ),
@@ -199,8 +201,9 @@ KNOWN_DIFFERENCES = {
         "copy of it -- the cache is not used (the continuation is right, nothing is saved); no upstream issue found",
     ),
     "continue-wrong-falcon_mamba": (
-        ("falcon_mamba",), lambda v: v >= Version("5.0"),
-        "every 5.x release run, 5.0.0 ... 5.24.0: generate() handed the cache it returned for FalconMamba "
+        ("falcon_mamba",), lambda v: Version("5.0") <= v < Version("5.25"),
+        "5.0 ... 5.24 (every 5.x release run from 5.0.0 to 5.24.0; right on 5.25.0): generate() handed the cache it "
+        "returned for FalconMamba "
         "continues differently from one call (tokens wrong on 5.0.0 ... 5.14.1, first logits 2 % off later); no "
         "upstream issue found",
     ),

@@ -1,82 +1,260 @@
-"""Which implementation transformers resolved for an SSM's operations: the CUDA kernels of mamba-ssm /
-causal-conv1d, or the reference PyTorch loop. Read from what transformers itself resolved (the closures of
-its kernel-fallback wrappers in 5.x; the module's fast-path flag in 4.x), not from installed packages, in the
-modeling module each architecture names (``Arch.kernels``).
+"""Which implementation an SSM's mixers run: the CUDA kernels of mamba-ssm / causal-conv1d, or transformers'
+reference PyTorch code. Read from behaviour, not from transformers' internals: a tiny model of the architecture
+(its tiny configuration, random weights) generates two tokens on the run's device while a profile hook records
+which functions of the kernel packages it calls (``probe``). That holds whatever shape transformers gives its
+kernel dispatch (4.x's fast-path flag, 4.56-5.14's module-level functions, 5.17's wrappers, 5.25's ``kernels``
+modules); an outcome the probe cannot read is ``unknown``, said once in the header, never a crash.
+
+Forcing the reference path (``reference_path``) does need to know where the modeling module keeps its kernel
+entry points; every such read is optional (``ReferenceUnavailable`` names what was not recognised) and what it
+does is checked by the same probe (``reference_verified``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
+import sys
+import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
-from .archs import ARCHS, Kernels
+import torch
 
-MAMBA = ARCHS["mamba"].kernels
-# The operations transformers' Mamba mixer dispatches, by the name of the wrapper in modeling_mamba (5.x).
-MAMBA_OPS = MAMBA.ops
+from .archs import ARCHS, Arch, Kernels
+
 REFERENCE = "torch-reference"
+UNKNOWN = "unknown"
+# The packages whose functions carry an SSM's fused operations.
+KERNEL_PACKAGES = ("mamba_ssm", "causal_conv1d")
+# Per operation, the public functions of those packages that carry it, as transformers' mixers call them (the
+# fused inner functions carry both the convolution and the scan).
+KERNEL_FUNCTIONS = {
+    "selective_scan": ("selective_scan_fn", "mamba_inner_fn", "mamba_chunk_scan_combined",
+                       "mamba_split_conv1d_scan_combined"),
+    "selective_state_update": ("selective_state_update",),
+    "causal_conv1d": ("causal_conv1d_fn", "mamba_inner_fn", "mamba_split_conv1d_scan_combined"),
+    "causal_conv1d_update": ("causal_conv1d_update",),
+}
+OPS = tuple(KERNEL_FUNCTIONS)
+_KNOWN = {name for names in KERNEL_FUNCTIONS.values() for name in names}
 _ABSENT = object()  # a module-level name reference_path found missing, and removes again
 
-
-def _resolved(wrapper: Any) -> Any:
-    """The implementation a transformers kernel-fallback wrapper calls (a closure variable)."""
-    closure = dict(zip(wrapper.__code__.co_freevars, (c.cell_contents for c in wrapper.__closure__ or ()), strict=True))
-    return closure.get("implementation", getattr(wrapper, "__wrapped__", wrapper))
-
-
-def _origin(fn: Any) -> str:
-    module = getattr(fn, "__module__", "") or ""
-    if module.startswith("transformers"):
-        return REFERENCE
-    return module.split(".")[0] or REFERENCE
-
-
-def ssm_ops(kernels: Kernels, device_type: str = "cuda") -> dict[str, str]:
-    """Per operation, what an SSM mixer on ``device_type`` runs: a package name or ``torch-reference``."""
-    mod = importlib.import_module(kernels.module)
-    if hasattr(mod, kernels.fast_path_flag):  # transformers 4.x: one flag picks cuda_kernels_forward
-        fast = bool(getattr(mod, kernels.fast_path_flag)) and device_type == "cuda"
-        return {op: kernels.flag_packages.get(op, "unknown") if fast else REFERENCE for op in kernels.ops}
-    if _global_regime(mod, kernels):  # seen 4.56.2 ... 5.14.1, Mamba-1: the forward checks module-level functions
-        fns = {name: getattr(mod, name, None) for name in kernels.global_ops.values()}
-        fast = all(fn is not None for fn in fns.values()) and all(
-            any(getattr(mod, name, None) is not None for name in names) for names in kernels.global_extra)
-        ops = {op: _origin(fns[name]) if fast else REFERENCE for op, name in kernels.global_ops.items()}
-        if device_type != "cuda":
-            ops = {op: v if v == REFERENCE else f"{v} (unused off CUDA)" for op, v in ops.items()}
-        return ops
-    ops = {}
-    for op, attr in kernels.ops.items():
-        wrapper = getattr(mod, attr, None)
-        ops[op] = _origin(_resolved(wrapper)) if wrapper is not None else "unknown"
-        if device_type != "cuda" and ops[op] not in (REFERENCE, "unknown"):
-            ops[op] = f"{ops[op]} {FORCED_OFF_CUDA}"
-    return ops
-
-
-# transformers' kernel-fallback wrappers (seen 5.17 ... 5.24) call the installed package for tensors on any
-# device: an SSM on a CPU, with mamba-ssm or causal-conv1d installed, dies in a CUDA kernel ("Expected
-# x.is_cuda() to be true"; seen on the H200 with 5.17.0). The suite runs such a model's mixers on the reference
-# path (``force_reference_off_cuda``), as transformers 4.x did off CUDA by itself.
-FORCED_OFF_CUDA = "(called for CPU tensors too: the suite forces the reference path)"
 FORCED_SUMMARY = f"{REFERENCE} (forced: this transformers calls the installed CUDA kernels for CPU tensors too)"
+NOT_FORCED = "installed CUDA kernels, called for CPU tensors (not forced to the reference path: will fail)"
 
 
-def kernels_called_off_cuda(kernels: Kernels) -> bool:
-    """Whether the architecture's modeling module has kernel-fallback wrappers resolved to a package: they
-    would run for a model on any device."""
-    mod = importlib.import_module(kernels.module)
-    if hasattr(mod, kernels.fast_path_flag) or _global_regime(mod, kernels):
-        return False  # 4.x's flag and 4.56-5.14's module-level functions go with a device check in the forward
-    wrappers = [getattr(mod, attr, None) for attr in kernels.ops.values()]
-    return any(w is not None and _origin(_resolved(w)) != REFERENCE for w in wrappers)
+class ReferenceUnavailable(RuntimeError):
+    """The reference path cannot be forced on this transformers: what was not recognised."""
 
 
-def force_reference_off_cuda(model: Any, kernels: Kernels) -> bool:
-    """For a model off CUDA whose modeling module would call CUDA kernels: each mixer's forward runs inside
-    ``reference_path`` (hooks; the module is restored after every call, raising or not). True if hooked."""
-    if model.device.type == "cuda" or not kernels_called_off_cuda(kernels):
+class _Recorder:
+    """A profile hook: every call into a kernel package from outside it, as (package, function)."""
+
+    def __init__(self, packages: tuple[str, ...] = KERNEL_PACKAGES):
+        self.packages = packages
+        self.calls: list[tuple[str, str]] = []
+        self._chained = None
+
+    def __call__(self, frame, event, arg):
+        if event == "call":
+            top = str(frame.f_globals.get("__name__", "")).partition(".")[0]
+            if top in self.packages:
+                back = frame.f_back
+                caller = str(back.f_globals.get("__name__", "")).partition(".")[0] if back is not None else ""
+                if caller != top:
+                    self.calls.append((top, frame.f_code.co_name))
+        if self._chained is not None:
+            self._chained(frame, event, arg)
+
+    def __enter__(self):
+        self._chained = sys.getprofile()
+        sys.setprofile(self)
+        return self
+
+    def __exit__(self, *exc):
+        sys.setprofile(self._chained)
         return False
+
+
+def record_kernel_calls() -> _Recorder:
+    """Context manager: ``.calls`` lists each call into a kernel package made inside it (this thread)."""
+    return _Recorder()
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one tiny forward of an architecture called, per operation: a package, REFERENCE or UNKNOWN."""
+
+    ops: dict[str, str]
+    error: str | None = None  # the generation raised (e.g. a CUDA kernel handed CPU tensors)
+    unrecognised: tuple[str, ...] = ()  # kernel-package functions called that no operation names
+    calls: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    @property
+    def called_kernels(self) -> bool:
+        return bool(self.calls)
+
+    @property
+    def unknown(self) -> str | None:
+        """Why the implementation cannot be told (None: it can)."""
+        if self.error and not self.calls:
+            return f"the probe's generation failed: {self.error}"
+        if self.unrecognised:
+            return "kernel functions the suite does not know were called: " + ", ".join(self.unrecognised)
+        if UNKNOWN in self.ops.values():
+            return f"the probe's generation failed: {self.error}" if self.error else "no reading"
+        return None
+
+
+def ops_from_calls(calls: list[tuple[str, str]], completed: bool, error: str | None = None) -> Probe:
+    """Per operation, the package whose function for it was called; where none was, the reference path if the
+    generation completed (nothing else computed it), else unknown."""
+    called: dict[str, str] = {}
+    for package, function in calls:
+        called.setdefault(function, package)
+    unrecognised = tuple(sorted({f"{p}.{f}" for p, f in calls if f not in _KNOWN}))
+    fallback = REFERENCE if completed and not unrecognised else UNKNOWN
+    ops = {op: next((called[n] for n in names if n in called), fallback) for op, names in KERNEL_FUNCTIONS.items()}
+    return Probe(ops, error, unrecognised, tuple(calls))
+
+
+def _tiny_model(arch: Arch, device: torch.device, dtype: torch.dtype):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from .compat import dtype_kwargs
+
+    config = AutoConfig.for_model(arch.model_type, vocab_size=64, bos_token_id=1, eos_token_id=1, pad_token_id=0,
+                                  **arch.tiny_config)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(config, **dtype_kwargs(dtype))
+    return model.to(device).eval()
+
+
+def _run_probe(arch: Arch, device: torch.device, dtype: torch.dtype, forced: bool, around=None) -> Probe:
+    """``around``: a context manager factory the generation runs inside (built after the model)."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the fallback's own warning: the header says it
+    try:
+        try:
+            model = _tiny_model(arch, device, dtype)
+            if forced:
+                _hook_reference(model, arch.kernels)
+        except Exception as exc:  # noqa: BLE001 -- any failure is a reading: unknown, with why
+            return Probe(dict.fromkeys(OPS, UNKNOWN), f"building a tiny {arch.model_type}: {_one_line(exc)}")
+        ids = torch.arange(2, 8, device=device).unsqueeze(0)
+        recorder = _Recorder()
+        error = None
+        try:
+            with (around or contextlib.nullcontext)(), recorder, torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=2,
+                               min_new_tokens=2, do_sample=False, pad_token_id=0)
+        except Exception as exc:  # noqa: BLE001
+            error = _one_line(exc)
+        return ops_from_calls(recorder.calls, completed=error is None, error=error)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_probe(key: str, device: str, dtype: torch.dtype, forced: bool) -> Probe:
+    return _run_probe(ARCHS[key], torch.device(device), dtype, forced)
+
+
+def probe(arch: Arch, device: torch.device | str = "cpu", dtype: torch.dtype | None = None,
+          forced: bool = False) -> Probe:
+    """What a tiny ``arch`` generating on ``device`` calls (cached per architecture, device and dtype).
+    ``forced``: with the suite's reference-path hooks on its mixers, as the loader applies them off CUDA."""
+    device = torch.device(device)
+    if dtype is None:
+        dtype = torch.float32
+    if arch.key not in ARCHS or ARCHS[arch.key] is not arch:  # an architecture outside the registry: no cache
+        return _run_probe(arch, device, dtype, forced)
+    return _cached_probe(arch.key, str(device), dtype, forced)
+
+
+def summarize(ops: dict[str, str]) -> str:
+    """One word for the header and tables: cuda-kernels, torch-reference, unknown, or mixed with details."""
+    values = set(ops.values())
+    if values == {REFERENCE}:
+        return REFERENCE
+    if UNKNOWN in values:
+        return UNKNOWN
+    if REFERENCE not in values:
+        return "cuda-kernels"
+    return "mixed (" + ", ".join(f"{k}={v}" for k, v in ops.items()) + ")"
+
+
+def calls_kernels_off_cuda(arch: Arch) -> bool:
+    """Whether this transformers calls the installed kernel packages for an ``arch`` model on the CPU (seen on
+    5.17 ... 5.24: the wrappers called the package for tensors on any device, which dies in a CUDA kernel; 4.x and
+    5.25 send CPU tensors to the PyTorch code themselves)."""
+    return arch.kernels is not None and probe(arch, "cpu").called_kernels
+
+
+def implementation(arch: Arch, device: torch.device | str, dtype: torch.dtype | None = None) -> str:
+    """What an ``arch`` model built by the suite's loader runs on ``device``."""
+    device = torch.device(device)
+    if device.type != "cuda" and calls_kernels_off_cuda(arch):
+        forced = probe(arch, device, dtype, forced=True)
+        return FORCED_SUMMARY if not forced.called_kernels and not forced.unknown else UNKNOWN
+    return summarize(probe(arch, device, dtype).ops)
+
+
+def unknown_reason(arch: Arch, device: torch.device | str, dtype: torch.dtype | None = None) -> str | None:
+    """Why ``implementation`` says unknown (None where it does not)."""
+    device = torch.device(device)
+    if device.type != "cuda" and calls_kernels_off_cuda(arch):
+        forced = probe(arch, device, dtype, forced=True)
+        if forced.called_kernels:
+            return "forcing the reference path off CUDA did not take: kernels still called " + ", ".join(
+                sorted({f"{p}.{f}" for p, f in forced.calls}))
+        return forced.unknown
+    return probe(arch, device, dtype).unknown
+
+
+def scan_on_reference(arch: Arch, device: torch.device | str = "cuda", dtype: torch.dtype | None = None) -> bool:
+    """The slow case worth a warning: the sequence scan itself runs the per-token PyTorch loop."""
+    return probe(arch, device, dtype).ops.get("selective_scan") == REFERENCE
+
+
+def kernels_available(arch: Arch, device: torch.device | str, dtype: torch.dtype | None = None) -> bool:
+    device = torch.device(device)
+    return device.type == "cuda" and probe(arch, device, dtype).ops.get("selective_scan") not in (REFERENCE, UNKNOWN)
+
+
+def model_implementation(model: Any, arch: Arch) -> str:
+    """What a loaded SSM runs: the reference path where the suite forced it, else what its architecture's probe
+    saw on the model's device. (Not ``model.use_kernels``: 5.25 sets it on every from_pretrained model, whatever
+    then runs.)"""
+    if getattr(model, "_ssmbench_reference_off_cuda", False):
+        return FORCED_SUMMARY
+    if model.device.type != "cuda" and calls_kernels_off_cuda(arch):
+        return NOT_FORCED
+    return summarize(probe(arch, model.device, model.dtype).ops)
+
+
+def force_reference_off_cuda(model: Any, arch: Arch) -> bool:
+    """For a model off CUDA whose transformers would call CUDA kernels for it: each mixer's forward runs inside
+    ``reference_path`` (hooks; the module is restored after every call, raising or not). True if hooked."""
+    if model.device.type == "cuda" or not calls_kernels_off_cuda(arch):
+        return False
+    _hook_reference(model, arch.kernels)
+    model._ssmbench_reference_off_cuda = True
+    return True
+
+
+def _hook_reference(model: Any, kernels: Kernels) -> None:
     mixers = [m for m in model.modules()
               if type(m).__module__ == kernels.module and type(m).__name__.endswith("Mixer")] or [model]
     for mixer in mixers:
@@ -85,8 +263,48 @@ def force_reference_off_cuda(model: Any, kernels: Kernels) -> bool:
             lambda _m, _a, active=active: active.append(reference_path(kernels).__enter__()))
         mixer.register_forward_hook(lambda _m, _a, _o, active=active: active.pop().__exit__(None, None, None),
                                     always_call=True)
-    model._ssmbench_reference_off_cuda = True
-    return True
+
+
+@functools.lru_cache(maxsize=None)
+def _verified(key: str, device: str) -> str | None:
+    arch = ARCHS[key]
+    try:
+        seen = _run_probe(arch, torch.device(device), torch.float32, forced=False,
+                          around=lambda: reference_path(arch.kernels))
+    except ReferenceUnavailable as exc:
+        return str(exc)
+    if seen.called_kernels:
+        return ("inside the suite's reference path the mixer still called " +
+                ", ".join(sorted({f"{p}.{f}" for p, f in seen.calls})))
+    return seen.unknown
+
+
+def reference_verified(arch: Arch, device: torch.device | str) -> str | None:
+    """None when ``reference_path`` really takes the kernels out of an ``arch`` forward on ``device`` (seen by
+    the probe), else why not."""
+    return _verified(arch.key, str(torch.device(device)))
+
+
+def _torch_function(obj: Any) -> Any:
+    """transformers' own PyTorch function behind a kernel entry point: through ``functools.wraps``'
+    ``__wrapped__`` (5.17's wrappers), reached through a ``kernels`` ``Func`` module's forward where the
+    wrapper is one (5.24/5.25 with ``kernels`` installed). None where the shape is not recognised."""
+    for _ in range(8):
+        if isinstance(obj, torch.nn.Module):
+            cells = getattr(type(obj).forward, "__closure__", None) or ()
+            inner = [c.cell_contents for c in cells if callable(c.cell_contents)
+                     and hasattr(c.cell_contents, "__wrapped__")]
+            if len(inner) != 1:
+                return None
+            obj = inner[0]
+            continue
+        inner = getattr(obj, "__wrapped__", None)
+        if inner is None:
+            break
+        obj = inner
+    module = getattr(obj, "__module__", "") or ""
+    return obj if callable(obj) and module.startswith("transformers") and not isinstance(obj, torch.nn.Module) \
+        else None
 
 
 def _global_regime(mod: Any, kernels: Kernels) -> bool:
@@ -97,51 +315,14 @@ def _global_regime(mod: Any, kernels: Kernels) -> bool:
             and not hasattr(mod, kernels.ops["selective_scan"]))
 
 
-def mamba_ops(device_type: str = "cuda") -> dict[str, str]:
-    """``ssm_ops`` for Mamba (v1), the reference pair's SSM: what the header reports."""
-    return ssm_ops(MAMBA, device_type)
-
-
-def summarize(ops: dict[str, str]) -> str:
-    """One word for the header and tables: cuda-kernels, torch-reference, or mixed with details."""
-    values = set(ops.values())
-    if values == {REFERENCE}:
-        return REFERENCE
-    if all(v == REFERENCE or v.endswith(FORCED_OFF_CUDA) for v in values):
-        return FORCED_SUMMARY  # the loader's models (the header): each is hooked, see model_implementation
-    if REFERENCE not in values and all(not v.endswith("CUDA)") for v in values):
-        return "cuda-kernels"
-    return "mixed (" + ", ".join(f"{k}={v}" for k, v in ops.items()) + ")"
-
-
-def scan_on_reference(ops: dict[str, str]) -> bool:
-    """The slow case worth a warning: the sequence scan itself runs the per-token PyTorch loop."""
-    return ops.get("selective_scan") == REFERENCE
-
-
-def model_implementation(model: Any, kernels: Kernels = MAMBA) -> str:
-    """What a loaded SSM runs: hub kernels when transformers' ``kernelize`` swapped them in for this model,
-    else what its modeling module resolved for the model's device."""
-    if getattr(model, "_use_kernels", False):
-        return "hub-kernels (kernelize)"
-    if getattr(model, "_ssmbench_reference_off_cuda", False):
-        return FORCED_SUMMARY
-    if model.device.type != "cuda" and kernels_called_off_cuda(kernels):
-        return "installed CUDA kernels, called for CPU tensors (not forced to the reference path: will fail)"
-    return summarize(ssm_ops(kernels, model.device.type))
-
-
-def kernels_available(device_type: str = "cuda", kernels: Kernels = MAMBA) -> bool:
-    return device_type == "cuda" and ssm_ops(kernels, "cuda").get("selective_scan") not in (REFERENCE, "unknown")
-
-
 class reference_path:
     """Context manager: the SSM runs transformers' reference PyTorch implementation even where kernels are
-    installed (wrappers, seen from 5.17: each one's original torch function; a fast-path flag: off;
-    module-level kernel functions: None). A model built inside the context may re-enable its kernels (5.x
-    loads them in the mixer's ``__init__``): build models first."""
+    installed (4.x's fast-path flag: off; module-level kernel functions: None; kernel wrappers: each one's
+    original torch function). Raises ``ReferenceUnavailable`` where the modeling module has none of these
+    shapes. A model built inside the context may re-enable its kernels (5.x loads them in the mixer's
+    ``__init__``): build models first."""
 
-    def __init__(self, kernels: Kernels = MAMBA):
+    def __init__(self, kernels: Kernels):
         self.kernels = kernels
 
     def __enter__(self):
@@ -149,18 +330,23 @@ class reference_path:
         self.saved: dict[str, Any] = {}
         flag = self.kernels.fast_path_flag
         if hasattr(self.mod, flag):
-            names = [flag]
+            replacements = {flag: False}
         elif _global_regime(self.mod, self.kernels):  # the forward takes the slow path when any is None
-            for name in self.kernels.fast_globals():
-                self.saved[name] = getattr(self.mod, name, _ABSENT)
-                setattr(self.mod, name, None)
-            return self
+            replacements = dict.fromkeys(self.kernels.fast_globals())
         else:
-            names = list(self.kernels.ops.values())
-        for name in names:
-            self.saved[name] = getattr(self.mod, name)
-            value = self.saved[name]
-            setattr(self.mod, name, False if name == flag else getattr(value, "__wrapped__", value))
+            replacements = {}
+            for name in self.kernels.ops.values():
+                value = getattr(self.mod, name, _ABSENT)
+                torch_fn = None if value is _ABSENT else _torch_function(value)
+                if torch_fn is None:
+                    raise ReferenceUnavailable(
+                        f"{self.kernels.module}.{name}: " + ("absent" if value is _ABSENT else
+                                                             f"a {type(value).__name__} the suite cannot unwrap")
+                        + " on this transformers; its reference path cannot be forced")
+                replacements[name] = torch_fn
+        for name, value in replacements.items():
+            self.saved[name] = getattr(self.mod, name, _ABSENT)
+            setattr(self.mod, name, value)
         return self
 
     def __exit__(self, *exc):
@@ -169,3 +355,36 @@ class reference_path:
                 setattr(self.mod, name, value)
             elif getattr(self.mod, name, _ABSENT) is None:  # still the None set here: a mixer built inside the
                 delattr(self.mod, name)                      # context (5.x lazy loading) set its own; keep that
+        return False
+
+
+def header_lines(archs: list[Arch], device: torch.device, dtype: torch.dtype | None = None) -> tuple[list[str],
+                                                                                                        list[str]]:
+    """The header's implementation line per SSM architecture of the run, and one warning per architecture whose
+    implementation is unknown."""
+    lines, warns = [], []
+    for arch in archs:
+        if arch.kernels is None or arch.unsupported():
+            continue
+        try:
+            said = implementation(arch, device, dtype)
+            why = unknown_reason(arch, device, dtype) if said == UNKNOWN else None
+        except Exception as exc:  # noqa: BLE001 -- the header never stops a run
+            said, why = UNKNOWN, _one_line(exc)
+        lines.append(f"ssmbench: {arch.key} implementation {said}")
+        if why:
+            warns.append(f"ssmbench: WARNING: cannot tell which implementation {arch.key} runs on this transformers "
+                         f"({why}); its figures are labelled {UNKNOWN}")
+    return lines, warns
+
+
+def run_implementation(archs: list[Arch], device: torch.device, dtype: torch.dtype | None = None) -> str:
+    """One word for a run's results metadata: the implementation of the run's SSMs (Mamba's, the reference
+    pair's, where it is in the run), '-' where the run has none."""
+    ssms = [a for a in archs if a.kernels is not None and not a.unsupported()]
+    ssms.sort(key=lambda a: a.key != "mamba")
+    if not ssms:
+        return "-"
+    with contextlib.suppress(Exception):
+        return implementation(ssms[0], device, dtype)
+    return UNKNOWN

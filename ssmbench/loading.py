@@ -211,7 +211,7 @@ def load(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> LoadedMod
     if spec.arch.kernels is not None:
         from . import impl
 
-        impl.force_reference_off_cuda(model, spec.arch.kernels)
+        impl.force_reference_off_cuda(model, spec.arch)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return LoadedModel(spec, model, tokenizer, device, dtype, time.perf_counter() - start)

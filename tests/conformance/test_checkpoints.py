@@ -82,7 +82,7 @@ def on_cpu_reference(lm, model):
     """A model built here, not by the suite's loader: off CUDA, its mixers on the reference path as the loader
     does (transformers' wrappers would call installed CUDA kernels for CPU tensors)."""
     if lm.spec.arch.kernels is not None:
-        impl.force_reference_off_cuda(model, lm.spec.arch.kernels)
+        impl.force_reference_off_cuda(model, lm.spec.arch)
     return model
 
 

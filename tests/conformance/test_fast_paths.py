@@ -27,18 +27,25 @@ def _greedy(lm, prompt, **kwargs):
 @pytest.mark.family("ssm", "hybrid")
 @pytest.mark.needs("kernels")
 def test_kernels_match_reference_path(lm, request):
-    kernels = lm.spec.arch.kernels
+    arch = lm.spec.arch
     xfail_known(request, lm, "mamba2-grouped-ssd")  # the kernels group correctly, the torch path did not
-    if not impl.kernels_available(lm.device.type, kernels):
-        pytest.skip(f"{lm.name}: transformers resolved no CUDA kernels in {kernels.module} here "
-                    f"({impl.model_implementation(lm.model, kernels)}, device {lm.device.type}); install mamba-ssm")
+    if not impl.kernels_available(arch, lm.device):
+        pytest.skip(f"{lm.name}: no CUDA kernels run for {arch.model_type} here "
+                    f"({impl.model_implementation(lm.model, arch)}, device {lm.device.type}); install mamba-ssm")
+    unforced = impl.reference_verified(arch, lm.device)
+    if unforced:
+        pytest.skip(f"{lm.name}: the reference path cannot be forced on this transformers: {unforced}")
     enc = lm.encode(PROMPTS[:2])
     with torch.no_grad():
-        fast_logits = lm.model(**enc).logits
-        fast = _greedy(lm, PROMPTS[0])
-        with impl.reference_path(kernels):
+        with impl.record_kernel_calls() as fast_calls:
+            fast_logits = lm.model(**enc).logits
+            fast = _greedy(lm, PROMPTS[0])
+        with impl.reference_path(arch.kernels), impl.record_kernel_calls() as ref_calls:
             ref_logits = lm.model(**enc).logits
             ref = _greedy(lm, PROMPTS[0])
+    # The comparison has power only if the two sides ran different code: kernels on one, none on the other.
+    assert fast_calls.calls, f"{lm.name}: no kernel function was called on the kernel side"
+    assert not ref_calls.calls, f"{lm.name}: kernels still called on the reference side: {sorted(set(ref_calls.calls))}"
     assert_logits_close(f"{lm.name}: prefill logits, kernels vs reference loop", fast_logits, ref_logits, lm.dtype,
                         lm.noise_floor)
     plen = lm.encode(PROMPTS[0])["input_ids"].shape[1]
