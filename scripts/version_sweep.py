@@ -5,11 +5,15 @@ No new virtual environment per release; torch and everything else come from this
 
     python scripts/version_sweep.py 4.46.3 4.52.4 5.0.0          # these releases
     python scripts/version_sweep.py --spread 16                  # 16 releases across the supported range
+    python scripts/version_sweep.py --all-minors --pre           # every minor's last patch, and a pre-release
     python scripts/version_sweep.py --spread 16 -- -k cache      # pytest arguments after --
+    python scripts/version_sweep.py --table docs/version-sweep.json --readme README.md   # the README's table
 
 Prints, per release: version | passed | failed | xfailed | skipped | seconds | what failed (and errors while
-installing or importing, as a row of their own: the sweep goes on), then writes the rows as JSON (--json).
-Folders are kept under --root (default .versions/, ignored by git) and reused by later sweeps.
+installing or importing, as a row of their own: the sweep goes on), then writes the rows as JSON (--json), with
+the commit the suite ran at. ``--readme`` rewrites the README's table (between its version-sweep markers) from
+that JSON: the table is never edited by hand. Folders are kept under --root (default .versions/, ignored by
+git) and reused by later sweeps.
 """
 
 from __future__ import annotations
@@ -38,9 +42,10 @@ def pip(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, check=False)
 
 
-def releases() -> list[Version]:
-    """Every final transformers release from OLDEST on, as the package index lists them."""
-    out = pip("index", "versions", "transformers")
+def releases(pre: bool = False) -> list[Version]:
+    """Every final transformers release from OLDEST on, as the package index lists them (``pre``: and every
+    pre-release)."""
+    out = pip("index", "versions", "transformers", *(["--pre"] if pre else []))
     found = re.search(r"Available versions: (.*)", out.stdout)
     if out.returncode or not found:
         raise SystemExit(f"could not list transformers releases: {out.stderr.strip() or out.stdout.strip()}")
@@ -50,9 +55,23 @@ def releases() -> list[Version]:
             v = Version(text.strip())
         except InvalidVersion:
             continue
-        if not v.is_prerelease and v >= OLDEST:
+        if (pre or not v.is_prerelease) and v >= OLDEST:
             versions.append(v)
     return sorted(versions)
+
+
+def newest_prerelease(versions: list[Version]) -> Version | None:
+    """The newest pre-release, where it is newer than every final release (else None: nothing to see early)."""
+    finals = [v for v in versions if not v.is_prerelease]
+    pres = [v for v in versions if v.is_prerelease]
+    if not pres or (finals and max(pres) < max(finals)):
+        return None
+    return max(pres)
+
+
+def all_minors(versions: list[Version]) -> list[Version]:
+    """The newest patch of every minor release."""
+    return spread([v for v in versions if not v.is_prerelease], 10**6)
 
 
 def spread(versions: list[Version], count: int) -> list[Version]:
@@ -175,10 +194,54 @@ def junit_counts(xml: Path) -> dict:
     return counts
 
 
+MARK_BEGIN, MARK_END = "<!-- version-sweep table: begin -->", "<!-- version-sweep table: end -->"
+
+
+def commit() -> str:
+    """The commit the suite runs at (with '+changes' where the work tree differs from it)."""
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          check=False)
+    if head.returncode:
+        return "unknown"
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, check=False)
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
+def render_table(sweep: dict) -> str:
+    """The README's table from a sweep's JSON: the commit and date, then a row per release."""
+    rows = sweep["rows"]
+    lines = [f"Run at commit {sweep['commit']} on {sweep['date']} ({sweep['where']}; `{sweep['command']}`): "
+             f"{len(rows)} releases, {sum(1 for r in rows if 'error' not in r and not r['failed'])} with no failure.",
+             "", "| transformers | passed | failed | xfailed | skipped | seconds |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['version']} | - | could not run | - | - | - |")
+        else:
+            lines.append(f"| {r['version']} | {r['passed']} | {r['failed']} | {r['xfailed']} | {r['skipped']} | "
+                         f"{r['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def write_readme(readme: Path, sweep: dict) -> None:
+    text = readme.read_text()
+    if text.count(MARK_BEGIN) != 1 or text.count(MARK_END) != 1:
+        raise SystemExit(f"{readme}: needs exactly one {MARK_BEGIN!r} and one {MARK_END!r} line around the table")
+    head, rest = text.split(MARK_BEGIN)
+    _, tail = rest.split(MARK_END)
+    readme.write_text(f"{head}{MARK_BEGIN}\n{render_table(sweep)}\n{MARK_END}{tail}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("versions", nargs="*", help="releases to run (default: --spread)")
     parser.add_argument("--spread", type=int, default=None, help="this many releases across the supported range")
+    parser.add_argument("--all-minors", action="store_true", help="the newest patch of every minor release")
+    parser.add_argument("--pre", action="store_true", help="and the newest pre-release, where one is newer")
+    parser.add_argument("--table", type=Path, default=None, metavar="JSON",
+                        help="run nothing: print (or with --readme, write) the table of this sweep's JSON")
+    parser.add_argument("--readme", type=Path, default=None, help="rewrite this README's table from the JSON")
     parser.add_argument("--root", type=Path, default=ROOT / ".versions", help="where the releases are installed")
     parser.add_argument("--json", type=Path, default=None, help="write the rows here")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds one release's run may take")
@@ -186,16 +249,43 @@ def main() -> None:
     cut = argv.index("--") if "--" in argv else len(argv)  # after "--": pytest's (argparse would take them as versions)
     args = parser.parse_args(argv[:cut])
     pytest_args = argv[cut + 1:]
+    if args.table is not None:
+        try:
+            sweep = json.loads(args.table.read_text())
+            table = render_table(sweep)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            parser.error(f"--table {args.table}: not a sweep's JSON ({type(exc).__name__}: {exc})")
+        if args.readme:
+            write_readme(args.readme, sweep)
+            print(f"{args.readme}: table written from {args.table}")
+        else:
+            print(table)
+        return
     if args.spread is not None and args.spread < 2:
         parser.error(f"--spread wants at least 2 releases (the oldest and the newest), got {args.spread}")
     if args.versions:
-        versions = [Version(v) for v in args.versions]
+        try:
+            versions = [Version(v) for v in args.versions]
+        except InvalidVersion as exc:
+            parser.error(str(exc))
     else:
-        versions = spread(releases(), args.spread if args.spread is not None else 16)
+        listed = releases(pre=args.pre)
+        versions = all_minors(listed) if args.all_minors else spread(
+            [v for v in listed if not v.is_prerelease], args.spread if args.spread is not None else 16)
+        if args.pre and (pre := newest_prerelease(listed)) is not None:
+            versions.append(pre)
+    import datetime
+    import platform
+
+    import torch
+
+    sweep = {"commit": commit(), "date": datetime.date.today().isoformat(),
+             "where": f"CPU, tiny models, torch {torch.__version__}, Python {platform.python_version()}",
+             "command": "python scripts/version_sweep.py " + " ".join(sys.argv[1:]), "rows": []}
     args.root.mkdir(parents=True, exist_ok=True)
     logs = args.root / "logs"
     logs.mkdir(exist_ok=True)
-    rows = []
+    rows = sweep["rows"]
     print("| transformers | passed | failed | xfailed | skipped | seconds | what failed |", flush=True)
     print("| --- | --- | --- | --- | --- | --- | --- |", flush=True)
     for version in versions:
@@ -211,7 +301,9 @@ def main() -> None:
             print(f"| {version} | {row['passed']} | {row['failed']} | {row['xfailed']} | {row['skipped']} | "
                   f"{row['seconds']:.0f} | {failed} |", flush=True)
         if args.json:
-            args.json.write_text(json.dumps(rows, indent=1) + "\n")  # after every release: nothing run is lost
+            args.json.write_text(json.dumps(sweep, indent=1) + "\n")  # after every release: nothing run is lost
+    if args.readme:
+        write_readme(args.readme, sweep)
     sys.exit(1 if any("error" in r or r["failed"] for r in rows) else 0)
 
 
