@@ -152,7 +152,7 @@ def _version(text: str) -> Version | None:
 def run_quick(version: Version, folder: Path, pytest_args: list[str], logs: Path, timeout_s: float) -> dict:
     """The quick tier against ``folder``: counts from pytest's JUnit XML, and the failed tests' ids."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env["PYTHONPATH"] = str(folder)
+    env["PYTHONPATH"] = os.pathsep.join((str(folder), str(ROOT)))  # this checkout's suite, whatever is installed
     seen = subprocess.run([sys.executable, "-c", "import transformers; print(transformers.__version__)"],
                           env=env, capture_output=True, text=True, check=False)
     if seen.returncode or _version(seen.stdout.strip()) != version:
