@@ -27,6 +27,40 @@ memory_key = pytest.StashKey[list]()
 uncompared_key = pytest.StashKey[list]()  # this run's benchmarks no compared baseline holds
 
 
+STATS = ("min", "max", "mean", "stddev", "median", "iqr", "q1", "q3", "ops", "total", "iqr_outliers",
+         "stddev_outliers", "outliers", "ld15iqr", "hd15iqr", "rounds", "iterations")
+
+
+def invalid_baseline(data: dict) -> str | None:
+    """Why a pytest-benchmark file cannot be compared against (None: it can): each benchmark named, each of its
+    statistics a finite number not below zero, and the figures the suite gates on (extra_info) finite numbers
+    too. A NaN median passed a run 1.64x slower; a string ended in a TypeError after the sweep."""
+    import math
+
+    for i, bench in enumerate(data.get("benchmarks", [])):
+        if not isinstance(bench, dict) or not isinstance(bench.get("fullname"), str) \
+                or not isinstance(bench.get("stats"), dict):
+            return f"benchmark {i}: not a benchmark (no fullname or stats)"
+        for key in STATS:
+            value = bench["stats"].get(key)
+            if key in ("median", "mean", "min", "max") and value is None:
+                return f"{bench['fullname']}: stats.{key} missing"
+            if value is None or key in ("outliers",):
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value < 0:
+                return f"{bench['fullname']}: stats.{key} is {value!r}, not a finite number >= 0"
+        info = bench.get("extra_info") or {}
+        if not isinstance(info, dict):
+            return f"{bench['fullname']}: extra_info is not an object"
+        for key in (*MEMORY_FIELDS, "decode_s_per_token"):
+            value = info.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value)):
+                return f"{bench['fullname']}: extra_info.{key} is {value!r}, not a finite number"
+    return None
+
+
 def configure(config: pytest.Config) -> None:
     """Before pytest-benchmark loads the baselines to compare against: a file it cannot parse would crash
     it, so read them here first; on a bad one compare nothing, but still run and save this run."""
@@ -56,6 +90,8 @@ def configure(config: pytest.Config) -> None:
             if not isinstance(data["machine_info"], dict) or not isinstance(data["benchmarks"], list):
                 raise ValueError("not a pytest-benchmark file ('machine_info' is not a mapping or 'benchmarks' "
                                  "not a list)")
+            if why := invalid_baseline(data):
+                raise ValueError(why)
         except (OSError, ValueError) as exc:
             config.stash[refusals_key].append(f"baseline file {path} is unreadable: {type(exc).__name__}: {exc}")
     if config.stash[refusals_key]:

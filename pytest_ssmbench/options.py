@@ -12,9 +12,9 @@ from typing import Any, Callable
 
 import pytest
 
-from ssmbench.bench import BACKENDS
-from ssmbench.loading import DTYPE_CHOICES
-from ssmbench.registry import ARCHS, MODEL_SETS
+from ssmbench.names import BACKENDS, DTYPE_CHOICES, MODEL_SETS, arch_keys
+
+ARCHS = arch_keys()  # the names only: no torch here (the entry point registers these options in every run)
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
@@ -59,7 +59,7 @@ def arch_list(value: str) -> list[str]:
     if not keys or unknown:
         raise argparse.ArgumentTypeError(f"unknown architecture(s) {', '.join(unknown) or repr(value)}; "
                                          f"valid: {', '.join(ARCHS)}")
-    return keys
+    return list(dict.fromkeys(keys))  # a key given twice runs once
 
 
 def rounds(value: str) -> int | str:
@@ -86,6 +86,13 @@ def _positive(what: str) -> Callable[[str], float]:
 
 
 percent, seconds = _positive("a percentage"), _positive("a number of seconds")
+
+
+def path_arg(value: str) -> str:
+    """A path to write: ``~`` expanded here (so the path checked is the path written), an empty one refused."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("an empty path: name a file or folder")
+    return os.path.expanduser(value)
 
 
 def choice(*valid: str) -> Callable[[str], str]:
@@ -138,9 +145,9 @@ OPTIONS: dict[str, tuple[tuple[str, ...], Callable[[str], Any] | None, Any, str 
                      "flags points whose rounds or steps spread wider. Default: 5"),
     "bench_max_time": (("--bench-max-time",), seconds, 60.0, None, "S",
                        "--bench-rounds auto: at most this many seconds of rounds per point. Default: 60"),
-    "results_file": (("--ssm-results-file", "--results-file"), None, ".benchmarks/ssmbench-points.json",
+    "results_file": (("--ssm-results-file", "--results-file"), path_arg, ".benchmarks/ssmbench-points.json",
                      "ssm_results_file", "PATH", "every measured point, rewritten atomically after each one"),
-    "scaling_report": (("--scaling-report",), None, None, None, "DIR",
+    "scaling_report": (("--scaling-report",), path_arg, None, None, "DIR",
                        "write PNG plots and a markdown summary of the sweep to DIR"),
     "memory_compare_fail": (("--memory-compare-fail",), percent, 10.0, "ssm_memory_compare_fail", "PCT",
                             "with --benchmark-compare: fail when a point's peak memory grew by more than PCT %% over "
@@ -170,7 +177,11 @@ OPTIONS: dict[str, tuple[tuple[str, ...], Callable[[str], Any] | None, Any, str 
 
 
 def add_options(parser: pytest.Parser) -> None:
+    """The suite's options, once (the entry point and, in a checkout where it is not installed, the plugin both
+    call this)."""
     group = parser.getgroup("ssmbench", "Mamba vs Transformer conformance and benchmarks")
+    if any("--ssm-models" in opt.names() for opt in group.options):
+        return
     for dest, (names, kind, _, ini, metavar, text) in OPTIONS.items():
         aliases = f" (old name {', '.join(names[1:])}: kept for one release)" if len(names) > 1 else ""
         group.addoption(*names, dest=dest, type=kind, default=None, metavar=metavar, help=text + aliases)
@@ -229,13 +240,23 @@ def check_values(config: pytest.Config) -> None:
 
 def check_outputs(config: pytest.Config) -> None:
     """Output paths checked before anything is measured: a results file or report folder that cannot be
-    written is a usage error now, not a failure after every point."""
+    written, or must not be (a device node, a FIFO, a link, a file that is not a points file, a folder of the
+    user's), is a usage error now, not a failure -- or a loss -- after every point."""
+    from ssmbench.results import check_results_path
+    from ssmbench.safeio import check_report_folder
+
     for dest, kind in (("results_file", "file"), ("scaling_report", "folder")):
-        ini = OPTIONS[dest][3]
-        if config.getoption(dest, None) is None and not (ini and config.getini(ini)):
-            continue  # the default (.benchmarks/ under the working directory) is made when first written
         value = get(config, dest)
-        if value:
-            why = _writable(Path(value).expanduser().absolute(), kind)
-            if why:
-                raise pytest.UsageError(f"{OPTIONS[dest][0][0]} {value}: {why}")
+        if not value:
+            continue
+        path = Path(value).absolute()
+        why = _writable(path, kind) or (check_results_path(path) if kind == "file" else
+                                        check_report_folder(path, "scaling report"))
+        if why:
+            raise pytest.UsageError(f"{OPTIONS[dest][0][0]} {value}: {why}")
+    if get(config, "scaling_report"):
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError as exc:
+            raise pytest.UsageError(f"--scaling-report needs matplotlib, which does not import here ({exc}): "
+                                    "pip install matplotlib, or leave the option out") from None

@@ -1,6 +1,8 @@
-"""The suite's pytest plugin, registered as the ``pytest11`` entry point ``ssmbench`` (``pip install -e .``;
-a bare checkout loads it from the root conftest.py). Every hook the suite implements is defined here, once,
-and calls the concern's module in a fixed order."""
+"""The suite's pytest plugin. Installed, pytest loads only its on-switch (``entry.py``, the ``pytest11`` entry
+point ``ssmbench``), which registers this module where a project turns it on (``ssmbench = true`` in its ini
+file, as the suite's pytest.ini has) or ``-p pytest_ssmbench.plugin`` asks for it; a bare checkout loads it from
+the root conftest.py. Every hook the suite implements is defined here, once, and calls the concern's module in a
+fixed order."""
 
 from __future__ import annotations
 
@@ -32,6 +34,9 @@ MARKERS = (
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    from .entry import INI, INI_HELP
+
+    parser.addini(INI, type="bool", default=False, help=INI_HELP)  # where the entry point is not installed
     options.add_options(parser)
 
 
@@ -62,6 +67,10 @@ def pytest_configure(config: pytest.Config) -> None:
     foreign = foreign_code(config.rootpath)
     if foreign:
         raise pytest.UsageError(foreign)
+    if not config.pluginmanager.hasplugin("benchmark"):
+        raise pytest.UsageError("the ssmbench suite measures through pytest-benchmark, which is not active in this "
+                                "run (-p no:benchmark, or not installed): drop -p no:benchmark, or pip install "
+                                "pytest-benchmark")
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
     settings.configure(config)  # first: pins an xdist worker's GPU before anything touches CUDA
@@ -117,10 +126,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
                                     "already written stay written)", red=True)
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-benchmark's hooks: absent with -p no:benchmark (refused above)
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     baselines.update_machine_info(config, machine_info)
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_compare_machine_info(config: pytest.Config, benchmarksession, machine_info: dict,
                                           compared_benchmark: dict) -> None:
     baselines.compare_machine_info(config, benchmarksession, machine_info, compared_benchmark)

@@ -45,6 +45,7 @@ def configure(config: pytest.Config) -> None:
     except gpus.PinningError as exc:
         raise pytest.UsageError(str(exc)) from None
     device = _device(device_choice)
+    _use_tests_tiny_checkpoints(config.rootpath)
     if device.type == "cpu":
         from .xdist import cpu_threads
 
@@ -68,6 +69,16 @@ def configure(config: pytest.Config) -> None:
     # stays.
     if options.get(config, "ssm_dtype") in ("auto", "float32"):
         os.environ.setdefault("TRITON_F32_DEFAULT", "ieee")
+
+
+def _use_tests_tiny_checkpoints(rootpath) -> None:
+    """The embedded tiny checkpoints: the checkout's, where the suite runs from one; installed from a wheel
+    (site-packages holds no fixtures/), those beside the test tree pytest runs."""
+    from ssmbench.archs import base
+
+    here = rootpath / "fixtures" / "tiny"
+    if not base.TINY_DIR.is_dir() and here.is_dir():
+        base.TINY_DIR = here
 
 
 def settings(config: pytest.Config) -> RunSettings:

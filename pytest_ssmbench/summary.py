@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ssmbench import impl, results
+from ssmbench.safeio import UnsafeOutput, printable
 
 from . import baselines, benchmark_adapter, options
 from .settings import nothing_checked, settings
@@ -20,7 +21,7 @@ def write_report(tr, store: results.ResultStore, folder: Path) -> None:
     try:
         for path in results.write_report(store, folder):
             tr.write_line(f"scaling report: {path}")
-    except OSError as exc:  # the summary above stands; the points file has every point
+    except (OSError, UnsafeOutput) as exc:  # the summary above stands; the points file has every point
         tr.write_line(f"scaling report not written to {folder}: {type(exc).__name__}: {exc}", red=True)
 
 
@@ -37,10 +38,14 @@ def write(terminalreporter, config: pytest.Config) -> None:
         tr.write_line(f"device {b.profile.name}: peak bandwidth {bandwidth}, bf16 peak {flops}")
         for line in results.summary_lines(b.store):
             tr.write_line(line)
-        if b.store.moved_to:
+        if b.store.write_error:
+            tr.write_line(f"points NOT written to {printable(b.store.moved_to or b.store.path)}: "
+                          f"{printable(b.store.write_error)}; the {len(b.store.points)} points of this run are in this "
+                          "summary only", red=True, bold=True)
+        elif b.store.written_to and b.store.moved_to:
             tr.write_line(f"points written to {b.store.moved_to}: another run took {b.store.path} meanwhile",
                           yellow=True)
-        elif b.store.path:
+        elif b.store.written_to:
             tr.write_line(f"points written to {b.store.path}")
         if b.store.replaced:
             count, backup = b.store.replaced

@@ -9,30 +9,58 @@ measured one, and labelled so. --project KEY adds such a device by its key.
 """
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ssmbench import devices  # noqa: E402
-from ssmbench.fleet import FleetError, build, render  # noqa: E402
+from ssmbench.fleet import FleetError, build, points_files, render  # noqa: E402
+from ssmbench.safeio import atomic_write_text, printable  # noqa: E402
+
+
+def percent(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite percentage >= 0, got {value!r}")
+    return number
+
+
+def inputs(paths: list[Path]) -> set[Path]:
+    """Every file the page is made from (a folder's points files), resolved."""
+    found = set()
+    for path in paths:
+        try:
+            found.update(f.resolve() for f in points_files(path))
+        except FleetError:
+            pass
+    return found
+
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", type=Path, help="baseline folders or results files")
     parser.add_argument("--project", action="append", default=[], choices=[p.key for p in devices.PROFILES],
                         help="a device to project from the first measured one (repeatable)")
-    parser.add_argument("--disagree", type=float, default=25.0,
+    parser.add_argument("--disagree", type=percent, default=25.0,
                         help="flag rows where two measured devices' figure/floor ratios differ by more (per cent)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="the HTML page to write")
     args = parser.parse_args()
+    if args.output.is_dir():
+        parser.error(f"-o {args.output} is a folder: name the HTML file to write")
+    if args.output.resolve() in inputs(args.paths):
+        parser.error(f"-o {args.output} is one of the points files the page is made from: it would be replaced")
     try:
         fleet = build(args.paths, args.project)
         page = render(fleet, args.disagree)
     except (FleetError, OSError) as exc:
         parser.error(str(exc))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.output.with_suffix(".tmp")
-    tmp.write_text(page)
-    tmp.replace(args.output)
-    print(f"{args.output}: {', '.join(d.label for d in fleet)} ({len(page) / 1e3:.0f} kB)")
+    try:
+        atomic_write_text(args.output, page)  # a temporary file of its own, renamed over the page
+    except OSError as exc:
+        parser.error(f"cannot write {args.output}: {type(exc).__name__}: {exc}")
+    print(printable(f"{args.output}: {', '.join(d.label for d in fleet)} ({len(page) / 1e3:.0f} kB)"))

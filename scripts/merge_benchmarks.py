@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pytest_ssmbench.baselines import MUST_MATCH  # noqa: E402
+from pytest_ssmbench.baselines import MUST_MATCH, invalid_baseline  # noqa: E402
+from ssmbench.safeio import atomic_write_text  # noqa: E402
 
 # the fields a baseline must share with a run comparing against it, and the software behind the figures
 SAME = (*MUST_MATCH, "torch", "transformers", "mamba_impl")
@@ -45,7 +47,7 @@ def merge(files: list[tuple[Path, dict]]) -> dict:
         models += [m for m in str(data["machine_info"].get("models", "")).split(",") if m and m not in models]
     out["benchmarks"] = benchmarks
     out["machine_info"]["models"] = ",".join(models)
-    out["commit_info"]["merged_from"] = [
+    out.setdefault("commit_info", {})["merged_from"] = [
         {"file": str(path), "commit": data.get("commit_info", {}).get("id"), "datetime": data.get("datetime")}
         for path, data in files]
     return out
@@ -56,8 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="the merged file to write (must not exist)")
     parser.add_argument("files", type=Path, nargs="+", help="pytest-benchmark files (--benchmark-save's)")
     args = parser.parse_args(argv)
-    if args.out.exists():
-        parser.error(f"{args.out} exists: nothing is overwritten (remove it first)")
+    if args.out.exists() or args.out.is_symlink():
+        parser.error(f"{args.out} exists{' (a link)' if args.out.is_symlink() else ''}: nothing is overwritten "
+                     "(remove it first)")
     number = re.match(r"(\d{4})_", args.out.name)
     clash = sorted(f.name for f in args.out.parent.glob(f"{number.group(1)}_*.json")) if number else []
     if clash:  # --benchmark-compare=NNNN would compare against both
@@ -70,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list) \
                     or not isinstance(data.get("machine_info"), dict):
                 raise ValueError("not a pytest-benchmark file (no 'benchmarks' list or 'machine_info')")
+            if why := invalid_baseline(data):
+                raise ValueError(why)
         except (OSError, ValueError) as exc:
             parser.error(f"{path}: {type(exc).__name__}: {exc}")
         files.append((path, data))
@@ -79,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     try:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(merged, indent=4))
+        os.close(os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666))  # claimed
+        atomic_write_text(args.out, json.dumps(merged, indent=4))
     except OSError as exc:
         parser.error(f"cannot write {args.out}: {type(exc).__name__}: {exc}")
     print(f"{args.out}: {len(merged['benchmarks'])} benchmarks of {merged['machine_info']['models']} from "

@@ -40,6 +40,12 @@ if __name__ == "__main__":
         return found
 
     store = read(args.points, ("decode",), "decode")
+    from ssmbench.registry import ARCHS
+
+    unknown = sorted({p.arch for p in store.points if p.kind == "decode" and p.ok and p.arch not in ARCHS})
+    if unknown:
+        parser.error(f"{args.points}: architecture(s) {', '.join(map(repr, unknown))} unknown to this suite "
+                     f"(known: {', '.join(ARCHS)}); their cache cannot be projected")
     measured = read(args.throughput, ("throughput",), "throughput") if args.throughput is not None else None
     meta = store.meta
     print(f"# {profile.name}: roofline projections (not measurements)\n")
@@ -60,7 +66,6 @@ if __name__ == "__main__":
 
     from ssmbench.cache import expected_cache_bytes
     from ssmbench.devices import throughput_projection
-    from ssmbench.registry import ARCHS
 
     prompt, new = 2048, 128
     models = []

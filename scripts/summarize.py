@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ssmbench.point import SCHEMA_VERSION  # noqa: E402
 from ssmbench.results import ResultStore, summary_lines, write_report  # noqa: E402
+from ssmbench.safeio import UnsafeOutput, atomic_write_text, check_report_folder, printable  # noqa: E402
 
 
 def _identity(p) -> tuple:
@@ -66,8 +67,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="also write the merged points to FILE (a results file naming the files it merged: one "
                              "baseline of a sweep split over sessions)")
     args = parser.parse_args(argv)
-    if args.write is not None and args.write.exists():
-        parser.error(f"{args.write} exists: nothing is overwritten (remove it first)")
+    if args.write is not None and (args.write.exists() or args.write.is_symlink()):
+        parser.error(f"{args.write} exists{' (a link)' if args.write.is_symlink() else ''}: nothing is overwritten "
+                     "(remove it first)")
+    if args.report is not None and (why := check_report_folder(args.report)):
+        parser.error(f"--report {args.report}: {why}")
     stores = []
     for path in args.points:
         if not path.is_file():
@@ -89,14 +93,15 @@ def main(argv: list[str] | None = None) -> int:
         meta = dict(store.meta) | {"merged_from": [str(path) for path, _ in stores]}
         try:
             args.write.parent.mkdir(parents=True, exist_ok=True)
-            args.write.write_text(json.dumps({"schema": SCHEMA_VERSION, "run": "merged", "meta": meta,
-                                              "points": [p.to_json() for p in store.points]}, indent=1))
+            os.close(os.open(args.write, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666))  # claimed
+            atomic_write_text(args.write, json.dumps({"schema": SCHEMA_VERSION, "run": "merged", "meta": meta,
+                                                      "points": [p.to_json() for p in store.points]}, indent=1))
         except OSError as exc:
             parser.error(f"merged points not written to {args.write}: {type(exc).__name__}: {exc}")
         written = f"merged points: {args.write}"
     try:
         for line in summary_lines(store):
-            print(line)
+            print(printable(line))
     except BrokenPipeError:  # its reader is gone (| head): the files below are still written
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what its buffer holds, discarded
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- the rest of the prints, for the process's life
@@ -106,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for path in write_report(store, args.report):
                 print(f"scaling report: {path}")
-        except OSError as exc:  # the summary above stands
+        except (OSError, UnsafeOutput) as exc:  # the summary above stands
             parser.error(f"scaling report not written to {args.report}: {type(exc).__name__}: {exc}")
     return 0
 

@@ -118,6 +118,27 @@ def _missing(folder: Path) -> list[str]:
     return sorted(set(wanted))
 
 
+def _broken_outside(folder: Path) -> list[str]:
+    """Distributions of this environment that ``folder`` breaks by shadowing what they need (this environment's
+    ``kernels``, which 5.25 requires, wants a huggingface_hub that 4.52's folder pins below): a user of that
+    release would have a version of them that fits, so the sweep installs one into the folder too."""
+    here = _installed(folder)
+    broken = []
+    for dist in metadata.distributions():
+        name = _norm(dist.metadata["Name"] or "")
+        if not name or name in here:
+            continue
+        for text in dist.requires or []:
+            req = Requirement(text)
+            if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+                continue
+            version = here.get(_norm(req.name))
+            if version is not None and not req.specifier.contains(version, prereleases=True):
+                broken.append(dist.metadata["Name"])
+                break
+    return sorted(set(broken))
+
+
 def install(version: Version, root: Path) -> Path:
     """``root/transformers-VERSION``, made once: the release and, level by level, what it needs that this
     environment lacks."""
@@ -136,6 +157,13 @@ def install(version: Version, root: Path) -> Path:
             break
     else:
         raise RuntimeError(f"requirements still missing after 6 rounds: {todo}")
+    broken = _broken_outside(partial)
+    if broken:  # a version of each that fits the release's pins, resolved by pip with those pins held
+        pins = [f"{k}=={v}" for k, v in sorted(_installed(partial).items())]
+        out = pip("install", "-q", "--upgrade", "--no-compile", "--target", str(partial), *broken, *pins)
+        if out.returncode:
+            raise RuntimeError(f"{', '.join(broken)} of this environment do not fit transformers {version}'s "
+                               f"requirements, and no version that does installs: {(out.stderr or out.stdout)[-400:]}")
     (partial / ".complete").write_text(" ".join(f"{k}=={v}" for k, v in sorted(_installed(partial).items())))
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)

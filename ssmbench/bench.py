@@ -174,7 +174,8 @@ BACKEND_KWARGS = {
     # A static cache makes transformers compile the decode step (torch.compile, CUDA graphs) on a GPU.
     "compiled": {"cache_implementation": "static"},
 }
-BACKENDS = ("eager", "compiled", "graphed", "native")
+from .names import BACKENDS  # noqa: E402,F401  (re-exported)
+
 # How each backend decodes, as recorded in a point's ``decode_path`` (transformers' two: ssmbench.point).
 SUITE_GRAPH = "suite CUDA graph of the one-token step"
 NATIVE = native.NATIVE  # mamba-ssm's own model on the same weights, its CUDA graph

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import html
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 from . import devices
 from .point import Point
 from .results import ResultStore
+from .safeio import htm
 
 FIGURES = {  # kind -> (title, unit, scale)
     "prefill": ("time to first token", "ms", 1e3),
@@ -222,7 +222,7 @@ def names(fleet: list[Device]) -> list[str]:
 
 def render(fleet: list[Device], disagree: float = 25.0) -> str:
     """The page: devices, then per figure, model and backend a plot and a table."""
-    e = html.escape
+    e = htm
     if not any(rows(fleet, kind) for kind in FIGURES):
         raise FleetError("no prefill or decode points at batch 1 in " + ", ".join(d.source for d in fleet)
                          + ": nothing to put side by side")
@@ -279,7 +279,7 @@ def render(fleet: list[Device], disagree: float = 25.0) -> str:
                         tds.append(f"<td{cls}>{_fmt(c.floor, scale, 3)}</td><td{cls}>"
                                    f"{'n/a' if c.ratio is None else f'{c.ratio:.1f}'}</td>")
                 note = "; ".join(f"{short[i]} vs {short[j]}: ratios {d:.0f} % apart" for i, j, d in flags)
-                parts.append(f"<tr{' class=flag' if flags else ''}><td>{key[3]}</td>{''.join(tds)}"
+                parts.append(f"<tr{' class=flag' if flags else ''}><td>{e(key[3])}</td>{''.join(tds)}"
                              f"<td>{e(note)}</td></tr>")
             parts.append("</table>")
     parts.append(f"<p id='summary'>{flagged} row(s) flagged.</p>" if measured > 1 else

@@ -13,10 +13,11 @@ from typing import Any
 import torch
 
 from .compat import dtype_kwargs
+from .names import DTYPE_CHOICES, DTYPE_NAMES  # noqa: F401  (DTYPE_CHOICES re-exported)
 from .registry import ModelSpec
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-DTYPE_CHOICES = ("auto", *DTYPES)
+assert tuple(DTYPES) == DTYPE_NAMES
 
 
 def resolve_dtype(name: str, spec: ModelSpec, purpose: str = "conformance") -> torch.dtype:

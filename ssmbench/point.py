@@ -7,6 +7,7 @@ version 1 (the first files, flat) still reads. pytest-benchmark's ``extra_info``
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -174,7 +175,69 @@ class Point:
         parts = {name: kind(**_known(kind, data.pop(name, None) or {}, name)) for name, kind in PARTS.items()}
         calibration = data.pop("calibration", None)
         calibration = Calibration(**_known(Calibration, calibration, "calibration")) if calibration else None
-        return cls(**_known(cls, data, "point"), **parts, calibration=calibration)
+        point = cls(**_known(cls, data, "point"), **parts, calibration=calibration)
+        point.validate()
+        return point
+
+    def validate(self) -> None:
+        """Every field of the type it declares, every figure a finite number and none negative that cannot be
+        (a file's NaN, a negative time or a string context would flip a verdict silently): ValueError naming the
+        field otherwise."""
+        for obj, where in ((self, ""), *((getattr(self, n), f"{n}.") for n in PARTS)):
+            for f in fields(obj):
+                if f.name in PARTS or f.name == "calibration":
+                    continue
+                _check(f"{where}{f.name}", getattr(obj, f.name), str(f.type), f.name in MAY_BE_NEGATIVE)
+        if self.kind not in KINDS:
+            raise ValueError(f"kind {self.kind!r}: not one of {', '.join(KINDS)}")
+        if self.status not in STATUSES:
+            raise ValueError(f"status {self.status!r}: not one of {', '.join(STATUSES)}")
+        for name in ("context", "batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} {getattr(self, name)!r}: not a positive integer")
+
+
+KINDS = ("quickstart", "prefill", "decode", "throughput")
+STATUSES = ("ok", "oom")
+# Differences of two readings: below zero when memory was freed between them.
+MAY_BE_NEGATIVE = {"backend_held_bytes", "round_drift_bytes"}
+
+
+def _check(name: str, value: Any, annotation: str, negative_ok: bool) -> None:
+    """``value`` against a field's annotation ("float | None", "list[int]", "str", ...)."""
+    optional = annotation.endswith("| None")
+    base = annotation.replace("| None", "").strip()
+    if value is None:
+        if optional:
+            return
+        raise ValueError(f"{name}: missing (null)")
+    if base.startswith("list["):
+        if not isinstance(value, list):
+            raise ValueError(f"{name}: {value!r} is not a list")
+        inner = base[5:-1]
+        for i, item in enumerate(value):
+            if inner == "dict[str, Any]":
+                if not isinstance(item, dict):
+                    raise ValueError(f"{name}[{i}]: {item!r} is not an object")
+            else:
+                _check(f"{name}[{i}]", item, inner, negative_ok)
+        return
+    if base == "str":
+        if not isinstance(value, str):
+            raise ValueError(f"{name}: {value!r} is not a string")
+        return
+    if base == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"{name}: {value!r} is not true or false")
+        return
+    if base in ("int", "float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (base == "int" and
+                                                                              not isinstance(value, int)):
+            raise ValueError(f"{name}: {value!r} is not {'an integer' if base == 'int' else 'a number'}")
+        if not math.isfinite(value):
+            raise ValueError(f"{name}: {value!r} is not a finite number")
+        if value < 0 and not negative_ok:
+            raise ValueError(f"{name}: {value!r} is negative")
 
 
 def _known(kind, values: dict[str, Any], where: str) -> dict[str, Any]:

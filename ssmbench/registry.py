@@ -16,8 +16,7 @@ from .archs import ARCHS, FAMILIES, TINY_DIR, Arch  # noqa: F401  (FAMILIES, TIN
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-SOURCES = ("tiny", "synthetic", "pretrained")
-MODEL_SETS = ("auto", "tiny", "synthetic", "pretrained")
+from .names import MODEL_SETS, SOURCES  # noqa: E402,F401  (re-exported)
 
 
 @dataclass(frozen=True)

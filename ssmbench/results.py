@@ -9,8 +9,8 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
@@ -18,25 +18,44 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from .point import SCHEMA_VERSION, TRANSFORMERS_EAGER, TRANSFORMERS_STATIC, Point
+from .safeio import (  # noqa: F401
+    UnsafeOutput,
+    atomic_write_bytes,
+    atomic_write_text,
+    claim_report_folder,
+    in_code_block,
+    not_regular,
+    open_lock,
+    unique_path,
+)
+from .safeio import md as md_text
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write through a temporary file in the same folder and rename it over the target: a crash midway
-    leaves the old file intact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def is_points_file(data: Any) -> bool:
+    """A results file's shape: a JSON object with a list of points (any schema version)."""
+    return isinstance(data, dict) and isinstance(data.get("points"), list)
+
+
+class NotAPointsFile(UnsafeOutput):
+    pass
+
+
+def check_results_path(path: Path) -> str | None:
+    """Why a run may not write its points to ``path`` (None: it may): not a regular file (a device node, a FIFO,
+    a link), or an existing file that is not a points file (a truncated one, a pytest-benchmark baseline, notes
+    given by a typo), which would be lost."""
+    why = not_regular(path)
+    if why or not path.exists():
+        return why
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # as open() would create it (mkstemp makes it 0600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return f"{path} exists and is not a points file ({type(exc).__name__}): it would be lost; move it or " \
+               "name another file"
+    if not is_points_file(data):
+        return f"{path} exists and is not a points file (no list of points): it would be lost; move it or name " \
+               "another file"
+    return None
 
 
 @dataclass
@@ -45,8 +64,10 @@ class ResultStore:
     ``run``) merge their points in the file under a lock, each replacing only its own (``writer``). A file
     another run has claimed since this one last wrote is never overwritten: this run's points go beside it,
     in ``<name>.<run>.json``, and ``moved_to`` says where. A file an earlier run left there is replaced, its
-    content kept first as ``<name>.previous`` (``replaced``: how many points it held and where they went; no
-    ``.json`` suffix, so a folder's ``*points*.json`` never reads the old run as this one's)."""
+    content kept first as ``<name>.<its run>.previous`` (a name no other backup holds: every earlier run is kept;
+    ``replaced``: how many points it held and where they went; no ``.json`` suffix, so a folder's
+    ``*points*.json`` never reads the old run as this one's). A file that is not a points file, or a write that
+    fails (a full disk), is never reported as written: ``write_error`` says why, and no later point tries again."""
 
     path: Path | None = None
     meta: dict[str, Any] = field(default_factory=dict)
@@ -55,16 +76,34 @@ class ResultStore:
     writer: str = field(default_factory=lambda: f"pid{os.getpid()}")
     moved_to: Path | None = None
     replaced: tuple[int, Path] | None = None
+    write_error: str | None = None
 
     def add(self, point: Point) -> None:
         self.points.append(point)
-        if self.path is not None:
-            self._write()
+        if self.path is not None and self.write_error is None:
+            try:
+                self._write()
+            except (OSError, UnsafeOutput) as exc:
+                self.write_error = f"{type(exc).__name__}: {exc}"
+                warnings.warn(f"ssmbench: points not written to {self.moved_to or self.path}: {self.write_error}; "
+                              f"no further point is written (the summary still shows them)", stacklevel=2)
+
+    @property
+    def written_to(self) -> Path | None:
+        """Where this run's points are, or None where nothing was written."""
+        if self.path is None or self.write_error is not None or not self._written:
+            return None
+        return self.moved_to or self.path
 
     def _write(self) -> None:
         path = self.moved_to or self.path
+        why = not_regular(path)
+        if why:
+            raise UnsafeOutput(why)
         with _locked(path):
             current = _read_json(path)
+            if path.exists() and not is_points_file(current):
+                raise NotAPointsFile(check_results_path(path) or f"{path} is not a points file")
             others: list[dict] = []
             if current is not None and current.get("run") == self.run:
                 others = [p for p in current.get("points", []) if p.get("writer") != self.writer]
@@ -73,9 +112,11 @@ class ResultStore:
                 self.moved_to = path.with_name(f"{path.stem}.{self.run}{path.suffix}")
                 return self._write()
             elif current is not None and not self._written and current.get("points"):
-                # An earlier run's file: its points kept beside it before this run's replace them.
-                backup = path.with_name(f"{path.name}.previous")
-                atomic_write_text(backup, path.read_text())
+                # An earlier run's file: its points kept beside it, under a name of their own, before this run's
+                # replace them.
+                earlier = re.sub(r"[^A-Za-z0-9_-]", "", str(current.get("run") or "")) or "earlier"
+                backup = unique_path(path.parent, f"{path.name}.{earlier}", ".previous")
+                atomic_write_bytes(backup, path.read_bytes())
                 self.replaced = (len(current["points"]), backup)
             mine = [p.to_json() | {"writer": self.writer} for p in self.points]
             atomic_write_text(path, json.dumps({"schema": SCHEMA_VERSION, "run": self.run, "meta": self.meta,
@@ -86,10 +127,28 @@ class ResultStore:
 
     @classmethod
     def read(cls, path: Path) -> "ResultStore":
-        """A results file of any schema version (the points typed; an unknown field is an error)."""
+        """A results file of any schema version, validated: every point typed, its figures finite numbers in
+        range, no point twice (``InvalidPoints`` names the file, the point and the field)."""
         data = json.loads(Path(path).read_text())
-        return cls(None, data.get("meta", {}),
-                   [Point.from_json({k: v for k, v in p.items() if k != "writer"}) for p in data["points"]])
+        if not is_points_file(data):
+            raise InvalidPoints(f"{path}: not a points file (no list of points)")
+        points = []
+        for i, raw in enumerate(data["points"]):
+            try:
+                points.append(Point.from_json({k: v for k, v in raw.items() if k != "writer"}))
+            except (TypeError, ValueError, AttributeError, KeyError) as exc:
+                raise InvalidPoints(f"{path}: point {i}: {exc}") from None
+        seen: dict[tuple, int] = {}
+        for i, p in enumerate(points):
+            key = (p.model, p.kind, p.context, p.batch, p.backend, p.new_tokens)
+            if key in seen:
+                raise InvalidPoints(f"{path}: point {i} repeats point {seen[key]} ({p.model} {p.kind} @ {p.context} "
+                                    f"batch {p.batch}, {p.backend})")
+            seen[key] = i
+        meta = data.get("meta", {})
+        if not isinstance(meta, dict):
+            raise InvalidPoints(f"{path}: meta is not an object")
+        return cls(None, meta, points)
 
     def select(self, **match) -> list[Point]:
         """Points whose identity fields (model, kind, context, backend, status, ...) equal ``match``."""
@@ -99,16 +158,20 @@ class ResultStore:
         return list(dict.fromkeys(p.model for p in self.points))
 
 
+class InvalidPoints(ValueError):
+    pass
+
+
 @contextlib.contextmanager
 def _locked(path: Path):
-    """An exclusive lock beside ``path`` (``.<name>.lock``), held while the file is read, merged and replaced."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    """An exclusive lock beside ``path`` (``.<name>.lock``, never opened through a link), held while the file is
+    read, merged and replaced."""
+    fd = open_lock(path.with_name(f".{path.name}.lock"))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _read_json(path: Path) -> dict | None:
@@ -484,11 +547,11 @@ def verdict_tables(store: ResultStore) -> list[str]:
                 for label, backend, pool in columns:
                     text = verdict(ssm, attn, prompt, backend, pool)
                     same = pool is not None and label != "best vs best" and text is not None and text == best
-                    cells.append("as best vs best" if same else shorten(text))
+                    cells.append("as best vs best" if same else md_text(shorten(text)))
                 if any(c != "n/a" for c in cells):
                     table.append(f"| {name} | " + " | ".join(cells) + " |")
             if table:
-                md += [f"### {ssm} vs {attn}, prompt {prompt}: where Mamba wins, by batch", "",
+                md += [f"### {md_text(ssm)} vs {md_text(attn)}, prompt {prompt}: where Mamba wins, by batch", "",
                        "Each cell: from which batch Mamba's figure is better, and how many times better at the "
                        "largest batch both ran (over 1: Mamba better).", "",
                        "| figure | " + " | ".join(label for label, _, _ in columns) + " |",
@@ -749,13 +812,21 @@ CONTEXT_PLOTS = (
 def write_report(store: ResultStore, folder: Path) -> list[Path]:
     """Markdown summary and log-log PNG plots (latency and memory against context, every model, the
     device's roofline floor where known)."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    folder.mkdir(parents=True, exist_ok=True)
+    claim_report_folder(folder, "scaling report")  # empty, or made by a report: nothing of a user's is replaced
     written: list[Path] = []
+
+    def save(fig, path: Path) -> None:  # through a temporary file: a link planted at the name is replaced
+        buffer = io.BytesIO()
+        fig.savefig(buffer, dpi=110, format="png")
+        plt.close(fig)
+        atomic_write_bytes(path, buffer.getvalue())
     # Only the plots something was measured for (a throughput-only run has no context plots, nor slopes).
     plots = [plot for plot in CONTEXT_PLOTS if any(series(store, m, plot[0], plot[1])[0] for m in store.models())]
     for kind, metric, label, name in plots:
@@ -774,8 +845,7 @@ def write_report(store: ResultStore, folder: Path) -> list[Path]:
             ax.legend(fontsize=7)
         fig.tight_layout()
         path = folder / name
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        save(fig, path)
         written.append(path)
     images = [name for *_, name in plots]
     throughput = store.select(kind="throughput", status="ok")
@@ -806,24 +876,23 @@ def write_report(store: ResultStore, folder: Path) -> list[Path]:
                 ax.legend(fontsize=7)
         fig.tight_layout()
         name = f"throughput-{prompt}.png"
-        fig.savefig(folder / name, dpi=110)
-        plt.close(fig)
+        save(fig, folder / name)
         written.append(folder / name)
         images.append(name)
-    md = ["# Scaling report", "", *verdict_tables(store), "```", *summary_lines(store), "```", ""]
+    md = ["# Scaling report", "", *verdict_tables(store), "```", *map(in_code_block, summary_lines(store)), "```", ""]
     if plots:
         md += ["| model | metric | log-log slope |", "| --- | --- | --- |"]
     for model in store.models():
         for kind, metric, label, _ in plots:
             slope = loglog_slope(*series(store, model, kind, metric))
-            md.append(f"| {model} | {label} | {'n/a' if slope is None else f'{slope:.2f}'} |")
+            md.append(f"| {md_text(model)} | {label} | {'n/a' if slope is None else f'{slope:.2f}'} |")
     md += ["", *[f"![{name}]({name})" for name in images], ""]
     meta = dict(store.meta)
     if meta.get("dtype") == "auto":  # the option; each model resolves it (bfloat16 full-size on a GPU, ...)
         dtypes = sorted({f"{p.model} {p.dtype}" for p in store.points if p.dtype})
         meta["dtype"] = "auto: " + ", ".join(dtypes) if dtypes else "auto"
     if meta:
-        md += ["## Run", "", *[f"- {k}: {v}" for k, v in meta.items()], ""]
+        md += ["## Run", "", *[f"- {md_text(k)}: {md_text(v)}" for k, v in meta.items()], ""]
     path = folder / "README.md"
     atomic_write_text(path, "\n".join(md))
     written.append(path)

@@ -4,6 +4,7 @@ one lacks makes the checks that need it skip, saying which -- never crash, never
 from __future__ import annotations
 
 import dataclasses
+import importlib
 
 import pytest
 import torch
@@ -75,3 +76,13 @@ def test_the_header_passes_over_an_architecture_this_transformers_lacks(pytestco
     monkeypatch.setattr(run, "specs", [ModelSpec(missing, "tiny", str(arch.tiny_path))])
     lines = settings_module.header(pytestconfig)
     assert not any("future implementation" in line for line in lines), lines
+
+
+def test_the_option_names_of_architectures_are_the_registry_without_importing_it():
+    """The entry point lists architectures by module name (ssmbench.names, no torch): each module's ARCH.key is its
+    file's name, and every module is registered."""
+    from ssmbench.names import arch_keys
+
+    assert set(arch_keys()) == set(ARCHS)
+    for key, arch in ARCHS.items():
+        assert importlib.import_module(f"ssmbench.archs.{key}").ARCH is arch

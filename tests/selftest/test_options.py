@@ -89,7 +89,7 @@ def test_throughput_runs_at_the_smallest_context_and_a_spaced_results_path_keeps
 
     points = tmp_path / "a b" / "points.json"
     points.parent.mkdir()
-    points.write_text("{}")
+    points.write_text('{"points": []}')  # an existing results file (one that is not is refused: test_hostile)
     run = run_pytest("-m", "benchmark", "--ssm-models", "tiny", "--benchmark-disable", "--ssm-contexts", "64,32",
                      "-k", "test_throughput and bs1 and tiny-phi", "--ssm-results-file", str(points))
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]

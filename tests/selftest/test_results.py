@@ -200,11 +200,97 @@ def test_a_file_another_run_took_is_not_overwritten(tmp_path):
     assert [p.context for p in results.ResultStore.read(path).points] == [2]
     assert [p.context for p in results.ResultStore.read(first.moved_to).points] == [1, 3]
     # the earlier run's points the new one replaced are kept beside the file, and the new run says so
-    assert second.replaced == (1, tmp_path / "points.json.previous")
+    assert second.replaced == (1, tmp_path / "points.json.aaa.previous")
     assert [p.context for p in results.ResultStore.read(second.replaced[1]).points] == [1]
     assert first.replaced is None, "the first run replaced nothing"
     assert sorted(f.name for f in tmp_path.glob("*points*.json")) == ["points.aaa.json", "points.json"], (
         "the kept copy must not read as a results file of a folder")
+
+
+def test_every_earlier_run_is_kept_and_every_claim_is_true(tmp_path):
+    """Three runs in a row keep both earlier files (one .previous slot lost the first); two runs started together
+    keep the file that was there before both, and each one's claim names a file that holds what it says."""
+    path = tmp_path / "points.json"
+    for run, context in (("r1", 1), ("r2", 2), ("r3", 3)):
+        results.ResultStore(path, run=run).add(_p(context))
+    kept = sorted(tmp_path.glob("points.json.*.previous"))
+    assert [f.name for f in kept] == ["points.json.r1.previous", "points.json.r2.previous"]
+    assert [[p.context for p in results.ResultStore.read(f).points] for f in kept] == [[1], [2]]
+    a, b = results.ResultStore(path, run="a"), results.ResultStore(path, run="b")
+    a.add(_p(10))  # keeps r3's file
+    b.add(_p(20))  # keeps a's file, a's later points go beside
+    a.add(_p(11))
+    for store in (a, b):
+        count, backup = store.replaced
+        assert len(results.ResultStore.read(backup).points) == count
+    assert [p.context for p in results.ResultStore.read(a.replaced[1]).points] == [3]
+    assert [p.context for p in results.ResultStore.read(a.moved_to).points] == [10, 11]
+
+
+def test_a_failed_write_is_said_once_and_nothing_claims_it_was_written(tmp_path, monkeypatch):
+    """A full disk (or any failed write): one warning, no traceback per point, and the store says nothing was
+    written; the points stay in memory for the summary."""
+    path = tmp_path / "points.json"
+    store = results.ResultStore(path, run="r")
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(results, "atomic_write_text", full)
+    with pytest.warns(UserWarning, match="No space left on device") as caught:
+        store.add(_p(1))
+        store.add(_p(2))
+    assert len(caught) == 1 and store.written_to is None and "No space left" in store.write_error
+    assert len(store.points) == 2 and not path.exists()
+
+
+@pytest.mark.parametrize("content", ['{"points": [', '{"machine_info": {}, "benchmarks": []}', "my notes\n"])
+def test_a_file_that_is_not_a_points_file_is_never_overwritten(tmp_path, content):
+    path = tmp_path / "notes.json"
+    path.write_text(content)
+    assert "not a points file" in results.check_results_path(path)
+    store = results.ResultStore(path, run="r")
+    with pytest.warns(UserWarning, match="not a points file"):
+        store.add(_p(1))
+    assert path.read_text() == content and store.written_to is None
+
+
+def test_the_lock_and_the_file_are_never_written_through_a_planted_link(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    path = tmp_path / "points.json"
+    (tmp_path / ".points.json.lock").symlink_to(victim)
+    store = results.ResultStore(path, run="r")
+    with pytest.warns(UserWarning, match="lock file"):
+        store.add(_p(1))
+    assert victim.read_text() == "precious"
+    (tmp_path / ".points.json.lock").unlink()
+    path.symlink_to(victim)
+    assert "symbolic link" in results.check_results_path(path)
+    with pytest.warns(UserWarning, match="symbolic link"):
+        results.ResultStore(path, run="s").add(_p(1))
+    assert victim.read_text() == "precious"
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("context", "<script>alert(1)</script>", "context"), ("context", 0, "context"),
+    ("timing.median_s", float("nan"), "finite"), ("timing.median_s", -1.0, "negative"),
+    ("memory.extra_peak_bytes", 1.5, "integer"), ("model", 7, "string")])
+def test_points_are_validated_on_load(tmp_path, field, value, message):
+    point = _p(1).to_json()
+    part, _, name = field.rpartition(".")
+    (point[part] if part else point)[name] = value
+    path = tmp_path / "points.json"
+    path.write_text(json.dumps({"schema": 2, "run": "r", "meta": {}, "points": [point]}))
+    with pytest.raises(results.InvalidPoints, match=message):
+        results.ResultStore.read(path)
+
+
+def test_a_point_twice_in_one_file_is_refused(tmp_path):
+    path = tmp_path / "points.json"
+    path.write_text(json.dumps({"schema": 2, "run": "r", "meta": {}, "points": [_p(1).to_json()] * 2}))
+    with pytest.raises(results.InvalidPoints, match="repeats point 0"):
+        results.ResultStore.read(path)
 
 
 _PATHS = {"eager": "transformers generate(), eager", "compiled": "transformers generate(), static cache compiled",
@@ -282,8 +368,47 @@ def test_a_report_into_a_used_folder_leaves_no_plot_of_the_earlier_run(tmp_path)
     (tmp_path / "notes.png").write_bytes(b"mine")
     later = _store([_tp("m", "ssm", n, prompt=8192, tokens_per_s=10.0 * n) for n in (1, 2)])
     written = results.write_report(later, tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*(p.name for p in written), "notes.png"]) == [
-        "README.md", "notes.png", "throughput-8192.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [*(p.name for p in written), "notes.png", ".ssmbench-report"]) == [
+        ".ssmbench-report", "README.md", "notes.png", "throughput-8192.png"]
+
+
+def test_a_report_writes_only_into_an_empty_folder_or_one_a_report_made(tmp_path):
+    """A user's folder (their README.md and a plot named like the report's) is refused before anything in it is
+    touched; an empty one is claimed with a marker; a link planted at a plot's name is replaced, not written
+    through."""
+    store = _store([_pt(m, f, "prefill", c, median_s=1.0) for m, f in (("m", "ssm"), ("t", "attention"))
+                    for c in (1, 2)])
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "README.md").write_text("my notes")
+    (mine / "prefill.png").write_bytes(b"my plot")
+    with pytest.raises(results.UnsafeOutput, match="not empty and holds no .ssmbench-report"):
+        results.write_report(store, mine)
+    assert (mine / "README.md").read_text() == "my notes" and (mine / "prefill.png").read_bytes() == b"my plot"
+    report = tmp_path / "report"
+    results.write_report(store, report)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"root's file")
+    (report / "prefill.png").unlink()
+    (report / "prefill.png").symlink_to(victim)
+    results.write_report(store, report)
+    assert victim.read_bytes() == b"root's file" and not (report / "prefill.png").is_symlink()
+
+
+def test_names_from_a_points_file_cannot_inject_markdown_or_html(tmp_path):
+    """Outside the summary's fenced block every name is escaped; inside it, text is literal and nothing can
+    close the fence early."""
+    evil = "```\n![x](http://attacker/x.png)<img src=x onerror=alert(1)>"
+    store = _store([_pt(n, f, "prefill", c, median_s=1.0) for n, f in ((evil, "ssm"), ("t", "attention"))
+                    for c in (1, 2)])
+    store.meta["device"] = "<script>alert(1)</script>"
+    results.write_report(store, tmp_path)
+    text = (tmp_path / "README.md").read_text()
+    before, block, after = text.split("```\n", 1)[0], *text.split("```\n", 1)[1].split("\n```\n", 1)
+    assert "```" not in block
+    for outside in (before, after):
+        assert "![x](" not in outside and "<img" not in outside and "<script>" not in outside, outside
 
 
 def test_throughput_verdict_of_decode_alone_is_its_own_line():
@@ -380,7 +505,7 @@ def test_summarize_script_merges_runs_of_one_device_and_refuses_a_point_twice_or
     assert exit_.value.code == 2 and "exists" in capsys.readouterr().err
     # a path under a file, even root cannot write: a usage error after the summary, not a traceback
     for option, target, says in (("--write", f"{ssm}/merged.json", "merged points not written"),
-                                 ("--report", ssm, "scaling report not written")):
+                                 ("--report", ssm, "is a file, not a folder")):
         with pytest.raises(SystemExit) as exit_:
             summarize.main([ssm, attn, option, target])
         assert exit_.value.code == 2 and says in capsys.readouterr().err
