@@ -12,8 +12,8 @@ import torch
 import transformers
 
 from ssmbench import devices, impl, results
-from ssmbench.bench import BACKENDS
 from ssmbench.measure import Nvml
+from ssmbench.names import BACKENDS
 from ssmbench.point import Point
 from ssmbench.points import CPU_CONTEXTS, GPU_CONTEXTS, BackendUnavailable, BenchSettings, PointOutOfMemory
 from ssmbench.points import measure_point as measure

@@ -4,32 +4,20 @@ derived figures (time to first token, time per output token, memory, roofline fl
 from __future__ import annotations
 
 import gc
-import math
 import statistics
 import time
-import weakref
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Callable
 
-import numpy as np
 import torch
 
-from . import compat, devices, impl, native
-from .cache import expected_cache_bytes, tensor_bytes
-from .graphs import GraphedMambaDecoder
+from . import backends, devices, impl
+from .backends import decode_path
+from .cache import expected_cache_bytes
 from .loading import LoadedModel
-from .measure import (
-    EnergyWindows,
-    Nvml,
-    StepClock,
-    energy_per_unit,
-    host_available_bytes,
-    resident_bytes,
-    round_peak,
-    round_start,
-    synchronize,
-)
-from .point import TRANSFORMERS_EAGER, TRANSFORMERS_STATIC, Point
+from .measure import Nvml, energy_per_unit, host_available_bytes, resident_bytes, synchronize
+from .point import Point
+from .runs import Runs, ci95, relative_iqr, relative_range
 
 
 def prompt_ids(lm: LoadedModel, context: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
@@ -47,226 +35,21 @@ def weight_bytes(model) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
-@dataclass
-class Runs:
-    """What a benchmarked callable collected, per call (warm-up and pilot calls included): the step intervals,
-    the new-token count, the allocator's state around it and its energy windows."""
-
-    intervals: list[list[float]] = field(default_factory=list)
-    new_tokens: list[int] = field(default_factory=list)
-    round_start_bytes: list[int | None] = field(default_factory=list)  # allocated when the round began
-    peaks: list[int | None] = field(default_factory=list)  # the allocator's peak during the round
-    energy: list[EnergyWindows | None] = field(default_factory=list)
-    cache_bytes: int | None = None  # bytes of the cache generate() returned, last call
-    capture_s: float | None = None  # suite CUDA graph: seconds its capture took (inside the first call)
-    calls: list[float] = field(default_factory=list)  # each call whole, start to end (StepClock.call_s)
-
-    def setup(self, device: torch.device) -> Callable[[], None]:
-        """pytest-benchmark's ``setup`` (run before every round, outside the timing): the allocator's peak
-        reset and the allocation the round starts from recorded. No garbage collection here: a full collection
-        before each round is not what a user's back-to-back calls see (on the H200 it came with Mamba's
-        prefill at 512 tokens timing 96 ms against 65 ms plainly); the point's start collects once."""
-        def setup() -> None:
-            self.round_start_bytes.append(round_start(device))
-        return setup
-
-    def record(self, clock: StepClock, new_tokens: int, device: torch.device) -> None:
-        clock.finish()
-        self.intervals.append(clock.intervals_s())
-        self.calls.append(clock.call_s())
-        self.new_tokens.append(new_tokens)
-        self.peaks.append(round_peak(device))
-        self.energy.append(clock.energy_windows())
-
-    def measured(self, rounds: int) -> "Runs":
-        """Drop warm-up and pilot calls: keep the last ``rounds`` (pytest-benchmark disabled makes one call)."""
-        return Runs(self.intervals[-rounds:], self.new_tokens[-rounds:], self.round_start_bytes[-rounds:],
-                    self.peaks[-rounds:], self.energy[-rounds:], self.cache_bytes, self.capture_s,
-                    self.calls[-rounds:])
-
-    @property
-    def ttft_s(self) -> float:
-        return statistics.median(i[0] for i in self.intervals)
-
-    @property
-    def total_s(self) -> float:
-        """The median whole call (generate()'s work after the last token included)."""
-        return statistics.median(self.calls)
-
-    @property
-    def after_first_s(self) -> list[float]:
-        """Each call's time after its own first token (the call minus its own time to first token)."""
-        return [c - i[0] for c, i in zip(self.calls, self.intervals, strict=True) if i]
-
-    @property
-    def decode_s(self) -> float | None:
-        """The median over calls of ``after_first_s`` (a median call minus a median first token can mix rounds,
-        and at batch 256 x 2048 tokens, where the prefill is 14 of 15 s, a 1 % prefill jitter between rounds
-        moves the difference by 15 %)."""
-        after = self.after_first_s
-        return statistics.median(after) if after else None
-
-    @property
-    def steps(self) -> list[float]:
-        return [s for i in self.intervals for s in i[1:]]
-
-    @property
-    def per_token_s(self) -> float | None:
-        return statistics.median(self.steps) if self.steps else None
-
-    def per_round(self, kind: str) -> list[float]:
-        """Each round's value of the point's headline figure: the median step for decode, the whole call
-        otherwise (for prefill, generate(max_new_tokens=1): its time to first token as a wall clock sees it)."""
-        if kind == "decode" and all(len(i) > 1 for i in self.intervals):
-            return [statistics.median(i[1:]) for i in self.intervals]
-        return list(self.calls)
-
-
-def relative_range(values: list[float]) -> float | None:
-    """(max - min) / median: how far the rounds of a point were apart; None for fewer than 2."""
-    if len(values) < 2:
-        return None
-    return (max(values) - min(values)) / statistics.median(values)
-
-
-def relative_iqr(values: list[float], minimum: int = 4) -> float | None:
-    """Interquartile range / median (per-step times: robust to the odd slow step); None for fewer than
-    ``minimum`` values."""
-    if len(values) < minimum:
-        return None
-    q1, q2, q3 = np.percentile(values, [25, 50, 75])
-    return float((q3 - q1) / q2)
-
-
-_T95 = (12.71, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131)
-
-
-def _t95(n: int) -> float:
-    """Student's t for a two-sided 95 % interval from ``n`` samples (tabled to 16, approximated beyond)."""
-    return _T95[n - 2] if n - 2 < len(_T95) else 1.96 + 2.4 / (n - 1)
-
-
-def ci95(values: list[float]) -> float | None:
-    """Half-width of the 95 % confidence interval of the mean, relative to the mean (Student's t)."""
-    n = len(values)
-    if n < 2:
-        return None
-    return _t95(n) * statistics.stdev(values) / math.sqrt(n) / statistics.mean(values)
-
-
-def rounds_for_precision(pilot: list[float], precision: float, round_s: float, max_time_s: float,
-                         min_rounds: int = 3, max_rounds: int = 200) -> int:
-    """pytest-benchmark chooses rounds from a time budget after a calibration run; this chooses them from a
-    target too: the fewest rounds whose 95 % interval of the mean the pilot's spread puts within
-    +-``precision``, at most what ``max_time_s`` allows (and never below ``min_rounds``)."""
-    mean, sd = statistics.mean(pilot), statistics.stdev(pilot) if len(pilot) > 1 else 0.0
-    n = min_rounds
-    while n < max_rounds:
-        if _t95(n) * sd / math.sqrt(n) <= precision * mean:
-            break
-        n += 1
-    by_time = int(max_time_s // round_s) if round_s > 0 else max_rounds
-    return max(min_rounds, min(n, by_time))
-
-
-BACKEND_KWARGS = {
-    "eager": {},
-    # A static cache makes transformers compile the decode step (torch.compile, CUDA graphs) on a GPU.
-    "compiled": {"cache_implementation": "static"},
-}
-from .names import BACKENDS  # noqa: E402,F401  (re-exported)
-
-# How each backend decodes, as recorded in a point's ``decode_path`` (transformers' two: ssmbench.point).
-SUITE_GRAPH = "suite CUDA graph of the one-token step"
-NATIVE = native.NATIVE  # mamba-ssm's own model on the same weights, its CUDA graph
-
-
-def decode_path(lm: LoadedModel, backend: str) -> str:
-    """What ``backend`` runs for this model: ``compiled`` is transformers' static-cache compile where
-    transformers offers it for the model, else (Mamba on 4.x) the suite's CUDA graph; ``graphed`` is the
-    suite's graph, for the architectures it supports (``Arch.suite_graph``: Mamba); ``native`` is mamba-ssm's
-    own model on the same weights (``ssmbench.native``), where mamba-ssm is importable and the architecture has
-    a mapping."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
-    if backend == "eager":
-        return TRANSFORMERS_EAGER
-    if backend == "native":
-        why = native.unavailable(lm.spec.arch, lm.device)
-        if why:
-            raise ValueError(f"{lm.name}: {why}")
-        return NATIVE
-    graph = lm.spec.arch.suite_graph
-    if backend == "graphed":
-        if not graph:
-            raise ValueError(f"{lm.name}: the graphed backend captures Mamba's fixed-size recurrent step; "
-                             f"for {lm.spec.arch.key} use 'compiled' (transformers' static cache)")
-        return SUITE_GRAPH
-    if compat.static_cache_compile_offered(lm.model):
-        return TRANSFORMERS_STATIC
-    if graph:
-        return SUITE_GRAPH
-    # 4.x ignores cache_implementation="static" for such a class (with a warning): a "compiled" point would be
-    # an eager one under another name.
-    raise ValueError(f"{lm.name}: transformers {compat.TRANSFORMERS_VERSION} offers no compiled decode for "
-                     f"{lm.spec.arch.model_type} (its static cache is ignored) and the suite's graph does not "
-                     "support it")
-
-
-def generate_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Runs,
-                  backend: str = "eager", nvml: Nvml | None = None, energy: bool | str = True) -> Callable[[], None]:
-    """A callable for pytest-benchmark: one greedy decode of exactly ``new_tokens`` tokens, through
-    generate() or, for the suite's CUDA graph, through ``graphs.GraphedMambaDecoder``. ``energy``: as
-    ``StepClock``'s (``"call"`` for throughput: its end-to-end time would hold a read at the first token)."""
-    path = decode_path(lm, backend)
-    if path == SUITE_GRAPH:
-        return _graphed_call(lm, ids, new_tokens, runs, nvml, energy)
-    if path == NATIVE:
-        return _native_call(lm, ids, new_tokens, runs, nvml, energy)
-    extra = BACKEND_KWARGS[backend]
-
-    def call() -> None:
-        clock = StepClock(lm.device, nvml, new_tokens, energy)
-        with torch.no_grad():
-            clock.start()
-            out = lm.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, logits_processor=[clock],
-                              return_dict_in_generate=True, **extra)
-            synchronize(lm.device)
-        runs.record(clock, out.sequences.shape[1] - ids.shape[1], lm.device)
-        runs.cache_bytes = tensor_bytes(out.past_key_values) if out.past_key_values is not None else None
-
-    return call
-
-
-_DECODERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def graphed_decoder(lm: LoadedModel):
-    """One decoder per loaded model: its captured graphs serve every call of a point (and of calibration after
-    it); ``release_backend_state`` drops it before the next point."""
-    if lm.model not in _DECODERS:
-        _DECODERS[lm.model] = GraphedMambaDecoder(lm.model)
-    return _DECODERS[lm.model]
-
-
 def release_backend_state(lm: LoadedModel, backend: str) -> None:
-    """Before a point: free what earlier points left on this model -- transformers' reusable static cache
-    (``model._cache``, 4.x) and the length it sizes new ones to (5.x), the suite's captured graphs and their
-    static state, and, when this point is not a compiled one, torch.compile's compiled code and CUDA-graph pools
-    -- and cuBLAS's workspaces, then collect garbage and return the cached blocks, so the point starts from the
-    weights alone whatever ran before it."""
+    """Before a point: every backend frees what earlier points left on this model (the suite's captured graphs
+    and their static state, mamba-ssm's model, and -- when this point is not a compiled one -- torch.compile's
+    compiled code and CUDA-graph pools), transformers' reusable static cache (``model._cache``, 4.x) and the
+    length it sizes new ones to (5.x) go, and cuBLAS's workspaces are cleared; then garbage is collected and the
+    cached blocks returned, so the point starts from the weights alone whatever ran before it."""
+    following = backends.get(backend)
     if getattr(lm.model, "_cache", None) is not None:  # 4.x: the static cache generate() reuses
         lm.model._cache = None
     # 5.x sizes each new static cache to the longest any earlier call asked for: a long point, or calibration's
     # longer calls, would inflate every later compiled point's cache, memory and time.
     lm.model.__dict__.pop("_previous_max_cache_length", None)
-    _DECODERS.pop(lm.model, None)
-    native.drop(lm.model)
-    keep_compiled = backend == "compiled" and _COMPILED.get(lm.model, False)
-    if backend != "compiled" and _COMPILED.pop(lm.model, False):
-        import torch._dynamo as dynamo
-
-        dynamo.reset()
+    for each in backends.BACKENDS.values():
+        each.release(lm, following)
+    keep = following.keeps_workspaces(lm)
     gc.collect()
     if lm.device.type == "cuda":
         # cuBLAS keeps a workspace per handle and stream in the caching allocator -- one for every stream a matmul
@@ -275,15 +58,12 @@ def release_backend_state(lm: LoadedModel, backend: str) -> None:
         # start. Cleared, every point starts from the weights alone, and its warm-up allocates what it needs;
         # not between compiled points, whose captured graphs are kept on purpose.
         clear_workspaces = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)
-        if clear_workspaces is not None and not keep_compiled:
+        if clear_workspaces is not None and not keep:
             synchronize(lm.device)
             clear_workspaces()
         torch.cuda.empty_cache()
-    if backend == "compiled" and decode_path(lm, backend) == TRANSFORMERS_STATIC:
-        _COMPILED[lm.model] = True
-
-
-_COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # models whose decode torch.compile holds
+    if following.unavailable(lm) is None:
+        following.prepare(lm)
 
 
 class WorkspaceClears:
@@ -346,44 +126,6 @@ def settle_graphs(call: Callable[[], None], setup: Callable[[], None], clears: W
         start = start if start is not None else time.perf_counter()
         if calls >= max_calls or time.perf_counter() - start > max_s:
             return calls, False
-
-
-def _decoder_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Runs, decoder: Any,
-                  state: Callable[[], None], nvml: Nvml | None = None, energy: bool | str = True) -> Callable[[], None]:
-    """A benchmarked call through a decoder outside generate() (the suite's graph, mamba-ssm's native one):
-    ``decoder.generate(ids, n, on_token)`` timed by the same StepClock; ``state()`` then records what the
-    decoder keeps (cache bytes, capture time) in ``runs``."""
-    def call() -> None:
-        clock = StepClock(lm.device, nvml, new_tokens, energy)
-        clock.start()
-        tokens = decoder.generate(ids, new_tokens, on_token=lambda: clock(None, None))
-        synchronize(lm.device)
-        runs.record(clock, tokens.shape[1], lm.device)
-        state()
-
-    return call
-
-
-def _graphed_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Runs,
-                  nvml: Nvml | None = None, energy: bool | str = True) -> Callable[[], None]:
-    decoder = graphed_decoder(lm)
-
-    def state() -> None:
-        slot = decoder.slot_for(ids.shape[0])
-        runs.cache_bytes = tensor_bytes(slot.cache) if slot else None  # no slot: a 1-token call never decodes
-        runs.capture_s = slot.capture_s if slot else None
-
-    return _decoder_call(lm, ids, new_tokens, runs, decoder, state, nvml, energy)
-
-
-def _native_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, runs: Runs,
-                 nvml: Nvml | None = None, energy: bool | str = True) -> Callable[[], None]:
-    decoder = native.native_decoder(lm)
-
-    def state() -> None:
-        runs.cache_bytes = tensor_bytes(decoder.state_tensors()) or None
-
-    return _decoder_call(lm, ids, new_tokens, runs, decoder, state, nvml, energy)
 
 
 @dataclass

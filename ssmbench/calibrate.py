@@ -50,11 +50,11 @@ from typing import Callable
 import torch
 from transformers.generation.streamers import BaseStreamer
 
-from .bench import BACKEND_KWARGS, NATIVE, SUITE_GRAPH, decode_path, graphed_decoder, relative_iqr
+from . import backends
 from .loading import LoadedModel
 from .measure import synchronize
-from .native import native_decoder
 from .point import Calibration, Point
+from .runs import relative_iqr
 
 # At least CALLS pairs (harness call, plain call) per figure, past MAX_SECONDS if need be: 6 is the fewest whose
 # median interval can reach 95 % (their whole range, 1 - 2/64). With 3 (75 %), the long points stopped at the time
@@ -117,13 +117,7 @@ def _plain_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: st
     synchronize(lm.device)
     start = time.perf_counter()
     with torch.no_grad():
-        path = decode_path(lm, backend)
-        if path == SUITE_GRAPH:
-            graphed_decoder(lm).generate(ids, new_tokens)
-        elif path == NATIVE:  # the authors' own generate(cg=True), not the suite's loop around their graph
-            native_decoder(lm).authors_generate(ids, new_tokens)
-        else:
-            lm.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **BACKEND_KWARGS[backend])
+        backends.get(backend).plain_call(lm, ids, new_tokens)
     synchronize(lm.device)
     return time.perf_counter() - start
 
@@ -155,7 +149,7 @@ def _streamed(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: str)
     start = time.perf_counter()
     with torch.no_grad():
         lm.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, streamer=clock,
-                    **BACKEND_KWARGS[backend])
+                    **backends.get(backend).generate_kwargs)
     synchronize(lm.device)
     end = time.perf_counter()
     if len(clock.times) != new_tokens + 1:
@@ -174,7 +168,7 @@ def _plain_timed(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: s
     """One plain greedy call of exactly ``new_tokens`` tokens for the whole batch: its wall seconds, and the
     seconds after its first new token as a ``TokenClock`` sees them (None for the suite's graph and mamba-ssm's
     native generate, which take no streamer)."""
-    if decode_path(lm, backend) in (SUITE_GRAPH, NATIVE):
+    if not backends.get(backend).streams(lm):
         return _plain_call(lm, ids, new_tokens, backend), None
     start, end, clock = _streamed(lm, ids, new_tokens, backend)
     return end - start, end - clock.times[1]
@@ -283,7 +277,7 @@ def calibrate_point(point: Point, lm: LoadedModel, ids: torch.Tensor, backend: s
         # at 131072 on the H200: 5.4 ms over the first 32, 4.9 averaged over 630), so the same length is
         # compared.
         m = point.new_tokens
-        if decode_path(lm, backend) in (SUITE_GRAPH, NATIVE):
+        if not backends.get(backend).streams(lm):
             _plain_call(lm, ids, 1 + m, backend)  # warms the graph for this length
 
             # The suite's figure is the steady step (the median); the first decode step after the prefill costs

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import torch
 
-NATIVE = "mamba_ssm MambaLMHeadModel, its CUDA graph (generate(cg=True)'s)"
+from .point import NATIVE  # noqa: E402,F401  (what the native backend's points record as their decode path)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ SCHEMA_VERSION = 2
 # results read it without importing torch).
 TRANSFORMERS_EAGER = "transformers generate(), eager"
 TRANSFORMERS_STATIC = "transformers generate(), static cache compiled"
+SUITE_GRAPH = "suite CUDA graph of the one-token step"  # ssmbench.backends.graphed
+NATIVE = "mamba_ssm MambaLMHeadModel, its CUDA graph (generate(cg=True)'s)"  # ssmbench.backends.native
 
 
 @dataclass

@@ -12,23 +12,20 @@ from typing import Callable
 
 import torch
 
-from . import calibrate, devices, results
+from . import backends, calibrate, devices, results
+from .backends import BackendUnavailable
 from .bench import (
-    TRANSFORMERS_STATIC,
     PointContext,
-    Runs,
     WorkspaceClears,
-    decode_path,
     finish_point,
-    generate_call,
     point_record,
     release_backend_state,
-    rounds_for_precision,
     settle_graphs,
 )
 from .loading import LoadedModel
 from .measure import Nvml
 from .point import Calibration, Point
+from .runs import Runs, rounds_for_precision
 
 # Warm-up before a point's rounds (compiled points settle their CUDA graphs instead): calls until WARMUP_S have
 # passed, at least one and at most WARMUP_MAX_CALLS. One call was not enough for short calls: the rounds of the
@@ -69,10 +66,6 @@ class BenchSettings:
     throughput_oom: dict[tuple[str, str, int], int] = field(default_factory=dict)
 
 
-class BackendUnavailable(Exception):
-    """This backend cannot run for this model or on this device (the message says why)."""
-
-
 class PointOutOfMemory(Exception):
     """The point ran out of memory; it is recorded as such in the store (``point``)."""
 
@@ -103,13 +96,12 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def check_backend(lm: LoadedModel, backend: str) -> None:
-    try:
-        decode_path(lm, backend)
-    except ValueError as exc:
-        raise BackendUnavailable(str(exc)) from None
-    if backend != "eager" and lm.device.type != "cuda":
-        raise BackendUnavailable(f"{lm.name}: the {backend} backend needs a GPU (compiled decoding and CUDA graphs "
-                                 "are CUDA only)")
+    """Raises ``BackendUnavailable`` saying why ``backend`` cannot run this model here."""
+    chosen = backends.get(backend)
+    chosen.decode_path(lm)
+    why = chosen.unavailable(lm)
+    if why:
+        raise BackendUnavailable(why)
 
 
 def _harness(kind: str, call: Callable[[], None], setup: Callable[[], None], runs: Runs) -> Callable[[], float]:
@@ -152,11 +144,12 @@ def measure_point(b: BenchSettings, lm: LoadedModel, kind: str, ids: torch.Tenso
     release_backend_state(lm, backend)
     runs = Runs()
     energy = "call" if kind == "throughput" else True  # a throughput call's energy read at its ends only
-    call, setup = generate_call(lm, ids, new_tokens, runs, backend, b.nvml, energy), runs.setup(lm.device)
+    chosen = backends.get(backend)
+    call, setup = chosen.call(lm, ids, new_tokens, runs, b.nvml, energy), runs.setup(lm.device)
     rounds, oom, measured = b.rounds, None, False
     try:
         with PointContext(lm, b.nvml) as ctx, WorkspaceClears() as clears:
-            if timing_on and decode_path(lm, backend) == TRANSFORMERS_STATIC and lm.device.type == "cuda":
+            if timing_on and chosen.settles(lm):
                 # The warm-up of a torch.compile point: until two calls in a row record no new CUDA graph.
                 t = point.timing
                 t.settle_calls, t.graphs_settled = settle_graphs(call, setup, clears)

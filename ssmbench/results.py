@@ -17,7 +17,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from .point import SCHEMA_VERSION, TRANSFORMERS_EAGER, TRANSFORMERS_STATIC, Point
+from .point import NATIVE, SCHEMA_VERSION, SUITE_GRAPH, TRANSFORMERS_EAGER, TRANSFORMERS_STATIC, Point
 from .safeio import (  # noqa: F401
     UnsafeOutput,
     atomic_write_bytes,
@@ -753,7 +753,6 @@ def left_on_table_lines(store: ResultStore) -> list[str]:
     graph on the same weights) against transformers' best path -- by the path a point records, not its backend's
     name (Mamba's ``compiled`` on 4.x is the suite's graph) -- and the suite's graph: how much faster the same
     weights decode than transformers lets them."""
-    from .bench import NATIVE, SUITE_GRAPH
 
     lines: list[str] = []
     for model in store.models():

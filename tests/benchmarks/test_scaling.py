@@ -8,8 +8,10 @@ import math
 import pytest
 
 from pytest_ssmbench import benchmark_adapter
-from ssmbench.bench import Runs, generate_call, prompt_ids
+from ssmbench import backends
+from ssmbench.bench import prompt_ids
 from ssmbench.results import loglog_slope, series
+from ssmbench.runs import Runs
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.after_sweep]
 
@@ -53,7 +55,7 @@ def interleaved_slope(lm, contexts: tuple[int, int], new_tokens: int) -> tuple[f
     short, ...) so that a host whose speed drifts between seconds moves both alike: the log-log slope of the
     two medians, and the medians."""
     runs = {c: Runs() for c in contexts}
-    calls = {c: generate_call(lm, prompt_ids(lm, c), new_tokens, runs[c]) for c in contexts}
+    calls = {c: backends.get("eager").call(lm, prompt_ids(lm, c), new_tokens, runs[c]) for c in contexts}
     for c in contexts:  # warm-up
         runs[c].setup(lm.device)()
         calls[c]()

@@ -8,10 +8,13 @@ import pytest
 import torch
 
 from pytest_ssmbench.fixtures import xfail_known
-from ssmbench import impl, native
-from ssmbench.bench import BACKEND_KWARGS, SUITE_GRAPH, decode_path, graphed_decoder, prompt_ids
+from ssmbench import backends, impl, native
+from ssmbench.backends import decode_path
+from ssmbench.backends.graphed import graphed_decoder
+from ssmbench.bench import prompt_ids
 from ssmbench.compare import assert_logits_close, assert_same_generation
 from ssmbench.inputs import PROMPTS
+from ssmbench.point import SUITE_GRAPH
 
 pytestmark = pytest.mark.conformance
 
@@ -112,7 +115,7 @@ def test_compiled_backend_matches_eager(lm):
                     "'compiled' runs the suite's CUDA graph, checked by test_graphed_decode_matches_eager")
     plen = lm.encode(PROMPTS[1])["input_ids"].shape[1]
     eager = _greedy(lm, PROMPTS[1])
-    compiled = _greedy(lm, PROMPTS[1], **BACKEND_KWARGS["compiled"])
+    compiled = _greedy(lm, PROMPTS[1], **backends.get("compiled").generate_kwargs)
     assert_same_generation(f"{lm.name}: greedy, compiled (static cache) vs eager", compiled.sequences[0, plen:],
                            eager.sequences[0, plen:], [s[0] for s in eager.logits], lm.dtype, lm.tokenizer.decode,
                            lm.noise_floor)

@@ -6,7 +6,8 @@ import types
 import pytest
 import torch
 
-from ssmbench import bench, cache, compat, graphs
+from ssmbench import backends, bench, cache, compat, graphs
+from ssmbench.point import SUITE_GRAPH, TRANSFORMERS_EAGER, TRANSFORMERS_STATIC
 
 pytestmark = [pytest.mark.quick, pytest.mark.selftest]
 
@@ -22,30 +23,30 @@ def _lm(family, supports_static=None, graph=None):
 
 
 @pytest.mark.parametrize("family,flag,backend,path", [
-    ("ssm", None, "eager", bench.TRANSFORMERS_EAGER),
-    ("ssm", None, "compiled", bench.TRANSFORMERS_STATIC),  # 5.x: the flag is gone, Mamba compiles
-    ("ssm", False, "compiled", bench.SUITE_GRAPH),  # 4.x Mamba: static cache silently ignored
-    ("ssm", None, "graphed", bench.SUITE_GRAPH),
-    ("attention", True, "compiled", bench.TRANSFORMERS_STATIC),
-    ("attention", None, "compiled", bench.TRANSFORMERS_STATIC),
+    ("ssm", None, "eager", TRANSFORMERS_EAGER),
+    ("ssm", None, "compiled", TRANSFORMERS_STATIC),  # 5.x: the flag is gone, Mamba compiles
+    ("ssm", False, "compiled", SUITE_GRAPH),  # 4.x Mamba: static cache silently ignored
+    ("ssm", None, "graphed", SUITE_GRAPH),
+    ("attention", True, "compiled", TRANSFORMERS_STATIC),
+    ("attention", None, "compiled", TRANSFORMERS_STATIC),
 ])
 def test_decode_path(family, flag, backend, path):
-    assert bench.decode_path(_lm(family, flag), backend) == path
+    assert backends.decode_path(_lm(family, flag), backend) == path
 
 
 def test_graphed_refuses_attention_models_and_unknown_backends():
     with pytest.raises(ValueError, match="for fake-attention use 'compiled'"):
-        bench.decode_path(_lm("attention"), "graphed")
+        backends.decode_path(_lm("attention"), "graphed")
     with pytest.raises(ValueError, match="valid: eager, compiled, graphed"):
-        bench.decode_path(_lm("ssm"), "jit")
+        backends.decode_path(_lm("ssm"), "jit")
 
 
 def test_compiled_is_refused_where_4x_would_silently_stay_eager():
     """An SSM without the suite's graph (Mamba-2, FalconMamba) on a transformers that ignores the static cache
     for it: no point labelled compiled that is eager."""
     with pytest.raises(ValueError, match="offers no compiled decode for fake-ssm"):
-        bench.decode_path(_lm("ssm", supports_static=False, graph=False), "compiled")
-    assert bench.decode_path(_lm("ssm", supports_static=None, graph=False), "compiled") == bench.TRANSFORMERS_STATIC
+        backends.decode_path(_lm("ssm", supports_static=False, graph=False), "compiled")
+    assert backends.decode_path(_lm("ssm", supports_static=None, graph=False), "compiled") == TRANSFORMERS_STATIC
 
 
 def test_static_cache_flag_reading():

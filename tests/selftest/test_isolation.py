@@ -10,7 +10,9 @@ import weakref
 import pytest
 import torch
 
-from ssmbench import bench
+from ssmbench import backends, bench
+from ssmbench.backends import base as backend_base
+from ssmbench.backends import compiled, graphed
 from ssmbench.cache import reachable_tensors, tensor_bytes
 from ssmbench.loading import load
 from ssmbench.registry import resolve_model_set
@@ -57,19 +59,19 @@ def test_a_rounds_returned_cache_is_freed_when_the_round_ends(tiny_models, gc_of
     checked = []
     for lm in tiny_models:
         runs, seen = bench.Runs(), []
-        real = bench.tensor_bytes
+        real = backend_base.tensor_bytes
 
         def spy(cache, seen=seen, real=real):
             seen.append([weakref.ref(t) for t in reachable_tensors(cache)])
             return real(cache)
 
-        bench.tensor_bytes = spy
+        backend_base.tensor_bytes = spy
         try:
-            call = bench.generate_call(lm, bench.prompt_ids(lm, 16), 4, runs)
+            call = backends.get("eager").call(lm, bench.prompt_ids(lm, 16), 4, runs)
             call()
             call()
         finally:
-            bench.tensor_bytes = real
+            backend_base.tensor_bytes = real
         if not seen:  # transformers 4.x: Mamba's generate() returns no cache, so none can outlive a round
             continue
         checked.append(lm.name)
@@ -80,12 +82,12 @@ def test_a_rounds_returned_cache_is_freed_when_the_round_ends(tiny_models, gc_of
 
 def test_release_drops_other_backends_state(tiny_models, monkeypatch):
     mamba = next(lm for lm in tiny_models if lm.spec.arch.suite_graph)
-    bench.graphed_decoder(mamba)
+    graphed.graphed_decoder(mamba)
     mamba.model._cache = object()  # transformers 4.x's reusable static cache from a compiled point
     mamba.model._previous_max_cache_length = 131104  # 5.x: the length every later static cache is sized to
-    assert mamba.model in bench._DECODERS
+    assert mamba.model in graphed._DECODERS
     bench.release_backend_state(mamba, "eager")
-    assert mamba.model not in bench._DECODERS, "a captured graph (its static state and pool) outlived its point"
+    assert mamba.model not in graphed._DECODERS, "a captured graph (its static state and pool) outlived its point"
     assert getattr(mamba.model, "_cache", None) is None, "transformers' static cache outlived its point"
     assert not hasattr(mamba.model, "_previous_max_cache_length"), "a long point's static-cache length outlived it"
     # leaving compiled points: torch.compile's code and CUDA-graph pools go too (once, not before each point)
@@ -93,7 +95,7 @@ def test_release_drops_other_backends_state(tiny_models, monkeypatch):
 
     resets = []
     monkeypatch.setattr(dynamo, "reset", lambda: resets.append(1))
-    bench._COMPILED[mamba.model] = True
+    compiled._COMPILED[mamba.model] = True
     bench.release_backend_state(mamba, "compiled")
     assert resets == [], "a compiled point must keep the compiled decode of the points before it"
     bench.release_backend_state(mamba, "eager")
@@ -106,7 +108,7 @@ def test_a_freed_model_is_not_kept_alive_by_its_graphed_decoder():
     freed to load the next one would stay resident (5.6 GB of Mamba weights under every phi-2 point)."""
     spec = next(s for s in resolve_model_set("tiny") if s.arch.suite_graph)
     lm = load(spec, torch.device("cpu"), torch.float32)
-    bench.graphed_decoder(lm).generate(bench.prompt_ids(lm, 8), 3)
+    graphed.graphed_decoder(lm).generate(bench.prompt_ids(lm, 8), 3)
     model = weakref.ref(lm.model)
     lm.free()
     assert model() is None, "the freed model is still alive: something (its graphed decoder?) holds it"

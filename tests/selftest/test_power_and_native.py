@@ -204,10 +204,10 @@ def test_native_model_takes_transformers_tensors_and_decodes_their_greedy_tokens
 
 def test_native_backend_through_the_harness_records_its_state_and_is_dropped_between_points(tiny_mamba,
                                                                                            monkeypatch):
-    """The benchmark call of the native backend (bench.generate_call -> native_decoder): its clock marks a
+    """The benchmark call of the native backend (backends/native.py's call -> native_decoder): its clock marks a
     token each, its state's bytes are recorded, and release_backend_state frees the decoder before the next
     point. (Availability is CUDA's; here the fake stands in.)"""
-    from ssmbench import bench
+    from ssmbench import backends, bench
 
     lm = tiny_mamba
     for name, module in _fake_mamba_ssm(lm.model).items():
@@ -215,7 +215,7 @@ def test_native_backend_through_the_harness_records_its_state_and_is_dropped_bet
     monkeypatch.setattr(native, "unavailable", lambda arch, device: None)
     runs = bench.Runs()
     ids = torch.randint(5, lm.model.config.vocab_size - 5, (1, 6), generator=torch.Generator().manual_seed(1))
-    call = bench.generate_call(lm, ids, 5, runs, "native", energy=False)
+    call = backends.get("native").call(lm, ids, 5, runs, energy=False)
     decoder = native.native_decoder(lm)
     decoder_state = [torch.zeros(3, 4), torch.zeros(2)]
     monkeypatch.setattr(native.NativeDecoder, "state_tensors", lambda self: decoder_state)

@@ -419,8 +419,8 @@ def test_a_throughput_calls_decode_is_the_call_after_its_own_first_token(monkeyp
     clock = FakeClock()
     time = types.SimpleNamespace(perf_counter=clock.perf_counter, sleep=clock.advance)
     monkeypatch.setattr(calibrate, "time", time)
-    from ssmbench.bench import Runs
     from ssmbench.points import _after_first
+    from ssmbench.runs import Runs
 
     runs = Runs()
     runs.calls, runs.intervals = [2.0, 1.0], [[0.5, 0.1], [0.3, 0.1, 0.2]]
@@ -454,10 +454,8 @@ def test_throughput_calibration_holds_each_figure_to_its_plain_twin_either_way(m
     import types
 
     from ssmbench import calibrate
-    from ssmbench.bench import TRANSFORMERS_EAGER
     from ssmbench.point import Point
 
-    monkeypatch.setattr(calibrate, "decode_path", lambda lm, backend: TRANSFORMERS_EAGER)
     monkeypatch.setattr(calibrate, "_plain_peak", lambda *args: None)
     monkeypatch.setattr(calibrate, "_plain_timed", lambda lm, ids, n, backend: (1.0, 0.6))
     point = Point("m", "throughput", 2048, 8, 128)
@@ -658,12 +656,11 @@ def test_compiled_decode_is_calibrated_by_the_streamers_steps_not_by_two_prefill
     decode at 131072 undecided on the H200. A harness 10 % slow fails; an honest one agrees in 6 pairs."""
     import types
 
-    from ssmbench import calibrate
-    from ssmbench.bench import TRANSFORMERS_STATIC
+    from ssmbench import backends, calibrate
     from ssmbench.point import Point
 
     calls = []
-    monkeypatch.setattr(calibrate, "decode_path", lambda lm, backend: TRANSFORMERS_STATIC)
+    monkeypatch.setattr(backends.BACKENDS["compiled"], "streams", lambda lm: True)  # generate()'s static cache
     monkeypatch.setattr(calibrate, "_plain_call", lambda *args: pytest.fail("a two-call difference was used"))
     monkeypatch.setattr(calibrate, "_plain_steps", lambda lm, ids, n, backend: calls.append(n) or [0.01] * (n - 1))
     lm = types.SimpleNamespace(device=torch.device("cpu"))
@@ -763,7 +760,7 @@ def test_decode_time_of_a_batch_is_each_calls_own_time_after_its_own_first_token
     """Throughput's decode figure: per call, the call minus its own first token, then the median. The median call
     minus the median first token can take them from different rounds: here 15.0 - 14.2 = 0.8 s, though every
     round but one decoded in 1.0 s (at batch 256 x 2048 the prefill is 14 of a call's 15 s)."""
-    from ssmbench.bench import Runs
+    from ssmbench.runs import Runs
 
     runs = Runs(intervals=[[14.0, 0.1], [14.4, 0.1], [14.2, 0.1]], calls=[15.0, 15.4, 14.7])
     assert runs.decode_s == pytest.approx(1.0)

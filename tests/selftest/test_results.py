@@ -107,7 +107,7 @@ def test_points_spreading_wider_than_5_percent_are_flagged_with_their_rounds():
 
 
 def test_rounds_for_precision_follows_the_spread_and_the_time_cap():
-    from ssmbench.bench import ci95, rounds_for_precision
+    from ssmbench.runs import ci95, rounds_for_precision
 
     steady, noisy = [1.0, 1.01, 0.99], [1.0, 1.3, 0.8]
     assert rounds_for_precision(steady, 0.05, round_s=1.0, max_time_s=60) == 3
@@ -554,7 +554,7 @@ def test_summarize_script_writes_its_files_when_its_reader_is_gone(tmp_path, mon
 
 def test_what_transformers_leaves_on_the_table_is_native_against_its_best_path():
     """By the path each point records: on 4.x Mamba's "compiled" backend is the suite's graph, not transformers'."""
-    from ssmbench.bench import NATIVE, SUITE_GRAPH, TRANSFORMERS_EAGER, TRANSFORMERS_STATIC
+    from ssmbench.point import NATIVE, SUITE_GRAPH, TRANSFORMERS_EAGER, TRANSFORMERS_STATIC
 
     def decode(model, context, backend, path, t):
         p = _pt(model, "ssm", "decode", context, backend, decode_s_per_token=t)
