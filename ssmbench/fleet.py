@@ -21,8 +21,8 @@ from pathlib import Path
 
 from . import devices
 from .point import Point
-from .results import ResultStore
 from .safeio import htm
+from .store import ResultStore
 
 FIGURES = {  # kind -> (title, unit, scale)
     "prefill": ("time to first token", "ms", 1e3),

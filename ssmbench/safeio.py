@@ -116,14 +116,15 @@ def check_report_folder(folder: Path, what: str = "report") -> str | None:
             f"only into an empty folder or one a report made, so nothing of yours is replaced")
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|!#~])")
-
-
 def md(text: object) -> str:
-    """Text for Markdown (a heading, a table cell, a list item): no link, image, emphasis, code or raw HTML can
-    come out of it -- HTML's characters as entities, Markdown's backslash-escaped, control characters shown."""
-    text = printable(str(text)).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _MD_SPECIAL.sub(r"\\\1", text)
+    """Text for Markdown, in a line (a heading, a table cell, a list item): no link, image, code span, table cell
+    or raw HTML can come out of it -- HTML's characters as entities, a backtick and a pipe escaped, a bracket
+    that would open a link's target or an image escaped, line breaks and other control characters shown as
+    ``\\xNN``. Ordinary text (``model_set``, ``['a', 'b']``) reads as it is."""
+    text = printable(str(text).replace("\\", "\\\\")).replace("\n", "\\x0a")
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = text.replace("`", "\\`").replace("|", "\\|")
+    return text.replace("](", "]\\(").replace("![", "!\\[")
 
 
 def in_code_block(line: object) -> str:

@@ -16,8 +16,8 @@ from tests.selftest.child import ROOT, clean_env
 
 pytestmark = pytest.mark.selftest
 
-NOCACHE = '''"""``nocache``: generate() with the cache off, every step recomputing the whole sequence (a throwaway backend
-of a self-test: one module is all a backend needs)."""
+NOCACHE = '''"""``nocache``: generate() with the cache off, every step recomputing the whole sequence (a
+throwaway backend of a self-test: one module is all a backend needs)."""
 
 from .eager import Eager
 

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from ssmbench import results
+from ssmbench import store as store_module
 from ssmbench.point import Point
 
 pytestmark = [pytest.mark.quick, pytest.mark.selftest]
@@ -236,7 +237,7 @@ def test_a_failed_write_is_said_once_and_nothing_claims_it_was_written(tmp_path,
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(results, "atomic_write_text", full)
+    monkeypatch.setattr(store_module, "atomic_write_text", full)
     with pytest.warns(UserWarning, match="No space left on device") as caught:
         store.add(_p(1))
         store.add(_p(2))
