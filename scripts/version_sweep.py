@@ -118,7 +118,36 @@ def _missing(folder: Path) -> list[str]:
     return sorted(set(wanted))
 
 
-def _broken_outside(folder: Path) -> list[str]:
+# Packages transformers uses when they are installed that a release's own install would not bring: hidden from a
+# release that does not require them (as in a fresh `pip install transformers==X`), seen by one that does (5.25
+# requires kernels). Without this, this environment's kernels (there for 5.25) made 4.57 ... 5.2x try the hub's
+# kernels for every model: "Either a revision or a version must be specified", or a network error.
+OPTIONAL_INTEGRATIONS = ("kernels",)
+
+
+def _required_by_release(folder: Path) -> set[str]:
+    """The names the release in ``folder`` requires (its own requirements, not extras)."""
+    names = set()
+    for dist in metadata.distributions(path=[str(folder)]):
+        if _norm(dist.metadata["Name"] or "") != "transformers":
+            continue
+        for text in dist.requires or []:
+            req = Requirement(text)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                names.add(_norm(req.name))
+    return names
+
+
+def _hide(folder: Path, names: list[str]) -> None:
+    """A ``sitecustomize`` in the folder (first on PYTHONPATH, so every process of the run imports it) that makes
+    ``names`` unimportable: ``sys.modules[name] = None``, which ``importlib.util.find_spec`` -- transformers' test
+    of whether an integration is installed -- reads as absent."""
+    body = "".join(f"sys.modules.setdefault({n!r}, None)\n" for n in names)
+    (folder / "sitecustomize.py").write_text(
+        f"# written by scripts/version_sweep.py: what this release would not have installed\nimport sys\n\n{body}")
+
+
+def _broken_outside(folder: Path, hidden: tuple[str, ...] = ()) -> list[str]:
     """Distributions of this environment that ``folder`` breaks by shadowing what they need (this environment's
     ``kernels``, which 5.25 requires, wants a huggingface_hub that 4.52's folder pins below): a user of that
     release would have a version of them that fits, so the sweep installs one into the folder too."""
@@ -126,7 +155,7 @@ def _broken_outside(folder: Path) -> list[str]:
     broken = []
     for dist in metadata.distributions():
         name = _norm(dist.metadata["Name"] or "")
-        if not name or name in here:
+        if not name or name in here or name in hidden:
             continue
         for text in dist.requires or []:
             req = Requirement(text)
@@ -157,7 +186,11 @@ def install(version: Version, root: Path) -> Path:
             break
     else:
         raise RuntimeError(f"requirements still missing after 6 rounds: {todo}")
-    broken = _broken_outside(partial)
+    required = _required_by_release(partial)
+    hidden = tuple(n for n in OPTIONAL_INTEGRATIONS if _norm(n) not in required)
+    if hidden:
+        _hide(partial, list(hidden))
+    broken = _broken_outside(partial, tuple(_norm(n) for n in hidden))
     if broken:  # a version of each that fits the release's pins, resolved by pip with those pins held
         pins = [f"{k}=={v}" for k, v in sorted(_installed(partial).items())]
         out = pip("install", "-q", "--upgrade", "--no-compile", "--target", str(partial), *broken, *pins)
