@@ -16,7 +16,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ssmbench import devices  # noqa: E402
-from ssmbench.fleet import FleetError, build, points_files, render  # noqa: E402
+from ssmbench.fleet import FleetError, build, points_files  # noqa: E402
+from ssmbench.render.html import render  # noqa: E402
 from ssmbench.safeio import atomic_write_text, printable  # noqa: E402
 
 

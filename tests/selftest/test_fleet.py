@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ssmbench import fleet
+from ssmbench.render.html import render
 from tests.selftest.child import ROOT
 
 pytestmark = [pytest.mark.selftest]
@@ -23,7 +24,7 @@ H200 = ROOT / "baselines" / "h200"
 def test_h200_beside_the_dgx_spark_projection():
     devices = fleet.build([H200, ROOT / "baselines" / "dgx-spark"])
     assert [d.projected for d in devices] == [False, True]
-    page = fleet.render(devices)
+    page = render(devices)
     assert f"NVIDIA H200 SXM (measured, {H200})" in page
     assert f"DGX Spark (GB10) (projected from NVIDIA H200 SXM (measured, {H200}))" in page
     assert "third-party figure" in page  # the bf16 peak every projected prefill floor rests on, and its source
@@ -67,7 +68,7 @@ def test_two_measured_devices_far_apart_from_their_rooflines_are_flagged(tmp_pat
 
 
 def test_the_page_names_the_flagged_row(tmp_path):
-    page = fleet.render(fleet.build([H200, _second_device(tmp_path, "NVIDIA H100 80GB HBM3", 3.0)]))
+    page = render(fleet.build([H200, _second_device(tmp_path, "NVIDIA H100 80GB HBM3", 3.0)]))
     assert "1 row(s) flagged" in page and "NVIDIA H200 SXM vs NVIDIA H100 SXM: ratios 200 % apart" in page
 
 
@@ -139,4 +140,4 @@ def test_a_throughput_only_run_is_refused_not_rendered_empty(tmp_path):
     data["points"] = [p for p in data["points"] if p["kind"] == "throughput"]
     (tmp_path / "points.json").write_text(json.dumps(data))
     with pytest.raises(fleet.FleetError, match="no prefill or decode points"):
-        fleet.render(fleet.build([tmp_path]))
+        render(fleet.build([tmp_path]))
