@@ -39,20 +39,17 @@ called a harness bug.
 
 from __future__ import annotations
 
-import gc
 import math
 import statistics
 import time
 from dataclasses import asdict, dataclass
-from itertools import pairwise
 from typing import Callable
 
 import torch
-from transformers.generation.streamers import BaseStreamer
 
 from . import backends
+from . import plain as plainly
 from .loading import LoadedModel
-from .measure import synchronize
 from .point import Calibration, Point
 from .runs import relative_iqr
 
@@ -63,8 +60,6 @@ CALLS = 6
 MAX_PAIRS = 41  # ... and more, until the median ratio's 95 % interval decides (wholly within the tolerance or
 MAX_SECONDS = 30.0  # wholly beyond it), or this many pairs or seconds: phi-2's compiled decode at 512 on the H200
 #                     moved 15 % between calls seconds apart, so 3 pairs could not tell a 5 % bias from the host
-CALLS_MEMORY = 3  # plain calls for the extra peak (the median), fewer where they take over MEMORY_SECONDS
-MEMORY_SECONDS = 2.0
 NOISE_FACTOR = 3.0
 
 
@@ -110,91 +105,6 @@ class Check:
         noise too wide to say the harness differs, or that it agrees."""
         return (self.low is not None and self.high is not None and not self.fails(tolerance)
                 and (self.low < _low_bound(tolerance) or self.high > tolerance))
-
-
-def _plain_call(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: str) -> float:
-    """One plain greedy call of exactly ``new_tokens`` tokens: wall seconds, synchronized both ends."""
-    synchronize(lm.device)
-    start = time.perf_counter()
-    with torch.no_grad():
-        backends.get(backend).plain_call(lm, ids, new_tokens)
-    synchronize(lm.device)
-    return time.perf_counter() - start
-
-
-class TokenClock(BaseStreamer):
-    """A streamer that notes the host's clock each time ``generate()`` hands it tokens: first the prompt (before
-    the prefill), then each new token once its copy to the host (``.cpu()``, a synchronize) is done."""
-
-    def __init__(self):
-        self.times: list[float] = []
-
-    def put(self, value) -> None:
-        self.times.append(time.perf_counter())
-
-    def end(self) -> None:
-        pass
-
-    def steps_s(self) -> list[float]:
-        """The time between consecutive new tokens (the first decode step first): one fewer than the tokens."""
-        return [b - a for a, b in pairwise(self.times[1:])]
-
-
-def _streamed(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: str) -> tuple[float, float, TokenClock]:
-    """One plain greedy ``generate()`` of exactly ``new_tokens`` tokens with a ``TokenClock``, synchronized both
-    ends: (start, end, the clock). The streamer is a user's way to see each token; it costs a copy of each step's
-    tokens to the host, which generate() synchronizes on each step anyway (its stopping check)."""
-    clock = TokenClock()
-    synchronize(lm.device)
-    start = time.perf_counter()
-    with torch.no_grad():
-        lm.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, streamer=clock,
-                    **backends.get(backend).generate_kwargs)
-    synchronize(lm.device)
-    end = time.perf_counter()
-    if len(clock.times) != new_tokens + 1:
-        raise RuntimeError(f"{lm.name}: the streamer saw {len(clock.times)} hand-outs for a prompt and "
-                           f"{new_tokens} tokens (expected {new_tokens + 1})")
-    return start, end, clock
-
-
-def _plain_steps(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: str) -> list[float]:
-    """One plain greedy ``generate()`` of exactly ``new_tokens`` tokens with a ``TokenClock``: the
-    ``new_tokens - 1`` times between its tokens, in seconds."""
-    return _streamed(lm, ids, new_tokens, backend)[2].steps_s()
-
-
-def _plain_timed(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: str) -> tuple[float, float | None]:
-    """One plain greedy call of exactly ``new_tokens`` tokens for the whole batch: its wall seconds, and the
-    seconds after its first new token as a ``TokenClock`` sees them (None for the suite's graph and mamba-ssm's
-    native generate, which take no streamer)."""
-    if not backends.get(backend).streams(lm):
-        return _plain_call(lm, ids, new_tokens, backend), None
-    start, end, clock = _streamed(lm, ids, new_tokens, backend)
-    return end - start, end - clock.times[1]
-
-
-def _plain_peak(lm: LoadedModel, ids: torch.Tensor, new_tokens: int, backend: str) -> int | None:
-    """The allocator's peak over a plain call, minus what was allocated just before it (after a warm-up call
-    where the backend compiles or captures, so its state is in place, as in the harness's rounds): the median
-    over calls -- ``CALLS_MEMORY`` of them, fewer where they take over ``MEMORY_SECONDS`` -- as the point takes
-    the median of its rounds. (On the H200 the compiled decode of phi-2 at 512 tokens peaked 220 MiB over its
-    start in most calls once its CUDA graphs had settled, 253 in the first calls after compilation: 33 MiB that
-    cuBLAS re-allocates when torch.compile's graph trees have cleared it.)"""
-    if lm.device.type != "cuda":
-        return None
-    if backend != "eager":
-        _plain_call(lm, ids, new_tokens, backend)
-    gc.collect()
-    peaks: list[int] = []
-    start = time.perf_counter()
-    while not peaks or (len(peaks) < CALLS_MEMORY and time.perf_counter() - start < MEMORY_SECONDS):
-        synchronize(lm.device)
-        torch.cuda.reset_peak_memory_stats(lm.device)
-        before = torch.cuda.memory_allocated(lm.device)
-        _plain_call(lm, ids, new_tokens, backend)
-        peaks.append(torch.cuda.max_memory_allocated(lm.device) - before)
-    return int(statistics.median(peaks))
 
 
 def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
@@ -245,7 +155,7 @@ def calibrate_point(point: Point, lm: LoadedModel, ids: torch.Tensor, backend: s
     reads that call's time after its own first token."""
     checks: list[Check] = []
     t = point.timing
-    peak = _plain_peak(lm, ids, point.new_tokens, backend)
+    peak = plainly.peak(lm, ids, point.new_tokens, backend)
     if peak is not None and point.memory.extra_peak_bytes is not None:
         checks.append(Check("extra_peak_bytes", point.memory.extra_peak_bytes, peak))
     suite: list[float] = []
@@ -260,7 +170,7 @@ def calibrate_point(point: Point, lm: LoadedModel, ids: torch.Tensor, backend: s
         def pair() -> None:
             suite.append(harness())
             after = harness_after_first() if with_decode else None
-            call, plain_after = _plain_timed(lm, ids, point.new_tokens, backend)
+            call, plain_after = plainly.timed(lm, ids, point.new_tokens, backend)
             plain.append(call)
             if after is not None and plain_after is not None:
                 after_suite.append(after)
@@ -270,7 +180,7 @@ def calibrate_point(point: Point, lm: LoadedModel, ids: torch.Tensor, backend: s
 
         def pair() -> None:
             suite.append(harness())
-            plain.append(_plain_call(lm, ids, 1, backend))
+            plain.append(plainly.call(lm, ids, 1, backend))
     elif point.kind == "decode" and backend != "eager" and t.decode_s_per_token and point.new_tokens >= 3:
         figure, point_value = "decode_s_per_token", t.decode_s_per_token
         # As many decode tokens as the point's: steps get cheaper over a longer decode (Mamba's compiled decode
@@ -278,7 +188,7 @@ def calibrate_point(point: Point, lm: LoadedModel, ids: torch.Tensor, backend: s
         # compared.
         m = point.new_tokens
         if not backends.get(backend).streams(lm):
-            _plain_call(lm, ids, 1 + m, backend)  # warms the graph for this length
+            plainly.call(lm, ids, 1 + m, backend)  # warms the graph for this length
 
             # The suite's figure is the steady step (the median); the first decode step after the prefill costs
             # more (phi-2 compiled on the H200: 8-10 ms against 4.2), so the plain call with two tokens is the
@@ -286,14 +196,14 @@ def calibrate_point(point: Point, lm: LoadedModel, ids: torch.Tensor, backend: s
             # point's tpot_s. The prefills' noise in the difference is what more pairs are for.
             def pair() -> None:
                 suite.append(harness())
-                short = _plain_call(lm, ids, 2, backend)
-                plain.append((_plain_call(lm, ids, 1 + m, backend) - short) / (m - 1))
+                short = plainly.call(lm, ids, 2, backend)
+                plain.append((plainly.call(lm, ids, 1 + m, backend) - short) / (m - 1))
         else:
             # plain generate(), the harness's call exactly (same token count, warmed by the point's rounds), with
             # a streamer's clock in place of the StepClock's CUDA events: the median of its steps
             def pair() -> None:
                 suite.append(harness())
-                plain.append(statistics.median(_plain_steps(lm, ids, m, backend)))
+                plain.append(statistics.median(plainly.steps(lm, ids, m, backend)))
     else:
         return checks
     def decided() -> bool:

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from pytest_ssmbench.sweep import measure_point
-from ssmbench import devices, measure, results
+from ssmbench import devices, measure, plain, results
 from ssmbench.loading import CheckpointError, load
 from ssmbench.points import BenchSettings
 from ssmbench.registry import ARCHS, pretrained_spec, resolve_model_set
@@ -318,11 +318,11 @@ class FakeClock:
 
 @pytest.fixture
 def fake_clock(tiny_phi, monkeypatch):
-    from ssmbench import bench, calibrate, points
+    from ssmbench import bench, calibrate, plain, points
 
     clock = FakeClock()
     fake_time = types.SimpleNamespace(perf_counter=clock.perf_counter, sleep=clock.advance, time=clock.perf_counter)
-    for module in (measure, calibrate, points, bench):
+    for module in (measure, calibrate, plain, points, bench):
         monkeypatch.setattr(module, "time", fake_time)
     hook = tiny_phi.model.register_forward_pre_hook(lambda *_: clock.advance(clock.step_s))
     yield clock
@@ -414,11 +414,10 @@ def test_throughput_calibration_pairs_the_whole_call_and_its_decode_with_plain_g
 def test_a_throughput_calls_decode_is_the_call_after_its_own_first_token(monkeypatch):
     """Both sides of the decode-only figure leave the prefill out: the suite's (the last call less its own first
     token) and the plain call's (its end less the streamer's first new token, not the prompt's hand-out)."""
-    from ssmbench import calibrate
 
     clock = FakeClock()
     time = types.SimpleNamespace(perf_counter=clock.perf_counter, sleep=clock.advance)
-    monkeypatch.setattr(calibrate, "time", time)
+    monkeypatch.setattr(plain, "time", time)
     from ssmbench.points import _after_first
     from ssmbench.runs import Runs
 
@@ -439,11 +438,11 @@ def test_a_throughput_calls_decode_is_the_call_after_its_own_first_token(monkeyp
                 streamer.put(ids[:, :1])
                 time.sleep(0.01)
 
-    call, after = calibrate._plain_timed(SlowPrefill(4), torch.zeros(2, 3), 4, "eager")
+    call, after = plain.timed(SlowPrefill(4), torch.zeros(2, 3), 4, "eager")
     # the call: 0.2 s of prefill and 10 ms after each of the 4 tokens; after the first new token: those 40 ms
     assert call == pytest.approx(0.24) and after == pytest.approx(0.04), (call, after)
     with pytest.raises(RuntimeError, match="expected 5"):
-        calibrate._plain_timed(SlowPrefill(3), torch.zeros(2, 3), 4, "eager")
+        plain.timed(SlowPrefill(3), torch.zeros(2, 3), 4, "eager")
 
 
 @pytest.mark.quick
@@ -456,8 +455,8 @@ def test_throughput_calibration_holds_each_figure_to_its_plain_twin_either_way(m
     from ssmbench import calibrate
     from ssmbench.point import Point
 
-    monkeypatch.setattr(calibrate, "_plain_peak", lambda *args: None)
-    monkeypatch.setattr(calibrate, "_plain_timed", lambda lm, ids, n, backend: (1.0, 0.6))
+    monkeypatch.setattr(plain, "peak", lambda *args: None)
+    monkeypatch.setattr(plain, "timed", lambda lm, ids, n, backend: (1.0, 0.6))
     point = Point("m", "throughput", 2048, 8, 128)
     point.timing.tokens_per_s, point.timing.decode_tokens_per_s = 8 * 128 / 1.0, 8 * 127 / 0.6
     point.timing.round_values_s, point.timing.decode_round_values_s = [1.0] * 3, [0.6] * 3
@@ -617,7 +616,7 @@ def test_calibration_keeps_alternating_while_undecided_for_as_long_as_it_is_give
     from ssmbench.point import Point
 
     noisy = itertools.cycle([0.9, 1.1])  # suite/plain: +-10 %, around 0: never wholly within 5 % or beyond it
-    monkeypatch.setattr(calibrate, "_plain_call", lambda *args: next(noisy))
+    monkeypatch.setattr(plain, "call", lambda *args: next(noisy))
     lm = types.SimpleNamespace(device=torch.device("cpu"))
     point = Point("m", "prefill", 16, 1, 1)
     point.timing.ttft_s = 1.0
@@ -633,10 +632,9 @@ def test_plain_decode_steps_are_the_times_between_the_tokens_generate_hands_out(
     per token after the first, each the step that made it (a model that takes 30 ms a forward shows 30 ms)."""
     import time
 
-    from ssmbench import calibrate
 
     ids = torch.randint(3, 500, (1, 8))
-    steps = calibrate._plain_steps(tiny_phi, ids, 6, "eager")
+    steps = plain.steps(tiny_phi, ids, 6, "eager")
     assert len(steps) == 5 and all(s > 0 for s in steps)
     real_forward = tiny_phi.model.forward
 
@@ -645,7 +643,7 @@ def test_plain_decode_steps_are_the_times_between_the_tokens_generate_hands_out(
         return real_forward(*args, **kwargs)
 
     monkeypatch.setattr(tiny_phi.model, "forward", slow_forward)
-    steps = calibrate._plain_steps(tiny_phi, ids, 4, "eager")
+    steps = plain.steps(tiny_phi, ids, 4, "eager")
     assert len(steps) == 3 and min(steps) >= 0.03, steps
 
 
@@ -661,8 +659,8 @@ def test_compiled_decode_is_calibrated_by_the_streamers_steps_not_by_two_prefill
 
     calls = []
     monkeypatch.setattr(backends.BACKENDS["compiled"], "streams", lambda lm: True)  # generate()'s static cache
-    monkeypatch.setattr(calibrate, "_plain_call", lambda *args: pytest.fail("a two-call difference was used"))
-    monkeypatch.setattr(calibrate, "_plain_steps", lambda lm, ids, n, backend: calls.append(n) or [0.01] * (n - 1))
+    monkeypatch.setattr(plain, "call", lambda *args: pytest.fail("a two-call difference was used"))
+    monkeypatch.setattr(plain, "steps", lambda lm, ids, n, backend: calls.append(n) or [0.01] * (n - 1))
     lm = types.SimpleNamespace(device=torch.device("cpu"))
     point = Point("m", "decode", 131072, 1, 33)
     point.timing.decode_s_per_token, point.timing.round_values_s = 0.01, [0.01, 0.01, 0.01]
