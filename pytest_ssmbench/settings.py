@@ -47,8 +47,6 @@ def configure(config: pytest.Config) -> None:
     device = _device(device_choice)
     _use_tests_tiny_checkpoints(config.rootpath)
     if device.type == "cpu":
-        from .xdist import cpu_threads
-
         threads = cpu_threads(workerinput, os.cpu_count())
         if threads:
             torch.set_num_threads(threads)
@@ -69,6 +67,16 @@ def configure(config: pytest.Config) -> None:
     # stays.
     if options.get(config, "ssm_dtype") in ("auto", "float32"):
         os.environ.setdefault("TRITON_F32_DEFAULT", "ieee")
+
+
+def cpu_threads(workerinput: dict, cpus: int | None) -> int | None:
+    """Torch threads for a worker computing on the CPU: the host's cores shared among its workers. Left alone
+    (None) outside xdist. Each of two workers on 2 cores taking both (torch's default) made the quick tier run
+    164 s instead of 24 s: the workers' spinning OpenMP threads starve each other."""
+    if not workerinput.get("workerid"):
+        return None
+    workers = workerinput.get("ssmbench_host_workers") or workerinput.get("workercount") or 1
+    return max(1, (cpus or 1) // workers)
 
 
 def _use_tests_tiny_checkpoints(rootpath) -> None:

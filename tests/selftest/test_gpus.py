@@ -140,7 +140,7 @@ def test_workers_on_several_hosts_take_their_own_hosts_gpus():
 
 def test_cpu_workers_share_their_hosts_cores():
     """Two workers on 2 cores each taking both (torch's default) ran the quick tier in 164 s instead of 24."""
-    from pytest_ssmbench.xdist import cpu_threads
+    from pytest_ssmbench.settings import cpu_threads
 
     assert cpu_threads({}, 8) is None  # not a worker: torch's default
     assert cpu_threads({"workerid": "gw0", "workercount": 2}, 2) == 1
