@@ -1,6 +1,6 @@
 """Builds the embedded tiny checkpoints: a byte-level BPE tokenizer and a small model per architecture, each trained
 briefly on the seeded corpus so their greedy generations are varied (degenerate models would let
-conformance checks pass vacuously). Run through ``python scripts/make_tiny_checkpoints.py``.
+conformance checks pass vacuously). Run through ``ssmbench make-tiny``.
 """
 
 from __future__ import annotations

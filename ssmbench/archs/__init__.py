@@ -1,5 +1,5 @@
 """The architectures, one module each (``ARCH`` in it). Adding one: a module here, its entry in ``MODULES``,
-and its tiny checkpoint (``python scripts/make_tiny_checkpoints.py --only KEY``)."""
+and its tiny checkpoint (``ssmbench make-tiny --only KEY``)."""
 
 from __future__ import annotations
 

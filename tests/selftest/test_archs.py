@@ -21,7 +21,7 @@ def test_every_architecture_is_complete_and_has_its_tiny_checkpoint(key):
     arch = ARCHS[key]
     assert arch.key == key and arch.family in archs.FAMILIES
     assert (arch.tiny_path / "config.json").is_file(), (
-        f"{key}: no tiny checkpoint at {arch.tiny_path}; run python scripts/make_tiny_checkpoints.py --only {key}")
+        f"{key}: no tiny checkpoint at {arch.tiny_path}; run ssmbench make-tiny --only {key}")
     assert arch.synthetic_config and arch.tiny_config and arch.published_params > 0
     assert arch.kernels is None or arch.family != "attention", f"{key}: SSM kernels declared for an attention model"
 

@@ -194,18 +194,14 @@ def test_a_baseline_whose_machine_info_is_not_a_mapping_is_refused(tmp_path):
 
 
 def _merge_script():
-    import importlib.util
+    from ssmbench.commands import merge
 
-    path = ROOT / "scripts" / "merge_benchmarks.py"
-    spec = importlib.util.spec_from_file_location("merge_benchmarks", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return merge
 
 
 @pytest.mark.selftest
 def test_a_sweep_split_over_sessions_compares_as_one_merged_baseline(saved_baseline, tmp_path, capsys):
-    """scripts/merge_benchmarks.py: a baseline saved in two sessions (Mamba's benchmarks in one, the rest in the
+    """ssmbench merge: a baseline saved in two sessions (Mamba's benchmarks in one, the rest in the
     other) merged back into one file holding every benchmark, which a run compares against as a whole; a
     benchmark in both files, another GPU, or an existing output is refused."""
     merge = _merge_script()

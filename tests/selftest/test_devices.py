@@ -97,7 +97,7 @@ def test_project_device_refuses_a_file_without_the_points_it_projects(args, says
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2]  # the test tree's (an installed wheel's package has no scripts/)
-    run = subprocess.run([sys.executable, "scripts/project_device.py", "dgx-spark", *args], cwd=root,
+    root = Path(__file__).resolve().parents[2]  # the test tree's baselines
+    run = subprocess.run([sys.executable, "-m", "ssmbench", "project", "dgx-spark", *args], cwd=root,
                          capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 2 and says in run.stderr, run.stderr[-1500:]

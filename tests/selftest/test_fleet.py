@@ -91,7 +91,7 @@ def test_bad_fleet_input_says_what_is_wrong(tmp_path):
         fleet.build([ROOT / "baselines" / "dgx-spark"])
     with pytest.raises(fleet.FleetError, match="unknown device 'tpu'; known: "):
         fleet.build([H200], ["tpu"])
-    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "fleet.py"), str(tmp_path), "-o",
+    run = subprocess.run([sys.executable, "-m", "ssmbench", "fleet", str(tmp_path), "-o",
                           str(tmp_path / "x.html")], capture_output=True, text=True, check=False)
     assert run.returncode == 2 and "no points files" in run.stderr and not (tmp_path / "x.html").exists()
 
@@ -103,7 +103,7 @@ BROWSER = shutil.which("chromium") or shutil.which("chromium-browser") or shutil
                     "renders the fleet page for this check")
 def test_the_page_renders_in_a_headless_browser(tmp_path):
     page = tmp_path / "fleet.html"
-    made = subprocess.run([sys.executable, str(ROOT / "scripts" / "fleet.py"), str(H200),
+    made = subprocess.run([sys.executable, "-m", "ssmbench", "fleet", str(H200),
                            str(ROOT / "baselines" / "dgx-spark"), "-o", str(page)], capture_output=True, text=True,
                           timeout=120, check=False)
     assert made.returncode == 0, made.stderr

@@ -148,8 +148,13 @@ def test_plugin_switches(tmp_path):
     assert run.stdout.count("[tiny-mamba]") == 1, run.stdout[-2000:]
 
 
+COMMAND = {"fleet.py": "fleet", "summarize.py": "summarize", "merge_benchmarks.py": "merge",
+           "project_device.py": "project", "version_sweep.py": "version-sweep"}
+
+
 def _script(name: str, *args: str, cwd=ROOT, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args], cwd=cwd, capture_output=True,
+    """``ssmbench COMMAND``, as a user runs it (named here by the script it was)."""
+    return subprocess.run([sys.executable, "-m", "ssmbench", COMMAND[name], *args], cwd=cwd, capture_output=True,
                           text=True, timeout=300, check=False, env=env)
 
 

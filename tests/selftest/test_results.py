@@ -436,19 +436,14 @@ def test_decode_best_vs_best_has_a_line_behind_generate_where_a_backend_is_not()
 
 
 def _summarize_script():
-    """scripts/summarize.py as a module (scripts/ is not a package)."""
-    import importlib.util
-    from pathlib import Path
+    """ssmbench summarize's module."""
+    from ssmbench.commands import summarize
 
-    path = Path(__file__).resolve().parents[2] / "scripts" / "summarize.py"
-    spec = importlib.util.spec_from_file_location("summarize", path)
-    summarize = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(summarize)
     return summarize
 
 
 def test_summarize_script_reads_a_stored_baseline_and_refuses_other_files(tmp_path, capsys):
-    """scripts/summarize.py: the committed H200 points, summarised with the current code (crossovers with the
+    """ssmbench summarize: the committed H200 points, summarised with the current code (crossovers with the
     ratio at the longest context both ran), the report written; a file that is not a results file is refused
     with exit 2, naming it."""
     summarize = _summarize_script()

@@ -1,17 +1,20 @@
-"""scripts/version_sweep.py: which releases --spread picks, and how a run's JUnit XML is counted."""
+"""ssmbench version-sweep (ssmbench.releases): which releases --spread picks, and how a run's JUnit XML is counted."""
 
-import importlib.util
+import json
+import subprocess
+import sys
+import types
 from pathlib import Path
 
 import pytest
 from packaging.version import Version
 
-pytestmark = [pytest.mark.quick, pytest.mark.selftest]
+from ssmbench import releases
+from ssmbench.commands import version_sweep
 
-_spec = importlib.util.spec_from_file_location(
-    "version_sweep", Path(__file__).resolve().parents[2] / "scripts" / "version_sweep.py")
-sweep = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sweep)
+pytestmark = [pytest.mark.quick, pytest.mark.selftest]
+sweep = types.SimpleNamespace(spread=releases.spread, junit_counts=version_sweep.junit_counts)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_spread_takes_each_minors_newest_patch_first_and_last_included():
@@ -32,3 +35,29 @@ def test_junit_counts_tell_failures_xfails_and_skips_apart(tmp_path):
     </testsuite></testsuites>""")
     assert sweep.junit_counts(xml) == {"passed": 1, "failed": 2, "xfailed": 1, "skipped": 1,
                                        "failures": ["test_cache::test_b[tiny-mamba]", "test_cache::test_c[tiny-phi]"]}
+
+
+def test_all_minors_and_the_newest_prerelease():
+    versions = [Version(v) for v in ("4.46.0", "4.46.3", "5.24.0", "5.25.0", "5.25.1", "5.26.0rc1", "5.25.0rc1")]
+    assert [str(v) for v in releases.all_minors(versions)] == ["4.46.3", "5.24.0", "5.25.1"]
+    assert str(releases.newest_prerelease(versions)) == "5.26.0rc1"
+    assert releases.newest_prerelease([v for v in versions if str(v) != "5.26.0rc1"]) is None  # older than 5.25
+
+
+def test_a_release_that_does_not_require_an_integration_runs_without_it(tmp_path):
+    """A release's folder hides what its own install would not bring (this environment's kernels, there for 5.25):
+    a child process with the folder on its path cannot import it, and transformers' test reads it as absent."""
+    releases._hide(tmp_path, ["json"])  # a module every environment has, to see the hiding work
+    done = subprocess.run([sys.executable, "-c", "import importlib.util; print(importlib.util.find_spec('json'))"],
+                          env={"PYTHONPATH": str(tmp_path), "PATH": ""}, capture_output=True, text=True, check=False)
+    assert done.stdout.strip() == "None", done.stdout + done.stderr
+
+
+def test_the_readme_table_is_the_committed_sweeps_own(tmp_path):
+    """The README's table is generated from docs/version-sweep.json (with the commit it ran at), never edited by
+    hand: rendering the JSON again gives exactly what the README holds between its markers."""
+    sweep_json = json.loads((ROOT / "docs" / "version-sweep.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split(releases.MARK_BEGIN + "\n", 1)[1].split("\n" + releases.MARK_END, 1)[0]
+    assert table == releases.render_table(sweep_json)
+    assert sweep_json["commit"] and len(sweep_json["rows"]) >= 38

@@ -6,10 +6,10 @@ round-robin, so a drifting host moves them all alike:
   plain      lm.generate(ids, max_new_tokens=1): wall time around a synchronize (what calibration does)
   clock      the suite's StepClock as logits processor, NVML energy reads, return_dict_in_generate: its TTFT
   clock-wall the same call's wall time
-  suite      the suite's own call (ssmbench.bench.generate_call + Runs.setup): its TTFT
+  suite      the suite's own call (the eager backend's call + Runs.setup): its TTFT
   decode33   the suite's call with 33 new tokens (as a decode point): its TTFT
 
-Run from the repository root: python baselines/h200/runs/2026-11-29/prefill_probe.py [context ...]
+Run from the repository root: python tools/h200/prefill_probe.py [context ...]
 """
 
 import json
@@ -20,11 +20,16 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout
 
-from ssmbench import loading, registry  # noqa: E402
-from ssmbench.bench import Runs, generate_call, prompt_ids  # noqa: E402
+from ssmbench import (  # noqa: E402
+    backends,  # noqa: E402
+    loading,
+    registry,
+)
+from ssmbench.bench import prompt_ids  # noqa: E402
 from ssmbench.measure import Nvml, StepClock, synchronize  # noqa: E402
+from ssmbench.runs import Runs  # noqa: E402
 
 gpu = torch.cuda.is_available()  # off a GPU (a check of this script): the tiny Mamba on the CPU
 spec = next(s for s in registry.resolve_model_set("synthetic" if gpu else "tiny") if s.family == "ssm")
@@ -55,7 +60,7 @@ for context in [int(c) for c in sys.argv[1:]] or [512]:
 
     def suite(new_tokens, name):
         runs = Runs()
-        call, setup = generate_call(lm, ids, new_tokens, runs, "eager", nvml), runs.setup(lm.device)
+        call, setup = backends.get("eager").call(lm, ids, new_tokens, runs, nvml), runs.setup(lm.device)
         setup()
         call()
         results.setdefault(name, []).append(runs.intervals[0][0])

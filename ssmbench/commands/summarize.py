@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
 """The summary a benchmark run prints (per-model tables, spreads, calibration, crossovers), re-read from a stored
 points file, and optionally its scaling report: a committed baseline read with the current code.
 
-    python scripts/summarize.py baselines/h200/points-synthetic-bf16.json [--report DIR]
+    ssmbench summarize baselines/h200/points-synthetic-bf16.json [--report DIR]
 
 Several files (runs of one device split over sessions, e.g. each model's throughput sweep) are summarised as one
 run: they must come from the same device, torch, transformers and Mamba implementation (kernels or the reference
@@ -15,11 +14,9 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from ssmbench.point import SCHEMA_VERSION  # noqa: E402
-from ssmbench.results import ResultStore, summary_lines, write_report  # noqa: E402
-from ssmbench.safeio import UnsafeOutput, atomic_write_text, check_report_folder, printable  # noqa: E402
+from ssmbench.point import SCHEMA_VERSION
+from ssmbench.results import ResultStore, summary_lines, write_report
+from ssmbench.safeio import UnsafeOutput, atomic_write_text, check_report_folder, printable
 
 
 def _identity(p) -> tuple:
@@ -116,5 +113,3 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,9 +2,9 @@
 real configuration with random weights built by transformers directly, plain generate(), a synchronize and a
 wall clock, the allocator's peak. What the suite's figures are checked against by hand.
 
-    python scripts/plain_point.py phi --context 32768 131072            # time to first token, extra peak
-    python scripts/plain_point.py mamba --context 2048 --new-tokens 33 --static-cache
-    python scripts/plain_point.py phi --context 2048 --new-tokens 128 --batch 1 8 64    # throughput at batch
+    ssmbench plain phi --context 32768 131072            # time to first token, extra peak
+    ssmbench plain mamba --context 2048 --new-tokens 33 --static-cache
+    ssmbench plain phi --context 2048 --new-tokens 128 --batch 1 8 64    # throughput at batch
 
 Prints one JSON line per context: seconds per call (each call timed alone), the extra peak over the weights
 (max_memory_allocated() minus memory_allocated() before the calls) and each call's own peak over what was
@@ -25,16 +25,12 @@ import argparse
 import itertools
 import json
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # ssmbench, from a checkout without installing
 
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.generation.streamers import BaseStreamer
 
@@ -59,7 +55,7 @@ def main() -> None:
     parser.add_argument("--static-cache", action="store_true", help="cache_implementation='static' (compiled)")
     parser.add_argument("--batch", type=int, nargs="+", default=[1], help="batch sizes (default 1)")
     parser.add_argument("--energy", action="store_true", help="read NVML's energy counter around each call")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         parser.error("needs a CUDA GPU: it measures the full-size model on one (the allocator's peak, a "
                      "synchronize); torch here sees none")
@@ -140,7 +136,4 @@ def main() -> None:
                           "weights_gb": weights / 1e9, **rates, "torch": torch.__version__}), flush=True)
         del ids
         torch.cuda.empty_cache()
-
-
-if __name__ == "__main__":
-    main()
+    return 0

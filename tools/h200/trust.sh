@@ -4,7 +4,7 @@
 # CUDA extensions' symbols stripped (strip --strip-unneeded: 90 -> 69 MB; the device tool carries 64 MiB with the
 # checkout), then tar -cf - . | xz -9e).
 #   check:  Mamba's prefill at 512 and 2048 by the suite's call and plainly, alternating in one process
-#           (runs/2026-11-29/prefill_probe.py), then by the suite as the first point of a fresh process, calibrated;
+#           (tools/h200/prefill_probe.py), then by the suite as the first point of a fresh process, calibrated;
 #           the isolation benchmark (same point before and after another backend); GPU clocks sampled.
 #           (The 2026-11-28 check, in runs/2026-11-28-trust/check, is this file's check at commit 5878a6c.)
 #   quick:  the quick tier on the GPU with the kernels (all architectures' tiny checkpoints: kernel parity of
@@ -14,23 +14,23 @@
 #           eager/compiled/graphed, --calibrate; throughput as in earlier baselines: eager, prompt 512, batch
 #           1/8/32, 32 new tokens, calibrated at batch 1 and 8 since 35ecaa2 -- the paper's throughput sweep is a
 #           mode of its own); two points plainly in fresh
-#           processes (scripts/plain_point.py: phi-2 compiled decode at 512, Mamba's prefill at 131072).
+#           processes (ssmbench plain: phi-2 compiled decode at 512, Mamba's prefill at 131072).
 #           Waits up to WAIT seconds.
 #           SWEEP=MODE,...: what runs, in that order (default trust: the above). undecided: issue #12's two long
 #           compiled decodes (131072) calibrated with UNDECIDED_S (400) seconds of pairs each; plain-decode: the
-#           same decodes plainly, each in a fresh process (scripts/plain_point.py, 33 tokens, a streamer's clock);
+#           same decodes plainly, each in a fresh process (ssmbench plain, 33 tokens, a streamer's clock);
 #           UNDECIDED_ARCHS (mamba,phi) picks the models of both; native: issue #14's
 #           decode sweep (compiled, graphed, native; 512 ... 32768, calibrated at 512 and 32768) and
-#           scripts/profile_step.py at 2048 (PROFILE_S, 240); native-probe: issue #14's probe
-#           (scripts/native_probe.py) into /tmp/sweep/native; throughput: issue #13's paper-shaped run (prompt
+#           ssmbench profile-step at 2048 (PROFILE_S, 240); native-probe: issue #14's probe
+#           (ssmbench native-probe) into /tmp/sweep/native; throughput: issue #13's paper-shaped run (prompt
 #           2048 / 128 new tokens, batch 1 ... 256, every backend, calibrated at THROUGHPUT_CALIBRATE's batches;
 #           phi-2's eager and compiled took 483 s uncalibrated on 2026-11-29, Mamba's four backends more);
 #           throughput-long: prompts 8192 and 32768 (THROUGHPUT_LONG_PROMPTS) at batch 1/4/16/64, every backend;
 #           throughput-check: the throughput points' energy and decode figures by the suite and by
-#           scripts/plain_point.py --energy at CHECK_BATCHES (16 128), both models.
+#           ssmbench plain --energy at CHECK_BATCHES (16 128), both models.
 #           THROUGHPUT_ARCHS (mamba,phi) and THROUGHPUT_BACKENDS (all four) split them further across sessions
 #           (THROUGHPUT_LONG_ARCHS, default THROUGHPUT_ARCHS, for throughput-long alone: two lanes, two model sets);
-#           scripts/summarize.py then reads the runs' points files together; quick: the quick tier with the
+#           ssmbench summarize then reads the runs' points files together; quick: the quick tier with the
 #           kernels, the --archs groups of QUICK_GROUPS (space-separated; default all four; each group's default
 #           model set holds its tiny models too) one after the other (QUICK_SIDE_BY_SIDE=1: side by side; on
 #           2026-11-29 two groups compiling mamba-ssm's Triton kernels at once finished together, no sooner, and a
@@ -92,7 +92,7 @@ if [ "$phase" = check ]; then
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$R/gpu.csv"
   nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,pstate --format=csv -lms 250 > "$R/clocks.csv" &
   sampler=$!
-  timeout -s INT 150 python3 baselines/h200/runs/2026-11-29/prefill_probe.py 512 2048 > "$R/prefill-probe.jsonl" \
+  timeout -s INT 150 python3 tools/h200/prefill_probe.py 512 2048 > "$R/prefill-probe.jsonl" \
     2> "$R/prefill-probe.err"
   timeout -s INT 120 $PYT -m benchmark --models synthetic --ssm-archs mamba --backends eager -k "prefill and synthetic-mamba" \
     --contexts 512,2048 --calibrate --calibrate-contexts 512,2048 --results-file "$R/prefill-points.json" \
@@ -149,9 +149,9 @@ sweep /tmp/sweep synthetic-bf16 --ssm-archs mamba,phi --backends eager,compiled,
   --calibrate --calibrate-contexts 512,131072 \\
   --ssm-throughput-prompts 512 --ssm-batch-sizes 1,8,32 --ssm-throughput-new-tokens 32 \\
   -k "not (test_throughput and (compiled or graphed))"
-python3 scripts/plain_point.py phi --context 512 --new-tokens 33 --static-cache --calls 10 \\
+python3 -m ssmbench plain phi --context 512 --new-tokens 33 --static-cache --calls 10 \\
   > /tmp/sweep/plain/phi-compiled-decode-512.jsonl 2> /tmp/sweep/plain/phi.err
-python3 scripts/plain_point.py mamba --context 131072 --calls 4 > /tmp/sweep/plain/mamba-prefill-131072.jsonl \\
+python3 -m ssmbench plain mamba --context 131072 --calls 4 > /tmp/sweep/plain/mamba-prefill-131072.jsonl \\
   2> /tmp/sweep/plain/mamba.err
 touch /tmp/sweep/plain/done
 EOS
@@ -167,7 +167,7 @@ EOS
 # Issue #12: the compiled decodes at 131072 plainly, each in a fresh process (plain generate() with a streamer's
 # clock, 33 tokens, the point's length) for ${UNDECIDED_ARCHS:-mamba,phi}.
 for a in \$(echo ${UNDECIDED_ARCHS:-mamba,phi} | tr , ' '); do
-  timeout -s INT 300 python3 scripts/plain_point.py \$a --context 131072 --new-tokens 33 --static-cache --calls 5 \\
+  timeout -s INT 300 python3 -m ssmbench plain \$a --context 131072 --new-tokens 33 --static-cache --calls 5 \\
     > /tmp/sweep/plain/\$a-compiled-decode-131072.jsonl 2> /tmp/sweep/plain/\$a-decode.err
 done
 EOS
@@ -177,7 +177,7 @@ EOS
 # mamba-ssm's native), calibrated at 512 and 32768; then one step kernel by kernel, both sides.
 sweep /tmp/sweep/native-decode native-bf16 --ssm-archs mamba --backends compiled,graphed,native -k test_latency_decode \\
   --contexts 512,2048,8192,32768 --calibrate --calibrate-contexts 512,32768
-timeout -s INT ${PROFILE_S:-240} python3 scripts/profile_step.py --context 2048 --steps 50 \\
+timeout -s INT ${PROFILE_S:-240} python3 -m ssmbench profile-step --context 2048 --steps 50 \\
   --out /tmp/sweep/native-decode/profile > /tmp/sweep/native-decode/profile.log 2>&1
 EOS
     ;;
@@ -192,13 +192,13 @@ EOS
     ;;
     throughput-check) cat <<EOS
 # Issue #13: the throughput points' energy (joules per generated token, NVML read around each whole call) and the
-# decode figures, by the suite and plainly (scripts/plain_point.py --energy, fresh processes) at batch
+# decode figures, by the suite and plainly (ssmbench plain --energy, fresh processes) at batch
 # ${CHECK_BATCHES:-16 128}, on a GPU of its own; eager for phi-2 and Mamba (plain_point.py runs generate()).
 sweep /tmp/sweep/throughput-check throughput-check-bf16 --ssm-archs mamba,phi --backends eager,compiled,native \\
   -k test_throughput --ssm-throughput-prompts 2048 --ssm-batch-sizes $(echo ${CHECK_BATCHES:-16 128} | tr ' ' ,) \\
   --ssm-throughput-new-tokens 128
 for a in mamba phi; do
-  timeout -s INT 300 python3 scripts/plain_point.py \$a --context 2048 --new-tokens 128 --batch ${CHECK_BATCHES:-16 128} \\
+  timeout -s INT 300 python3 -m ssmbench plain \$a --context 2048 --new-tokens 128 --batch ${CHECK_BATCHES:-16 128} \\
     --calls 4 --energy > /tmp/sweep/throughput-check/plain-\$a.jsonl 2> /tmp/sweep/throughput-check/plain-\$a.err
 done
 EOS
@@ -212,7 +212,7 @@ EOS
     native-probe) cat <<EOS
 # Issue #14's probe: mamba_ssm's MambaLMHeadModel on the weights transformers loaded, CUDA-graph decode.
 mkdir -p /tmp/sweep/native
-timeout -s INT 240 python3 scripts/native_probe.py --context 11 512 2048 8192 32768 --new-tokens 33 \\
+timeout -s INT 240 python3 -m ssmbench native-probe --context 11 512 2048 8192 32768 --new-tokens 33 \\
   > /tmp/sweep/native/probe.jsonl 2> /tmp/sweep/native/probe.err
 echo \$? > /tmp/sweep/native/exit
 EOS

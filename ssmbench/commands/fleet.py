@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Several devices' baselines side by side in one self-contained HTML page (plots embedded).
 
-    python scripts/fleet.py baselines/h200 baselines/dgx-spark -o docs/fleet/h200-vs-dgx-spark.html
+    ssmbench fleet baselines/h200 baselines/dgx-spark -o docs/fleet/h200-vs-dgx-spark.html
 
 Each argument is a baseline folder (its points-*.json files), a results file (--ssm-results-file), or a folder
 named after a known device with no points yet (baselines/dgx-spark): that device is projected from the first
@@ -10,15 +9,12 @@ measured one, and labelled so. --project KEY adds such a device by its key.
 
 import argparse
 import math
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from ssmbench import devices  # noqa: E402
-from ssmbench.fleet import FleetError, build, points_files  # noqa: E402
-from ssmbench.render.html import render  # noqa: E402
-from ssmbench.safeio import atomic_write_text, printable  # noqa: E402
+from ssmbench import devices
+from ssmbench.fleet import FleetError, build, points_files
+from ssmbench.render.html import render
+from ssmbench.safeio import atomic_write_text, printable
 
 
 def percent(value: str) -> float:
@@ -42,7 +38,8 @@ def inputs(paths: list[Path]) -> set[Path]:
     return found
 
 
-if __name__ == "__main__":
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", type=Path, help="baseline folders or results files")
     parser.add_argument("--project", action="append", default=[], choices=[p.key for p in devices.PROFILES],
@@ -50,7 +47,7 @@ if __name__ == "__main__":
     parser.add_argument("--disagree", type=percent, default=25.0,
                         help="flag rows where two measured devices' figure/floor ratios differ by more (per cent)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="the HTML page to write")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.output.is_dir():
         parser.error(f"-o {args.output} is a folder: name the HTML file to write")
     if args.output.resolve() in inputs(args.paths):
@@ -65,3 +62,4 @@ if __name__ == "__main__":
     except OSError as exc:
         parser.error(f"cannot write {args.output}: {type(exc).__name__}: {exc}")
     print(printable(f"{args.output}: {', '.join(d.label for d in fleet)} ({len(page) / 1e3:.0f} kB)"))
+    return 0

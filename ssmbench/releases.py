@@ -1,39 +1,19 @@
-"""The quick tier on many transformers releases, side by side in this virtual environment: each release goes into
-a folder of its own (``pip install --no-deps --target``, with whatever of its requirements this environment does
-not satisfy -- tokenizers, huggingface_hub, ...), then ``PYTHONPATH=FOLDER pytest -m quick`` runs against it.
-No new virtual environment per release; torch and everything else come from this one.
-
-    python scripts/version_sweep.py 4.46.3 4.52.4 5.0.0          # these releases
-    python scripts/version_sweep.py --spread 16                  # 16 releases across the supported range
-    python scripts/version_sweep.py --all-minors --pre           # every minor's last patch, and a pre-release
-    python scripts/version_sweep.py --spread 16 -- -k cache      # pytest arguments after --
-    python scripts/version_sweep.py --table docs/version-sweep.json --readme README.md   # the README's table
-
-Prints, per release: version | passed | failed | xfailed | skipped | seconds | what failed (and errors while
-installing or importing, as a row of their own: the sweep goes on), then writes the rows as JSON (--json), with
-the commit the suite ran at. ``--readme`` rewrites the README's table (between its version-sweep markers) from
-that JSON: the table is never edited by hand. Folders are kept under --root (default .versions/, ignored by
-git) and reused by later sweeps.
-"""
+"""transformers releases side by side in one virtual environment, for the version sweep: each release in a
+folder of its own (``pip install --no-deps --target``, with whatever of its requirements this environment does not
+satisfy), what it would not have installed hidden from it, and the sweep's table for the README."""
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import re
 import shutil
 import subprocess
 import sys
-import time
-import xml.etree.ElementTree as ET
 from importlib import metadata
 from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.version import InvalidVersion, Version
 
-ROOT = Path(__file__).resolve().parent.parent
 OLDEST = Version("4.46.0")  # the oldest release the suite claims (pyproject.toml's transformers>=)
 
 
@@ -144,7 +124,7 @@ def _hide(folder: Path, names: list[str]) -> None:
     of whether an integration is installed -- reads as absent."""
     body = "".join(f"sys.modules.setdefault({n!r}, None)\n" for n in names)
     (folder / "sitecustomize.py").write_text(
-        f"# written by scripts/version_sweep.py: what this release would not have installed\nimport sys\n\n{body}")
+        f"# written by ssmbench version-sweep: what this release would not have installed\nimport sys\n\n{body}")
 
 
 def _broken_outside(folder: Path, hidden: tuple[str, ...] = ()) -> list[str]:
@@ -203,68 +183,16 @@ def install(version: Version, root: Path) -> Path:
     return target
 
 
-def _version(text: str) -> Version | None:
-    try:
-        return Version(text)
-    except InvalidVersion:
-        return None
-
-
-def run_quick(version: Version, folder: Path, pytest_args: list[str], logs: Path, timeout_s: float) -> dict:
-    """The quick tier against ``folder``: counts from pytest's JUnit XML, and the failed tests' ids."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env["PYTHONPATH"] = os.pathsep.join((str(folder), str(ROOT)))  # this checkout's suite, whatever is installed
-    seen = subprocess.run([sys.executable, "-c", "import transformers; print(transformers.__version__)"],
-                          env=env, capture_output=True, text=True, check=False)
-    if seen.returncode or _version(seen.stdout.strip()) != version:
-        raise RuntimeError(f"import transformers gave {seen.stdout.strip() or seen.stderr.strip()[-300:]}")
-    xml = logs / f"{version}.xml"
-    start = time.perf_counter()
-    xml.unlink(missing_ok=True)
-    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-m", "quick", "-q", "-rfE",
-                          f"--junitxml={xml}", *pytest_args], cwd=ROOT, env=env, capture_output=True, text=True,
-                         check=False, timeout=timeout_s)
-    seconds = time.perf_counter() - start
-    (logs / f"{version}.log").write_text(run.stdout + run.stderr)
-    row = {"version": str(version), "passed": 0, "failed": 0, "xfailed": 0, "skipped": 0,
-           "seconds": round(seconds, 1), "exit": run.returncode, "failures": []}
-    if not xml.exists():
-        row["failures"] = [f"pytest exited {run.returncode} without a report: {run.stdout[-300:]}"]
-        row["failed"] = 1
-        return row
-    row.update(junit_counts(xml))
-    if run.returncode not in (0, 1):  # 2 interrupted, 3 internal error, 4 usage error, 5 nothing collected
-        row["failed"] += 1
-        row["failures"].append(f"pytest exited {run.returncode}")
-    return row
-
-
-def junit_counts(xml: Path) -> dict:
-    """passed / failed / xfailed / skipped and the failed tests' ids from pytest's JUnit XML (an xfail is a
-    ``skipped`` of type ``pytest.xfail``; a strict XPASS and an error count as failed)."""
-    counts = {"passed": 0, "failed": 0, "xfailed": 0, "skipped": 0, "failures": []}
-    for case in ET.parse(xml).getroot().iter("testcase"):
-        name = f"{case.get('classname', '').rsplit('.', 1)[-1]}::{case.get('name')}"
-        if case.find("failure") is not None or case.find("error") is not None:
-            counts["failed"] += 1
-            counts["failures"].append(name)
-        elif (skip := case.find("skipped")) is not None:
-            counts["xfailed" if skip.get("type") == "pytest.xfail" else "skipped"] += 1
-        else:
-            counts["passed"] += 1
-    return counts
-
-
 MARK_BEGIN, MARK_END = "<!-- version-sweep table: begin -->", "<!-- version-sweep table: end -->"
 
 
-def commit() -> str:
-    """The commit the suite runs at (with '+changes' where the work tree differs from it)."""
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+def commit(root: Path) -> str:
+    """The commit the checkout at ``root`` is at (with '+changes' where the work tree differs from it)."""
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                           check=False)
     if head.returncode:
         return "unknown"
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
                            capture_output=True, text=True, check=False)
     return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
@@ -292,81 +220,3 @@ def write_readme(readme: Path, sweep: dict) -> None:
     head, rest = text.split(MARK_BEGIN)
     _, tail = rest.split(MARK_END)
     readme.write_text(f"{head}{MARK_BEGIN}\n{render_table(sweep)}\n{MARK_END}{tail}")
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("versions", nargs="*", help="releases to run (default: --spread)")
-    parser.add_argument("--spread", type=int, default=None, help="this many releases across the supported range")
-    parser.add_argument("--all-minors", action="store_true", help="the newest patch of every minor release")
-    parser.add_argument("--pre", action="store_true", help="and the newest pre-release, where one is newer")
-    parser.add_argument("--table", type=Path, default=None, metavar="JSON",
-                        help="run nothing: print (or with --readme, write) the table of this sweep's JSON")
-    parser.add_argument("--readme", type=Path, default=None, help="rewrite this README's table from the JSON")
-    parser.add_argument("--root", type=Path, default=ROOT / ".versions", help="where the releases are installed")
-    parser.add_argument("--json", type=Path, default=None, help="write the rows here")
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds one release's run may take")
-    argv = sys.argv[1:]
-    cut = argv.index("--") if "--" in argv else len(argv)  # after "--": pytest's (argparse would take them as versions)
-    args = parser.parse_args(argv[:cut])
-    pytest_args = argv[cut + 1:]
-    if args.table is not None:
-        try:
-            sweep = json.loads(args.table.read_text())
-            table = render_table(sweep)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            parser.error(f"--table {args.table}: not a sweep's JSON ({type(exc).__name__}: {exc})")
-        if args.readme:
-            write_readme(args.readme, sweep)
-            print(f"{args.readme}: table written from {args.table}")
-        else:
-            print(table)
-        return
-    if args.spread is not None and args.spread < 2:
-        parser.error(f"--spread wants at least 2 releases (the oldest and the newest), got {args.spread}")
-    if args.versions:
-        try:
-            versions = [Version(v) for v in args.versions]
-        except InvalidVersion as exc:
-            parser.error(str(exc))
-    else:
-        listed = releases(pre=args.pre)
-        versions = all_minors(listed) if args.all_minors else spread(
-            [v for v in listed if not v.is_prerelease], args.spread if args.spread is not None else 16)
-        if args.pre and (pre := newest_prerelease(listed)) is not None:
-            versions.append(pre)
-    import datetime
-    import platform
-
-    import torch
-
-    sweep = {"commit": commit(), "date": datetime.date.today().isoformat(),
-             "where": f"CPU, tiny models, torch {torch.__version__}, Python {platform.python_version()}",
-             "command": "python scripts/version_sweep.py " + " ".join(sys.argv[1:]), "rows": []}
-    args.root.mkdir(parents=True, exist_ok=True)
-    logs = args.root / "logs"
-    logs.mkdir(exist_ok=True)
-    rows = sweep["rows"]
-    print("| transformers | passed | failed | xfailed | skipped | seconds | what failed |", flush=True)
-    print("| --- | --- | --- | --- | --- | --- | --- |", flush=True)
-    for version in versions:
-        try:
-            row = run_quick(version, install(version, args.root), pytest_args, logs, args.timeout)
-        except Exception as exc:  # one release that cannot install or import must not end the sweep
-            row = {"version": str(version), "error": f"{type(exc).__name__}: {exc}"}
-        rows.append(row)
-        if "error" in row:
-            print(f"| {version} | - | - | - | - | - | could not run: {row['error'][:300]} |", flush=True)
-        else:
-            failed = ", ".join(row["failures"]) or "-"
-            print(f"| {version} | {row['passed']} | {row['failed']} | {row['xfailed']} | {row['skipped']} | "
-                  f"{row['seconds']:.0f} | {failed} |", flush=True)
-        if args.json:
-            args.json.write_text(json.dumps(sweep, indent=1) + "\n")  # after every release: nothing run is lost
-    if args.readme:
-        write_readme(args.readme, sweep)
-    sys.exit(1 if any("error" in r or r["failed"] for r in rows) else 0)
-
-
-if __name__ == "__main__":
-    main()

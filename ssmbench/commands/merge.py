@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
 """Several pytest-benchmark files of one device as one baseline: a sweep split over sessions (each model's
 throughput run) compared against as a whole with --benchmark-compare.
 
-    python scripts/merge_benchmarks.py OUT.json RUN1.json RUN2.json ...
+    ssmbench merge OUT.json RUN1.json RUN2.json ...
 
 The files must share what a comparison needs (baselines.MUST_MATCH: GPU, model set, dtype policy) and the
 software the figures came from (torch, transformers, Mamba implementation); a benchmark found in two of them is
@@ -16,13 +15,10 @@ import argparse
 import json
 import os
 import re
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from pytest_ssmbench.baselines import MUST_MATCH, invalid_baseline  # noqa: E402
-from ssmbench.safeio import atomic_write_text  # noqa: E402
+from pytest_ssmbench.baselines import MUST_MATCH, invalid_baseline
+from ssmbench.safeio import atomic_write_text
 
 # the fields a baseline must share with a run comparing against it, and the software behind the figures
 SAME = (*MUST_MATCH, "torch", "transformers", "mamba_impl")
@@ -93,5 +89,3 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())

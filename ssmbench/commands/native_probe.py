@@ -8,7 +8,7 @@ on the meta device, the state dict assigned, no second copy, no second random in
 - mamba_ssm's CUDA-graph decode per token, ``(t(1 + M) - t(2)) / (M - 1)`` over plain calls (a synchronize and
   a wall clock), and transformers' eager one the same way.
 
-    PYTHONPATH=/tmp/kernels python scripts/native_probe.py --context 11 512 2048 16384 --new-tokens 33
+    PYTHONPATH=/tmp/kernels ssmbench native-probe --context 11 512 2048 16384 --new-tokens 33
 
 One JSON line per context. Needs a GPU with mamba-ssm and causal-conv1d.
 """
@@ -18,13 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def timed(fn) -> float:
@@ -42,7 +38,7 @@ def per_token(call, new: int, calls: int) -> float:
                              for _ in range(calls))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     from ssmbench.compare import relative_error
     from ssmbench.loading import load_model
     from ssmbench.native import native_model
@@ -52,7 +48,7 @@ def main() -> None:
     parser.add_argument("--context", type=int, nargs="+", default=[11, 512, 2048, 16384])
     parser.add_argument("--new-tokens", type=int, default=33)
     parser.add_argument("--calls", type=int, default=5)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     spec = resolve_model_set("synthetic", archs=["mamba"])[0]
     device = torch.device("cuda")
     hf = load_model(spec, device, torch.bfloat16)
@@ -75,7 +71,4 @@ def main() -> None:
                        args.new_tokens, args.calls),
                    "torch": torch.__version__}
         print(json.dumps(row), flush=True)
-
-
-if __name__ == "__main__":
-    main()
+    return 0

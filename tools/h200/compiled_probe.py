@@ -7,7 +7,7 @@ suite's call peaked 33 MiB above plain generate() in every round and timed 4.06 
          suite's own call (StepClock with NVML, return_dict_in_generate) -- each after a call of its own.
   steps: the suite's call's per-step intervals (first decode steps apart), and plain t(33), t(1) alternating.
 
-Run from the repository root: python baselines/h200/runs/2026-11-29/compiled_probe.py [arch]
+Run from the repository root: python tools/h200/compiled_probe.py [arch]
 """
 
 import json
@@ -18,13 +18,18 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout
 
 from transformers import LogitsProcessor  # noqa: E402
 
-from ssmbench import loading, registry  # noqa: E402
-from ssmbench.bench import Runs, generate_call, prompt_ids  # noqa: E402
+from ssmbench import (  # noqa: E402
+    backends,  # noqa: E402
+    loading,
+    registry,
+)
+from ssmbench.bench import prompt_ids  # noqa: E402
 from ssmbench.measure import Nvml, StepClock, synchronize  # noqa: E402
+from ssmbench.runs import Runs  # noqa: E402
 
 arch = sys.argv[1] if len(sys.argv) > 1 else "phi"
 gpu = torch.cuda.is_available()  # off a GPU (a check of this script): the tiny model on the CPU, no compile
@@ -45,7 +50,7 @@ def gen(n=N, **kw):
 
 
 runs = Runs()
-suite_call = generate_call(lm, ids, N, runs, "compiled" if gpu else "eager", Nvml())
+suite_call = backends.get("compiled" if gpu else "eager").call(lm, ids, N, runs, Nvml())
 variants = {
     "plain": lambda: gen(),
     "return_dict": lambda: gen(return_dict_in_generate=True),

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Issue #14: where the suite's CUDA-graph decode step loses time against mamba-ssm's own (native) step, kernel
 by kernel. For one model and prompt length:
 
@@ -8,8 +7,8 @@ by kernel. For one model and prompt length:
   per step, and per category (matmul, SSM scan/update, conv, norm, elementwise and copies, reduction, other).
   Kernels are what the graph replays; launch overhead is what the graph removes.
 
-    PYTHONPATH=/tmp/kernels python scripts/profile_step.py --context 2048 --out $OUT/profile
-    python scripts/profile_step.py --models tiny --device cpu --out /tmp/profile   # the suite's side only
+    PYTHONPATH=/tmp/kernels ssmbench profile-step --context 2048 --out $OUT/profile
+    ssmbench profile-step --models tiny --device cpu --out /tmp/profile   # the suite's side only
 
 Writes ``profile.json`` and ``PROFILE.md`` into ``--out``. Without mamba-ssm (or on a CPU) the native side is
 left out with the reason.
@@ -28,9 +27,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from ssmbench.measure import synchronize  # noqa: E402
+from ssmbench.measure import synchronize
 
 CATEGORIES = [  # first match wins
     ("matmul", r"gemm|gemv|cutlass|xmma|cublas|matmul|splitk|sm\d+_"),
@@ -194,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"model": lm.name, "context": args.context, "batch": args.batch, "dtype": str(dtype).replace("torch.", ""),
               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "torch": torch.__version__, "transformers": transformers.__version__,
-              "command": "python scripts/profile_step.py " + " ".join(sys.argv[1:] if argv is None else argv),
+              "command": "ssmbench profile-step " + " ".join(sys.argv[1:] if argv is None else argv),
               "sides": {}}
     args.out.mkdir(parents=True, exist_ok=True)
     failed = False
@@ -212,5 +209,3 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
