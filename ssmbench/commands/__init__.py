@@ -14,4 +14,5 @@ COMMANDS = {
     "make-tiny": ("make_tiny", "rebuild the embedded tiny checkpoints"),
     "profile-step": ("profile_step", "one decode step of a full-size model under the torch profiler (GPU)"),
     "native-probe": ("native_probe", "mamba-ssm's own decode against transformers' on the same weights (GPU)"),
+    "options-doc": ("options_doc", "the options reference (docs/options.md) from the plugin's definitions"),
 }

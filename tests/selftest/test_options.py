@@ -134,3 +134,15 @@ def test_triton_float32_dots_are_ieee_when_float32_models_may_run(args, preset, 
     run = run_pytest("--collect-only", *args, TEST, env_extra=env, drop_env=("TRITON_F32_DEFAULT",))
     assert run.returncode == 0, run.stdout[-1500:] + run.stderr[-1500:]
     assert f"Triton float32 dots {dots})" in run.stdout, run.stdout[:1500]
+
+
+@pytest.mark.quick
+def test_the_options_reference_is_generated_from_the_definitions():
+    """docs/options.md is what `ssmbench options-doc` prints from the code: an option added, renamed or retold
+    in pytest_ssmbench/options.py without regenerating the file fails here."""
+    from pathlib import Path
+
+    from pytest_ssmbench.options import reference_markdown
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "options.md"
+    assert docs.read_text() == reference_markdown(), "regenerate: ssmbench options-doc > docs/options.md"
