@@ -101,15 +101,15 @@ KNOWN_DIFFERENCES = {
         "left-padded Mamba-2 batch generates differently from each prompt alone; no upstream issue found",
     ),
     "mamba2-grouped-norm": (
-        ("mamba2",), lambda v: v < Version("5.24"),
-        "transformers < 5.24 (seen on 4.52.4, 5.0.0 and 5.17.0; fine on 5.24.0; 5.18-5.23 unchecked): Mamba-2's "
+        ("mamba2",), lambda v: v < Version("5.23"),
+        "transformers < 5.23 (the all-minors sweep: wrong on 4.52.4 ... 5.22.2, right from 5.23.0): Mamba-2's "
         "gated RMSNorm normalises all groups together, not each group as mamba_ssm does (n_groups > 1): "
         "huggingface/transformers#40861",
         lambda config: getattr(config, "n_groups", 1) > 1,
     ),
     "bamba-grouped-norm": (
-        ("bamba",), lambda v: v < Version("5.24"),
-        "transformers < 5.24 (seen on 4.52.4, 5.0.0 and 5.17.0; fine on 5.24.0; 5.18-5.23 unchecked): Bamba's "
+        ("bamba",), lambda v: v < Version("5.23"),
+        "transformers < 5.23 (the all-minors sweep: wrong on 4.52.4 ... 5.22.2, right from 5.23.0): Bamba's "
         "Mamba-2 mixer has Mamba-2's gated RMSNorm over all groups at once (mamba_n_groups > 1): "
         "huggingface/transformers#40861",
         lambda config: getattr(config, "mamba_n_groups", 1) > 1,
@@ -134,9 +134,9 @@ KNOWN_DIFFERENCES = {
         "issue found",
     ),
     "bamba-partial-rotary": (
-        ("bamba",), lambda v: Version("5.0") <= v < Version("5.17"),
-        "transformers 5.0 ... 5.16 (wrong on every release run from 5.0.0 to 5.14.1; right on 4.53.3, 4.56.2 and "
-        "5.17.0): Bamba's rotary embedding ignores partial_rotary_factor (RoPE over the whole head, not half of "
+        ("bamba",), lambda v: Version("5.0") <= v < Version("5.15"),
+        "transformers 5.0 ... 5.14 (the all-minors sweep: wrong on 5.0.0 ... 5.14.1; right on 4.57.6 and from "
+        "5.15.1): Bamba's rotary embedding ignores partial_rotary_factor (RoPE over the whole head, not half of "
         "it), dropped in the 5.x RoPE refactor and restored by huggingface/transformers#46912",
     ),
     "beam-search-cache-not-reordered": (
@@ -151,20 +151,34 @@ KNOWN_DIFFERENCES = {
         "the cache diverges from beam search recomputed without it after a few tokens; no upstream issue found",
     ),
     "mamba2-padded-batch-of-one": (
-        ("mamba2",), lambda v: v < Version("5.17"),
-        "transformers < 5.17 (wrong on every release run from 4.46.3 to 5.14.1; right on 5.17.0 and later): "
+        ("mamba2",), lambda v: v < Version("5.15"),
+        "transformers < 5.15 (the all-minors sweep: wrong on 4.46.3 ... 5.14.1, right from 5.15.1): "
         "Mamba-2 zeroes padded positions only when the batch has more than one row, so a padded batch of one "
         "reads its pads (first-step logits 0.013-0.026 off): huggingface/transformers#46773",
     ),
+    "bamba-padded-batch-of-one": (
+        ("bamba",), lambda v: v < Version("5.15"),
+        "transformers < 5.15 (the all-minors sweep: wrong on 4.48.3 ... 5.14.1, right from 5.15.1): Bamba's Mamba-2 "
+        "mixer, a copy of Mamba-2's, zeroes padded positions only when the batch has more than one row, so a padded "
+        "batch of one reads its pads (first-step logits 0.5 % off behind masked pads of other content): "
+        "huggingface/transformers#46773",
+    ),
+    "bamba-cache-4.54": (
+        ("bamba",), lambda v: Version("4.54") <= v < Version("4.55"),
+        "transformers 4.54 (the all-minors sweep: wrong on 4.54.1, right on 4.53.3 and 4.55.4): Bamba's hybrid cache, "
+        "made a Cache subclass in 4.54 and reverted in 4.55, breaks cached decoding -- each decode step's logits 52 % "
+        "off the full forward pass, so cached greedy, beam search with the cache and the tiny model's generations "
+        "(18 distinct tokens over 4 prompts) go wrong; repro: generate() with and without use_cache on any Bamba",
+    ),
     "right-padded-prefill-cache": (
         ("mamba", "mamba2", "falcon_mamba"), lambda v: True,
-        "every release run, 4.46.3 ... 5.25.0: a right-padded prefill leaves a Mamba-family cache as if the pad "
-        "tokens had been read (zero conv state, decayed SSM state): huggingface/transformers#48256, open",
+        "every release, 4.46.3 ... 5.25.0 (the all-minors sweep): a right-padded prefill leaves a Mamba-family "
+        "cache as if the pad tokens had been read (zero conv state, decayed SSM state): huggingface/transformers#48256, open",
     ),
     "chunked-prefill-mamba1": (
         ("mamba", "falcon_mamba"), lambda v: True,
-        "every release run, 4.46.3 ... 5.25.0: Mamba's (and FalconMamba's) mixer runs a multi-token input through a "
-        "cache as a fresh prefill, ignoring the cached conv and SSM state (5.0.0: raises IndexError instead); no "
+        "every release, 4.46.3 ... 5.25.0 (the all-minors sweep): Mamba's (and FalconMamba's) mixer runs a "
+        "multi-token input through a cache as a fresh prefill, ignoring the cached conv and SSM state (5.0.0: raises IndexError instead); no "
         "upstream issue found (Mamba-2's was huggingface/transformers#46032)",
     ),
     "chunked-prefill-mamba2": (
@@ -189,16 +203,22 @@ KNOWN_DIFFERENCES = {
         "5.0.0 and 5.2.0); no upstream issue found",
     ),
     "continue-wrong-mamba2": (
-        ("mamba2",), lambda v: Version("5.5") <= v < Version("5.25"),
-        "5.5 ... 5.24 (every release run from 5.5.4 to 5.24.0; right on 5.25.0): generate() handed the cache it "
-        "returned for Mamba-2 "
-        "continues differently from one call (tokens wrong on 5.5.4 ... 5.12.1, first logits 2 % off later); no "
-        "upstream issue found",
+        ("mamba2",), lambda v: Version("5.4") <= v < Version("5.25"),
+        "5.4 ... 5.24 (the all-minors sweep: wrong on 5.4.0 ... 5.24.0; right on 5.25.0): generate() handed the cache "
+        "it returned for Mamba-2 continues differently from one call (first logits 50 % off on 5.4.0, tokens wrong on "
+        "5.5.4 ... 5.12.1, first logits 2 % off later); no upstream issue found",
     ),
     "continue-ignores-cache-mamba2": (
-        ("mamba2",), lambda v: Version("5.0") <= v < Version("5.5"),
-        "5.0.0 and 5.2.0: generate() handed the cache it returned for Mamba-2 continues exactly as from a zeroed "
-        "copy of it -- the cache is not used (the continuation is right, nothing is saved); no upstream issue found",
+        ("mamba2",), lambda v: Version("5.0") <= v < Version("5.4"),
+        "5.0 ... 5.3 (the all-minors sweep: 5.0.0, 5.1.0, 5.2.0 and 5.3.0): generate() handed the cache it returned "
+        "for Mamba-2 continues exactly as from a zeroed copy of it -- the cache is not used (the continuation is "
+        "right, nothing is saved); no upstream issue found",
+    ),
+    "continue-raises-5.4": (
+        ("mamba", "mamba2", "falcon_mamba"), lambda v: Version("5.4") <= v < Version("5.5"),
+        "transformers 5.4 (the all-minors sweep: 5.4.0 only; fine on 5.3.0 and 5.5.4): generate() continuing from a "
+        "Mamba-family cache it returned raises in the conv state's update (\"The expanded size of the tensor (1) must "
+        "match the existing size (30) at non-singleton dimension 2\"); no upstream issue found",
     ),
     "continue-wrong-falcon_mamba": (
         ("falcon_mamba",), lambda v: Version("5.0") <= v < Version("5.25"),
