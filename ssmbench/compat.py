@@ -173,13 +173,14 @@ KNOWN_DIFFERENCES = {
     "right-padded-prefill-cache": (
         ("mamba", "mamba2", "falcon_mamba"), lambda v: True,
         "every release, 4.46.3 ... 5.25.0 (the all-minors sweep): a right-padded prefill leaves a Mamba-family "
-        "cache as if the pad tokens had been read (zero conv state, decayed SSM state): huggingface/transformers#48256, open",
+        "cache as if the pad tokens had been read (zero conv state, decayed SSM state): "
+        "huggingface/transformers#48256, open",
     ),
     "chunked-prefill-mamba1": (
         ("mamba", "falcon_mamba"), lambda v: True,
         "every release, 4.46.3 ... 5.25.0 (the all-minors sweep): Mamba's (and FalconMamba's) mixer runs a "
-        "multi-token input through a cache as a fresh prefill, ignoring the cached conv and SSM state (5.0.0: raises IndexError instead); no "
-        "upstream issue found (Mamba-2's was huggingface/transformers#46032)",
+        "multi-token input through a cache as a fresh prefill, ignoring the cached conv and SSM state (5.0.0: "
+        "raises IndexError instead); no upstream issue found (Mamba-2's was huggingface/transformers#46032)",
     ),
     "chunked-prefill-mamba2": (
         ("mamba2",), lambda v: v < Version("5.13"),
