@@ -24,3 +24,10 @@ def test_every_link_and_path_a_guide_names_exists(name):
     assert not missing, f"{name} links to {missing}"
     assert "scripts/" not in text, f"{name} names scripts/, which is the ssmbench command now"
     assert "--rsyncdir ." not in text, f"{name} gives the --rsyncdir recipe pytest-xdist 4 removed"
+
+
+def test_no_module_of_the_suite_is_over_300_lines():
+    """The shape a maintainer can live in: concerns split into modules a reader can hold (issue #33)."""
+    files = [p for folder in ("ssmbench", "pytest_ssmbench") for p in (ROOT / folder).rglob("*.py")]
+    long = {str(p.relative_to(ROOT)): n for p in files if (n := len(p.read_text().splitlines())) > 300}
+    assert not long, long
