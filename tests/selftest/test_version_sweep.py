@@ -12,11 +12,13 @@ from packaging.version import Version
 from ssmbench import releases
 from ssmbench.commands import version_sweep
 
-pytestmark = [pytest.mark.quick, pytest.mark.selftest]
+pytestmark = pytest.mark.selftest
+quick = pytest.mark.quick
 sweep = types.SimpleNamespace(spread=releases.spread, junit_counts=version_sweep.junit_counts)
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@quick
 def test_spread_takes_each_minors_newest_patch_first_and_last_included():
     versions = [Version(v) for v in ("4.46.0", "4.46.3", "4.47.1", "4.48.0", "4.48.3", "5.0.0", "5.1.0", "5.1.2",
                                      "5.2.0")]
@@ -24,6 +26,7 @@ def test_spread_takes_each_minors_newest_patch_first_and_last_included():
     assert [str(v) for v in sweep.spread(versions, 10)] == ["4.46.3", "4.47.1", "4.48.3", "5.0.0", "5.1.2", "5.2.0"]
 
 
+@quick
 def test_junit_counts_tell_failures_xfails_and_skips_apart(tmp_path):
     xml = tmp_path / "r.xml"
     xml.write_text("""<testsuites><testsuite>
@@ -37,6 +40,7 @@ def test_junit_counts_tell_failures_xfails_and_skips_apart(tmp_path):
                                        "failures": ["test_cache::test_b[tiny-mamba]", "test_cache::test_c[tiny-phi]"]}
 
 
+@quick
 def test_all_minors_and_the_newest_prerelease():
     versions = [Version(v) for v in ("4.46.0", "4.46.3", "5.24.0", "5.25.0", "5.25.1", "5.26.0rc1", "5.25.0rc1")]
     assert [str(v) for v in releases.all_minors(versions)] == ["4.46.3", "5.24.0", "5.25.1"]
@@ -44,6 +48,7 @@ def test_all_minors_and_the_newest_prerelease():
     assert releases.newest_prerelease([v for v in versions if str(v) != "5.26.0rc1"]) is None  # older than 5.25
 
 
+@quick
 def test_a_release_that_does_not_require_an_integration_runs_without_it(tmp_path):
     """A release's folder hides what its own install would not bring (this environment's kernels, there for 5.25):
     a child process with the folder on its path cannot import it, and transformers' test reads it as absent."""
@@ -53,6 +58,7 @@ def test_a_release_that_does_not_require_an_integration_runs_without_it(tmp_path
     assert done.stdout.strip() == "None", done.stdout + done.stderr
 
 
+# not quick: the sweep runs the quick tier before its own table exists
 def test_the_readme_table_is_the_committed_sweeps_own(tmp_path):
     """The README's table is generated from docs/version-sweep.json (with the commit it ran at), never edited by
     hand: rendering the JSON again gives exactly what the README holds between its markers."""
