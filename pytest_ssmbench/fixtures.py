@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ssmbench.compat import known_differences
+from ssmbench.compat import TRANSFORMERS_VERSION
 from ssmbench.loading import LoadedModel, load
 from ssmbench.registry import ModelSpec
 
@@ -48,7 +48,11 @@ def lm(spec: ModelSpec, model_pool: ModelPool, request: pytest.FixtureRequest) -
     """The model under test, in the dtype ``settings.plan`` gives. Tests are ordered by spec, so each model
     loads once per dtype."""
     dtype = plan_for(request.config, spec, request.node, request.node.originalname).dtype
-    return model_pool.get(spec, settings(request.config).device, dtype)
+    lm = model_pool.get(spec, settings(request.config).device, dtype)
+    reason = known_differences(request, lm)
+    if reason:  # strict: a fix upstream shows up as XPASS, a failure to read
+        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
+    return lm
 
 
 @pytest.fixture(scope="session")
@@ -56,9 +60,11 @@ def bench(request: pytest.FixtureRequest) -> BenchSettings:
     return bench_settings(request.config)
 
 
-def xfail_known(request: pytest.FixtureRequest, lm: LoadedModel, *keys: str) -> None:
-    """Mark the running test strict xfail when any of ``ssmbench.compat.KNOWN_DIFFERENCES[keys]`` holds for this
-    transformers and model (its reasons joined); a fix upstream then shows up as XPASS, a failure."""
-    reason = known_differences(lm, *keys)
-    if reason:
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
+def known_differences(request: pytest.FixtureRequest, lm: LoadedModel) -> str | None:
+    """The reasons of the architecture's known differences (``Arch.known``) that hold for the running check on this
+    transformers and this model's configuration, joined; None where none does."""
+    node = request.node
+    params = {k: v for k, v in getattr(getattr(node, "callspec", None), "params", {}).items() if k != "spec"}
+    reasons = [k.reason for k in lm.spec.arch.known
+               if k.matches(node.originalname, params) and k.holds(TRANSFORMERS_VERSION, lm.model.config)]
+    return "; ".join(reasons) or None

@@ -158,7 +158,7 @@ class TestPlan:
 ARCH_PIECES = {
     "kernels": "no fused kernels the suite knows where transformers resolves",
     "suite_graph": "no support in the suite's CUDA-graph decoder",
-    "layer_reference": "no float64 layer reference",
+    "layers": "no layer kinds with a float64 reference",
     "cache_bytes": "no cache-size formula",
     "native": "no mapping onto mamba-ssm's own model (the native backend)",
 }
@@ -166,7 +166,7 @@ ARCH_PIECES = {
 
 def plan(spec: ModelSpec, *, test: str, families: tuple[str, ...] | None, sources: tuple[str, ...] | None,
          heavy: bool, benchmark: bool, device: torch.device, model_set: str, dtype_choice: str,
-         needs: tuple[str, ...] = ()) -> TestPlan:
+         needs: tuple[str, ...] = (), gpu_only: str | None = None) -> TestPlan:
     """The one place that decides how a test runs on a model.
 
     - ``family``/``source`` marks restrict a test to some models (the others are not generated at all);
@@ -194,6 +194,8 @@ def plan(spec: ModelSpec, *, test: str, families: tuple[str, ...] | None, source
         skip = f"{spec.name}: {spec.unavailable}"
     elif device.type != "cuda" and (spec.source == "synthetic" or (spec.large and model_set == "auto")):
         skip = f"{spec.name}: full-size model, GPU only in this model set (device here: cpu)"
+    elif gpu_only and device.type != "cuda":
+        skip = f"{spec.name}: {gpu_only} (device here: {device.type})"
     dtype = resolve_dtype(dtype_choice, spec, "benchmark" if benchmark else "conformance")
     group = gpus.group_name(spec.name, test if heavy and spec.large else None)
     return TestPlan(True, tuple(marks), skip, dtype, group)
@@ -203,6 +205,7 @@ def plan_for(config: pytest.Config, spec: ModelSpec, definition, test: str) -> T
     """``plan`` for a test function (its marks read from its definition or item)."""
     s = settings(config)
     family, source = definition.get_closest_marker("family"), definition.get_closest_marker("source")
+    gpu_only = definition.get_closest_marker("gpu_only")
     needs = tuple(piece for mark in definition.iter_markers("needs") for piece in mark.args)
     unknown = sorted(set(needs) - set(ARCH_PIECES))
     if unknown:
@@ -211,7 +214,8 @@ def plan_for(config: pytest.Config, spec: ModelSpec, definition, test: str) -> T
                 families=family.args if family else None, sources=source.args if source else None,
                 heavy=definition.get_closest_marker("heavy") is not None,
                 benchmark=definition.get_closest_marker("benchmark") is not None,
-                device=s.device, model_set=s.model_set, dtype_choice=s.dtype)
+                device=s.device, model_set=s.model_set, dtype_choice=s.dtype,
+                gpu_only=(gpu_only.args[0] if gpu_only.args else "needs a GPU") if gpu_only else None)
 
 
 def parametrize_specs(metafunc: pytest.Metafunc) -> None:
@@ -227,4 +231,9 @@ def parametrize_specs(metafunc: pytest.Metafunc) -> None:
         if p.skip:
             marks.append(pytest.mark.skip(reason=p.skip))
         params.append(pytest.param(spec, marks=marks, id=spec.name))
+    if "layer_kind" in metafunc.fixturenames:  # one instance per kind of layer each architecture has
+        joint = [pytest.param(p.values[0], kind, marks=p.marks, id=f"{p.id}-{kind}")
+                 for p in params for kind in (p.values[0].arch.layers or [None])]
+        metafunc.parametrize(("spec", "layer_kind"), joint, indirect=["spec"], scope="session")
+        return
     metafunc.parametrize("spec", params, indirect=True, scope="session")

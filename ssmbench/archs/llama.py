@@ -1,11 +1,11 @@
 """Llama: meta-llama/Llama-3.2-3B, a grouped-query-attention Transformer of the reference pair's size (24 query
 heads share 8 key/value heads) with Llama 3's rotary frequency scaling. The seventh architecture, added as the
-README's "Adding an architecture" shows: this module, its line in ``MODULES``, its tiny checkpoint."""
+guide shows (docs/adding.md): this module and its tiny checkpoint."""
 
 from __future__ import annotations
 
-from .base import Arch, attention_cache_bytes
-from .qwen2 import layer_reference  # the same layout: model.layers[i].self_attn with q/k/v/o_proj
+from .base import Arch, Layer, attention_cache_bytes
+from .qwen2 import attention  # the same layout: model.layers[i].self_attn with q/k/v/o_proj
 
 # Llama 3's long-context rotary scaling, as the 3.2 models publish it (transformers' rope_type "llama3")
 LLAMA3_ROPE = dict(rope_type="llama3", factor=32.0, low_freq_factor=1.0, high_freq_factor=4.0,
@@ -33,6 +33,5 @@ ARCH = Arch(
                      rope_scaling=dict(LLAMA3_ROPE, factor=8.0, original_max_position_embeddings=16)),
     tiny_pad_token=False,  # Llama 3's tokenizer has none
     cache_bytes=attention_cache_bytes,
-    layer_reference=layer_reference,
-    reference_name="float64 grouped-query softmax attention, Llama 3 rotary scaling",
+    layers={"attention": Layer(attention, "float64 grouped-query softmax attention, Llama 3 rotary scaling")},
 )

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from .. import reference
-from .base import Arch, attention_cache_bytes
+from .base import Arch, Layer, attention_cache_bytes
 
 
-def layer_reference(model, index: int):
-    attn = model.model.layers[index].self_attn
-    return attn, lambda hidden: reference.phi_attention(attn, hidden, model.config)
+def attention(model) -> list:
+    return [(layer.self_attn, lambda hidden, a=layer.self_attn: reference.phi_attention(a, hidden, model.config))
+            for layer in model.model.layers]
 
 
 ARCH = Arch(
@@ -29,6 +29,5 @@ ARCH = Arch(
                      max_position_embeddings=2048, hidden_act="gelu_new", tie_word_embeddings=False),
     tiny_pad_token=False,  # phi-2's tokenizer has none
     cache_bytes=attention_cache_bytes,
-    layer_reference=layer_reference,
-    reference_name="float64 softmax attention",
+    layers={"attention": Layer(attention, "float64 softmax attention, partial rotary")},
 )

@@ -4,12 +4,13 @@ share 2 key/value heads: an eighth of phi-2's KV cache per layer and token)."""
 from __future__ import annotations
 
 from .. import reference
-from .base import Arch, attention_cache_bytes
+from .base import Arch, Layer, attention_cache_bytes
 
 
-def layer_reference(model, index: int):
-    attn = model.model.layers[index].self_attn
-    return attn, lambda hidden: reference.attention(attn, hidden, model.config, "o_proj")
+def attention(model) -> list:
+    """Every layer's grouped-query attention (Llama's layout too: model.layers[i].self_attn, q/k/v/o_proj)."""
+    return [(layer.self_attn, lambda hidden, a=layer.self_attn: reference.attention(a, hidden, model.config, "o_proj"))
+            for layer in model.model.layers]
 
 
 ARCH = Arch(
@@ -31,6 +32,5 @@ ARCH = Arch(
                      tie_word_embeddings=True, use_sliding_window=False),
     tiny_pad_token=True,  # Qwen2.5's tokenizer has one (<|endoftext|>)
     cache_bytes=attention_cache_bytes,
-    layer_reference=layer_reference,
-    reference_name="float64 grouped-query softmax attention",
+    layers={"attention": Layer(attention, "float64 grouped-query softmax attention")},
 )

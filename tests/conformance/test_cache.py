@@ -7,7 +7,6 @@ import pytest
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from pytest_ssmbench.fixtures import xfail_known
 from ssmbench.compare import assert_logits_close, assert_same_generation
 from ssmbench.inputs import PROMPTS
 
@@ -16,8 +15,7 @@ pytestmark = pytest.mark.conformance
 NEW = 16
 
 
-def test_cached_greedy_equals_uncached(lm, request):
-    xfail_known(request, lm, "bamba-cache-4.54")
+def test_cached_greedy_equals_uncached(lm):
     prompt_len = lm.encode(PROMPTS[0])["input_ids"].shape[1]
     common = dict(max_new_tokens=NEW, min_new_tokens=NEW, return_dict_in_generate=True, output_logits=True)
     without = lm.generate(PROMPTS[0], use_cache=False, **common)
@@ -43,11 +41,9 @@ class ForceTokens(LogitsProcessor):
 
 
 @pytest.mark.parametrize("prefill", [1, 7])
-def test_step_decode_logits_match_full_forward(lm, prefill, request):
+def test_step_decode_logits_match_full_forward(lm, prefill):
     """Prefill ``prefill`` tokens, then decode the rest of a fixed sequence one token at a time through the
     cache; each step's logits must equal the full (cache-free) forward pass at that position."""
-    keys = ("mamba-decode-after-1-token-prompt", "mamba2-1-token-prompt") if prefill == 1 else ()
-    xfail_known(request, lm, *keys, "mamba2-grouped-ssd", "bamba-cached-decode", "bamba-cache-4.54")
     ids = lm.generate(PROMPTS[2], max_new_tokens=20, min_new_tokens=20)[:, :24]  # a natural sequence
     full = lm.logits(ids, use_cache=False)
     rest = ids[:, prefill:]

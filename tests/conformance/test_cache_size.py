@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pytest_ssmbench.fixtures import xfail_known
 from ssmbench.cache import expected_cache_bytes, tensor_bytes
 from ssmbench.compat import prefill_cache
 
@@ -15,9 +14,7 @@ pytestmark = pytest.mark.conformance
 
 @pytest.mark.needs("cache_bytes")
 @pytest.mark.parametrize("context", [1, 16, 64])
-def test_cache_bytes_match_formula(lm, context, request):
-    if context == 1:
-        xfail_known(request, lm, "mamba2-1-token-prompt")
+def test_cache_bytes_match_formula(lm, context):
     ids = torch.randint(0, lm.tokenizer.vocab_size, (2, context), generator=torch.Generator().manual_seed(0))
     cache = prefill_cache(lm.model, ids.to(lm.device), lm.tokenizer.pad_token_id)
     if cache is None:

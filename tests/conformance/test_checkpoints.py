@@ -9,7 +9,6 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from pytest_ssmbench.fixtures import xfail_known
 from ssmbench import impl
 from ssmbench.compare import assert_logits_close, assert_same_generation
 from ssmbench.compat import dtype_kwargs, kept_in_float32
@@ -33,8 +32,7 @@ def _bytes(t: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.heavy
-def test_save_load_roundtrip_is_exact(lm, tmp_path, request):
-    xfail_known(request, lm, "mamba2-tied-save")
+def test_save_load_roundtrip_is_exact(lm, tmp_path):
     enc = lm.encode(PROMPTS[:2])
     before = lm.logits(enc["input_ids"], attention_mask=enc["attention_mask"])
     lm.model.save_pretrained(tmp_path)
@@ -71,9 +69,12 @@ def test_save_load_roundtrip_is_exact(lm, tmp_path, request):
         assert_logits_close(f"{lm.name}: logits after save/load", after, before, lm.dtype, lm.noise_floor)
 
 
+# Synthetic models have no checkpoint to reload in another dtype: the checks that reload one run on the tiny and
+# the pretrained models (declared by their source marks, not skipped inside).
+FROM_A_CHECKPOINT = pytest.mark.source("tiny", "pretrained")
+
+
 def _load_as(lm, dtype):
-    if lm.spec.source == "synthetic":
-        pytest.skip(f"{lm.name}: synthetic models have no checkpoint to reload in another dtype")
     return on_cpu_reference(lm, AutoModelForCausalLM.from_pretrained(
         lm.spec.location, local_files_only=True, **dtype_kwargs(dtype)).to(lm.device).eval())
 
@@ -86,10 +87,10 @@ def on_cpu_reference(lm, model):
     return model
 
 
+@FROM_A_CHECKPOINT
 @pytest.mark.heavy
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
-def test_requested_dtype_is_loaded(lm, dtype, request):
-    xfail_known(request, lm, "mamba-a-log-dtype")
+def test_requested_dtype_is_loaded(lm, dtype):
     model = _load_as(lm, dtype)
     dtypes = {p.dtype for p in model.parameters()}
     # A model class may declare parameters that stay in float32 (4.x Mamba: A_log); everything else follows.
@@ -98,6 +99,7 @@ def test_requested_dtype_is_loaded(lm, dtype, request):
     assert not big, f"{lm.name}: weight matrices not in {dtype}: {big[:5]}"
 
 
+@FROM_A_CHECKPOINT
 @pytest.mark.heavy
 def test_bfloat16_generation_agrees_with_float32(lm):
     ref_model = lm.model if lm.dtype == torch.float32 else _load_as(lm, torch.float32)
@@ -113,6 +115,7 @@ def test_bfloat16_generation_agrees_with_float32(lm):
                            ref.sequences[0, plen:], [s[0] for s in ref.logits], torch.bfloat16, lm.tokenizer.decode)
 
 
+@FROM_A_CHECKPOINT
 @pytest.mark.heavy
 def test_float16_logits_are_finite(lm):
     """phi-2's real weights overflow in float16 attention (NaN logits): on the pretrained set that is

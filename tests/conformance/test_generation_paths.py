@@ -11,7 +11,6 @@ import inspect
 import pytest
 import torch
 
-from pytest_ssmbench.fixtures import xfail_known
 from ssmbench.cache import reachable_tensors
 from ssmbench.compare import LOGITS_RTOL, assert_logits_close, assert_same_generation, relative_error, tolerance
 from ssmbench.compat import find_cache, prefill_cache
@@ -33,10 +32,9 @@ def _ids(lm, prompt: str) -> torch.Tensor:
     return lm.encode(prompt)["input_ids"]
 
 
-def test_beam_search_with_cache_equals_without(lm, request):
+def test_beam_search_with_cache_equals_without(lm):
     """transformers#46612: beam search never reordered a Mamba cache (only ``past_key_values`` was), so the
     beams continued from other beams' states, silently, until #46819."""
-    xfail_known(request, lm, "beam-search-cache-not-reordered", "bamba-beam-search", "bamba-cache-4.54")
     ids = _ids(lm, PROMPTS[0])
     common = dict(num_beams=3, num_return_sequences=3, max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False,
                   early_stopping=True, pad_token_id=lm.tokenizer.pad_token_id, return_dict_in_generate=True,
@@ -64,16 +62,13 @@ def test_beam_search_with_cache_equals_without(lm, request):
                         f"{recomputed.sequences_scores.tolist()}")
 
 
-def test_right_padded_prefill_leaves_each_rows_state(lm, request):
+@pytest.mark.family("ssm")
+def test_right_padded_prefill_leaves_each_rows_state(lm):
     """transformers#48256 (open): a right-padded prefill leaves a Mamba-family cache as if the pad tokens had
     been read (zero conv state, decayed SSM state). Each row's next step from the batch's cache must give what
-    the row's own unpadded prefill gives. (generate() warns against right padding for every decoder-only model
-    -- "right-padding was detected" -- and attention caches are positional, so pure SSMs only.)"""
-    if lm.spec.family != "ssm":
-        pytest.skip(f"{lm.name}: right padding is checked on pure SSMs only: generate() warns against it for every "
-                    "decoder-only model ('right-padding was detected'), and an attention cache is positional (a "
-                    "next step after the pads is not the row's next step)")
-    xfail_known(request, lm, "right-padded-prefill-cache")
+    the row's own unpadded prefill gives. Pure SSMs only (the family mark): generate() warns against right padding
+    for every decoder-only model ("right-padding was detected"), and an attention cache is positional (a next step
+    after the pads is not the row's next step)."""
     tok = lm.tokenizer
     side = tok.padding_side
     tok.padding_side = "right"
@@ -104,13 +99,12 @@ def test_right_padded_prefill_leaves_each_rows_state(lm, request):
                                 lm.noise_floor)
 
 
-def test_padded_batch_of_one_equals_unpadded(lm, request):
+def test_padded_batch_of_one_equals_unpadded(lm):
     """huggingface/transformers#46773: Mamba-family padding masked only when the batch had more than one row.
     Here one prompt with three left pad tokens (the suite's tokenizers pad left), masked, must generate what it
     generates unpadded -- and what it generates behind three other masked tokens: a mask that works makes the
     masked positions' content irrelevant, to the last bit (on synthetic-mamba in float32 on a CPU: 0.0 apart;
     the padded-vs-unpadded logits 0.06 % apart, under the model's 0.08 % noise floor, and 0.0 in float64)."""
-    xfail_known(request, lm, "mamba2-padded-batch-of-one", "bamba-padded-batch-of-one", "bamba-cache-4.54")
     plain = lm.encode(PROMPTS[1])
 
     def behind(fill: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -161,10 +155,9 @@ def _continue(lm, seq: torch.Tensor, cache):
                                  output_logits=True)
 
 
-def test_generation_continues_from_returned_cache(lm, request):
+def test_generation_continues_from_returned_cache(lm):
     """generate() handed back its cache, and a second generate() from it (the sequence so far, the cache) must
     continue exactly as one call for all the tokens."""
-    xfail_known(request, lm, "continue-wrong-mamba", "continue-wrong-mamba2", "continue-wrong-falcon_mamba")
     enc = lm.encode(PROMPTS[0])
     once = _greedy(lm, enc, new=2 * NEW)
     first, cache = _first_generation(lm, enc)
@@ -179,11 +172,10 @@ def test_generation_continues_from_returned_cache(lm, request):
                         lm.noise_floor)
 
 
-def test_a_returned_cache_is_used_when_continuing(lm, request):
+def test_a_returned_cache_is_used_when_continuing(lm):
     """Continuing from a zeroed copy of the returned cache must change the continuation's first logits: a
     generate() that ignored the cache it is handed (recomputing the sequence) would pass the check above on
     any cache, and save nothing."""
-    xfail_known(request, lm, "continue-ignores-cache-mamba2", "continue-raises-5.4")
     enc = lm.encode(PROMPTS[0])
     first, cache = _first_generation(lm, enc)
     second = _continue(lm, first.sequences, cache)
@@ -200,11 +192,10 @@ def test_a_returned_cache_is_used_when_continuing(lm, request):
 
 
 @pytest.mark.parametrize("split", [5, 13])
-def test_prompt_prefilled_in_two_chunks_equals_one_shot(lm, split, request):
+def test_prompt_prefilled_in_two_chunks_equals_one_shot(lm, split):
     """A prompt fed in two forward calls through the cache (chunked prefill) must give the second chunk the
     logits the whole prompt gives it at once -- a model that restarts its state on a multi-token input with a
     cache, or ignores the cache's position, does not."""
-    xfail_known(request, lm, "chunked-prefill-mamba1", "chunked-prefill-mamba2", "chunked-prefill-bamba")
     ids = lm.generate(PROMPTS[2], max_new_tokens=12, min_new_tokens=12)  # a natural sequence, 21 tokens
     assert ids.shape[1] > split + 2
     with torch.no_grad():

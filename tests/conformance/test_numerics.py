@@ -4,9 +4,7 @@ inputs each layer really sees during a forward pass of the model."""
 from __future__ import annotations
 
 import pytest
-import torch
 
-from pytest_ssmbench.fixtures import xfail_known
 from ssmbench import reference
 from ssmbench.compare import assert_logits_close
 from ssmbench.inputs import PROMPTS
@@ -19,19 +17,12 @@ def _run_prompts(lm):
     return lambda: lm.model(input_ids=enc["input_ids"], use_cache=False)
 
 
-@pytest.mark.needs("layer_reference")
-@pytest.mark.parametrize("layer", [0, -1])
-def test_layer_matches_float64_reference(lm, layer, request):
-    """The architecture's characteristic layer (Mamba's mixer, Phi's attention, ...) against its float64
-    reference (``Arch.layer_reference``), on the input it really sees in a forward pass."""
-    arch = lm.spec.arch
-    module, expected_of = arch.layer_reference(lm.model, layer)
-    if hasattr(module, "A_log"):  # an SSM mixer (a hybrid's other layers are attention)
-        xfail_known(request, lm, "mamba2-grouped-ssd", "mamba2-grouped-norm", "bamba-grouped-norm")
-    else:
-        xfail_known(request, lm, "bamba-partial-rotary")
-    with torch.no_grad():
-        hidden, output = reference.capture(module, _run_prompts(lm))
-        expected = expected_of(hidden)
-    assert_logits_close(f"{lm.name}: layer {layer} {type(module).__name__} vs {arch.reference_name}", output,
-                        expected, lm.dtype)
+@pytest.mark.needs("layers")
+def test_layer_matches_float64_reference(lm, layer_kind):
+    """One kind of layer the architecture has (``Arch.layers``: a Mamba-1 or Mamba-2 mixer, attention of its
+    variant, ...), wherever it sits -- its first and its last layer of that kind -- against its float64
+    reference, on the input it really sees in a forward pass. A hybrid's attention is checked as its mixers are."""
+    kind = lm.spec.arch.layers[layer_kind]
+    for where, (module, output, expected) in reference.layer_pairs(lm.model, kind, _run_prompts(lm)).items():
+        assert_logits_close(f"{lm.name}: {where} {layer_kind} layer ({type(module).__name__}) vs {kind.reference}",
+                            output, expected, lm.dtype)

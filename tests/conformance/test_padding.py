@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_ssmbench.fixtures import xfail_known
 from ssmbench.compare import assert_same_generation
 from ssmbench.inputs import RAGGED_PROMPTS
 
@@ -15,8 +14,7 @@ pytestmark = pytest.mark.conformance
 NEW = 12
 
 
-def test_left_padded_batch_equals_single(lm, request):
-    xfail_known(request, lm, "mamba2-left-padding")
+def test_left_padded_batch_equals_single(lm):
     enc = lm.encode(RAGGED_PROMPTS)
     assert (enc["attention_mask"] == 0).any(), "the prompts must need padding for this check to mean anything"
     batch = lm.generate(RAGGED_PROMPTS, max_new_tokens=NEW, min_new_tokens=NEW)

@@ -45,23 +45,42 @@ def test_rebuilding_tiny_checkpoints_names_the_valid_architectures():
         tiny.make_all(only=["nope"])
 
 
-def test_a_known_difference_applies_only_to_its_architectures_versions_and_configurations(monkeypatch):
+def test_a_known_difference_applies_only_to_its_checks_releases_and_configurations():
     from types import SimpleNamespace
 
     from packaging.version import Version
 
-    from ssmbench import compat
+    norm = next(k for k in ARCHS["mamba2"].known if k.key == "mamba2-grouped-norm")
+    assert "transformers#40861" in norm.reason
+    assert norm.matches("test_layer_matches_float64_reference", {"layer_kind": "mamba2"})
+    assert not norm.matches("test_layer_matches_float64_reference", {"layer_kind": "attention"})
+    assert not norm.matches("test_cached_greedy_equals_uncached", {})
+    assert norm.holds(Version("5.17.0"), SimpleNamespace(n_groups=2))
+    assert not norm.holds(Version("5.17.0"), SimpleNamespace(n_groups=1))  # mamba2-2.7b
+    assert not norm.holds(Version("5.24.0"), SimpleNamespace(n_groups=2))
+    assert not any(k.key == "mamba2-grouped-norm" for k in ARCHS["mamba"].known)
+    one_token = next(k for k in ARCHS["mamba"].known if k.key == "mamba-decode-after-1-token-prompt")
+    assert one_token.matches("test_step_decode_logits_match_full_forward", {"prefill": 1})
+    assert not one_token.matches("test_step_decode_logits_match_full_forward", {"prefill": 7})
+    every = next(k for k in ARCHS["mamba"].known if k.key == "right-padded-prefill-cache")
+    assert every.holds(Version("5.26.0rc1"), None) and every.holds(Version("5.26.0.dev0"), None)
 
-    def model(arch, **config):
-        return SimpleNamespace(spec=SimpleNamespace(arch=SimpleNamespace(key=arch)), model=SimpleNamespace(
-            config=SimpleNamespace(**config)))
 
-    monkeypatch.setattr(compat, "TRANSFORMERS_VERSION", Version("5.17.0"))
-    assert "transformers#40861" in compat.known_difference("mamba2-grouped-norm", model("mamba2", n_groups=2))
-    assert compat.known_difference("mamba2-grouped-norm", model("mamba2", n_groups=1)) is None  # mamba2-2.7b
-    assert compat.known_difference("mamba2-grouped-norm", model("mamba", n_groups=2)) is None
-    monkeypatch.setattr(compat, "TRANSFORMERS_VERSION", Version("5.24.0"))
-    assert compat.known_difference("mamba2-grouped-norm", model("mamba2", n_groups=2)) is None
+def test_every_known_difference_names_a_check_that_exists_and_says_where_it_was_seen():
+    """A Known is keyed by the checks it fails: a renamed test would silently drop its xfail (and the check would
+    then fail, or a fix upstream would go unseen). Each names a test of tests/conformance and its releases."""
+    import ast
+    from pathlib import Path
+
+    tests = {node.name for f in (Path(__file__).resolve().parents[1] / "conformance").glob("test_*.py")
+             for node in ast.walk(ast.parse(f.read_text())) if isinstance(node, ast.FunctionDef)}
+    for arch in ARCHS.values():
+        for known in arch.known:
+            for check in known.checks:
+                assert check.partition("[")[0] in tests, f"{arch.key}: {known.key} names {check}, no such test"
+            assert any(word in known.reason for word in ("huggingface/transformers#", "no upstream issue found",
+                                                         "repro", "deliberately")), \
+                f"{arch.key}: {known.key} names no upstream issue, repro or deliberate choice"
 
 
 def test_the_header_passes_over_an_architecture_this_transformers_lacks(pytestconfig, monkeypatch):
@@ -86,3 +105,32 @@ def test_the_option_names_of_architectures_are_the_registry_without_importing_it
     assert set(arch_keys()) == set(ARCHS)
     for key, arch in ARCHS.items():
         assert importlib.import_module(f"ssmbench.archs.{key}").ARCH is arch
+
+
+def test_a_hybrid_whose_attention_is_broken_fails_the_numerics_check(monkeypatch):
+    """Bamba's attention sits between Mamba-2 mixers: checking layers 0 and -1 alone once let a broken attention
+    through (Zamba2's shared block, 1.4 % on the logits). Every kind is checked now: an attention with the wrong
+    scale fails its kind's check, while the mixers' still pass."""
+    from ssmbench import reference
+    from ssmbench.compare import Mismatch, assert_logits_close
+    from ssmbench.inputs import PROMPTS
+    from ssmbench.loading import load
+    from ssmbench.registry import resolve_model_set
+
+    if ARCHS["bamba"].unsupported():
+        pytest.skip(ARCHS["bamba"].unsupported())
+    lm = load(resolve_model_set("tiny", archs=["bamba"])[0], torch.device("cpu"), torch.float32)
+    ids = lm.encode(PROMPTS[0])["input_ids"]
+
+    def compare(kind):
+        for where, (_, output, expected) in reference.layer_pairs(
+                lm.model, ARCHS["bamba"].layers[kind], lambda: lm.model(input_ids=ids, use_cache=False)).items():
+            assert_logits_close(f"{kind} {where}", output, expected, lm.dtype)
+
+    compare("attention")
+    compare("mamba2")
+    for attention, _ in ARCHS["bamba"].layers["attention"].find(lm.model):
+        monkeypatch.setattr(attention, "scaling", attention.scaling * 1.25)  # softmax over wrongly scaled scores
+    with pytest.raises(Mismatch, match="attention first"):
+        compare("attention")
+    compare("mamba2")  # the other kind is not affected
