@@ -100,13 +100,36 @@ def make_portable(folder: Path) -> None:
     cfg.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+def degenerate(lm, new: int = 24) -> str | None:
+    """Why a loaded model's greedy generations are degenerate (None: they are varied enough for the conformance
+    checks to have power): the suite's prompts, ``new`` tokens each -- at least 30 distinct tokens over them, 6 in
+    each continuation, no two continuations alike. The conformance tier holds every tiny checkpoint to it."""
+    from .inputs import PROMPTS
+
+    out = lm.generate(PROMPTS, max_new_tokens=new, min_new_tokens=new)[:, -new:]
+    distinct, per_prompt = len(torch.unique(out)), [len(torch.unique(row)) for row in out]
+    if distinct < 30:
+        return f"only {distinct} distinct tokens over {len(PROMPTS)} prompts"
+    if min(per_prompt) < 6:
+        return f"a continuation repeats itself: distinct per prompt {per_prompt}"
+    if len({tuple(r.tolist()) for r in out}) != len(PROMPTS):
+        return "prompts share a continuation"
+    return None
+
+
 def make_all(out_dir: Path = TINY_DIR, *, steps: int = 600, seed: int = 0, only: list[str] | None = None,
-             log=print) -> dict[str, float]:
+             log=print, chunk: int = 25, seq_len: int = 16, batch: int = 16) -> dict[str, float]:
     """Build, train and save the tiny checkpoints (``only``: these architectures; the others' files stay).
-    Each model trains from the same seed, corpus and tokenizer, independently of the others."""
+    Each model trains from the same seed, corpus and tokenizer, independently of the others, in chunks of
+    ``chunk`` steps until its greedy generations are no longer degenerate (``degenerate``, checked on the saved
+    checkpoint as the suite loads it) for two chunks running, at most ``steps``: a few hundred short steps, not
+    600 long ones (Zamba2's 600 took 42 minutes on a loaded 2-core machine)."""
     unknown = sorted(set(only or ()) - set(TINY_CONFIGS))
     if unknown:
         raise ValueError(f"unknown architecture(s) {', '.join(unknown)}; valid: {', '.join(TINY_CONFIGS)}")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a save every chunk: no progress bar each time
     torch.manual_seed(seed)
     texts = make_corpus(seed=seed)
     tokenizer = build_tokenizer(texts)
@@ -118,15 +141,46 @@ def make_all(out_dir: Path = TINY_DIR, *, steps: int = 600, seed: int = 0, only:
         model = build_model(key, tokenizer)
         n = sum(p.numel() for p in model.parameters())
         log(f"{key}: {n} parameters, {ids.numel()} corpus tokens")
-        losses[key] = train(model, ids, steps=steps, seed=seed, log=log)
-        model.generation_config.pad_token_id = model.config.pad_token_id
-        model.generation_config.eos_token_id = model.config.eos_token_id
-        target = out_dir / key
-        target.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(target)
-        tok = build_tokenizer(texts)  # fresh copy: each checkpoint carries its own tokenizer files
-        if ARCHS[key].tiny_pad_token:  # as the real tokenizer (GPT-NeoX's has one, phi-2's none)
-            tok.pad_token = PAD
-        tok.save_pretrained(target)
-        make_portable(target)
+        start, done, varied_in_a_row = time.time(), 0, 0
+        while done < steps and varied_in_a_row < 2:  # varied twice running: the saved one is not a lucky chunk
+            losses[key] = train(model, ids, steps=min(chunk, steps - done), seq_len=seq_len, batch=batch,
+                                seed=seed + done, log=lambda *a: None)
+            done += min(chunk, steps - done)
+            why = _save(model, key, texts, out_dir / key)
+            varied_in_a_row = varied_in_a_row + 1 if why is None else 0
+            log(f"  {key}: {done} steps, loss {losses[key]:.3f}, {time.time() - start:.0f} s: {why or 'varied'}")
+        if why is not None:
+            log(f"  {key}: still degenerate after {steps} steps ({why}): the conformance tier will say so")
     return losses
+
+
+def _save(model, key: str, texts: list[str], target: Path) -> str | None:
+    """Save the checkpoint with its own tokenizer files, portable to 4.46; load it as the suite does and say
+    why its generations are degenerate (None: they are not)."""
+    from .loading import load
+    from .registry import resolve_model_set
+
+    model.eval()
+    model.generation_config.pad_token_id = model.config.pad_token_id
+    model.generation_config.eos_token_id = model.config.eos_token_id
+    target.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(target)
+    tok = build_tokenizer(texts)  # fresh copy: each checkpoint carries its own tokenizer files
+    if ARCHS[key].tiny_pad_token:  # as the real tokenizer (GPT-NeoX's has one, phi-2's none)
+        tok.pad_token = PAD
+    tok.save_pretrained(target)
+    make_portable(target)
+    spec = resolve_model_set("tiny", archs=[key])[0]
+    lm = load(_at(spec, target), torch.device("cpu"), torch.float32)
+    try:
+        with torch.no_grad():
+            return degenerate(lm)
+    finally:
+        lm.free()
+        model.train()
+
+
+def _at(spec, target: Path):
+    import dataclasses
+
+    return dataclasses.replace(spec, location=str(target), unavailable=None)

@@ -59,3 +59,41 @@ def test_a_backend_is_one_module(tmp_path):
     changed = sorted(str(p.relative_to(copy)) for p in copy.rglob("*") if p.is_file() and "__pycache__" not in p.parts
                      and not (ROOT / p.relative_to(copy)).is_file())
     assert changed == ["ssmbench/backends/nocache.py"], changed
+
+
+LLAMA_COPY = '''"""A throwaway architecture of a self-test: Llama's tiny configuration under another key."""
+
+from .base import Arch, Layer, attention_cache_bytes
+from .llama import ARCH as LLAMA
+from .qwen2 import attention
+
+ARCH = Arch(
+    key="llama_copy", family="attention", model_type="llama", hub_id="example/llama-copy",
+    synthetic_config=dict(LLAMA.synthetic_config), published_params=LLAMA.published_params,
+    published_digits=LLAMA.published_digits, tiny_config=dict(LLAMA.tiny_config), tiny_pad_token=False,
+    cache_bytes=attention_cache_bytes, layers={"attention": Layer(attention, "float64 grouped-query attention")},
+)
+'''
+
+
+def test_an_architecture_is_one_module_and_its_tiny_checkpoint(tmp_path):
+    """The guide's recipe (docs/adding.md) is true: a module in ssmbench/archs and a tiny checkpoint in
+    fixtures/tiny/<key> -- here Llama's committed one copied, as ssmbench make-tiny would write it -- and the quick
+    tier runs every check on the new architecture, with nothing else in the checkout touched."""
+    copy = tmp_path / "checkout"
+    _copy_checkout(copy)
+    (copy / "ssmbench" / "archs" / "llama_copy.py").write_text(LLAMA_COPY)
+    shutil.copytree(copy / "fixtures" / "tiny" / "llama", copy / "fixtures" / "tiny" / "llama_copy")
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-m", "quick and conformance",
+         "--ssm-models", "tiny", "--ssm-archs", "llama_copy", "-rs"],
+        cwd=copy, env=clean_env(), capture_output=True, text=True, timeout=600, check=False)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-3000:]
+    assert "[tiny-llama_copy" in out or "passed" in out, out[-2000:]
+    passed = int(out.rsplit(" passed", 1)[0].split()[-1])
+    assert passed >= 30, out[-2000:]  # every conformance check that runs on an attention model, on the new one
+    changed = sorted(str(p.relative_to(copy)) for p in copy.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                     and not (ROOT / p.relative_to(copy)).is_file())
+    assert changed == sorted(["ssmbench/archs/llama_copy.py", *(
+        f"fixtures/tiny/llama_copy/{f.name}" for f in (ROOT / "fixtures" / "tiny" / "llama").iterdir())]), changed
