@@ -26,7 +26,7 @@ MARKERS = (
     "family(*names): run only for models of these families (ssm, attention)",
     "source(*names): run only for models from these sources (tiny, synthetic, pretrained)",
     "needs(*pieces): skip, saying which, where the model's architecture lacks a piece (kernels, suite_graph, "
-    "layers, cache_bytes)",
+    "layers, cache_bytes, boundaries)",
     "heavy: costly on full-size models; those instances go to the slow tier",
     "gpu_only(reason): needs a CUDA device whatever the model; skipped elsewhere with the reason",
     "after_sweep: reads the points the benchmark sweep measured; runs last",

@@ -161,6 +161,7 @@ ARCH_PIECES = {
     "layers": "no layer kinds with a float64 reference",
     "cache_bytes": "no cache-size formula",
     "native": "no mapping onto mamba-ssm's own model (the native backend)",
+    "boundaries": "no block boundary (conv window, chunk, rotary-scaling threshold) to decode across",
 }
 
 

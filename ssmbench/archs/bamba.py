@@ -138,4 +138,5 @@ ARCH = Arch(
     known=KNOWN,
     kernels=Kernels(module="transformers.models.bamba.modeling_bamba", ops=MAMBA2_KERNEL_OPS),
     min_transformers="4.48.0",
+    boundaries=('mamba_d_conv', 'mamba_chunk_size'),
 )

@@ -96,6 +96,21 @@ class Arch:
     cache_bytes: Callable[[Any, int, torch.dtype, int], int] | None = None  # (config, context, dtype, batch)
     layers: dict[str, Layer] = field(default_factory=dict)  # every kind of layer it has, each with its reference
     known: tuple[Known, ...] = ()  # where transformers' releases differ from what the checks hold
+    # config fields holding a block boundary the computation changes at (a conv window, an SSD chunk, a rotary
+    # scaling threshold; "a.b" for a field of a dict field): decoding is checked on both sides of each
+    boundaries: tuple[str, ...] = ()
+
+    def boundary_lengths(self, config) -> list[int]:
+        """The values of ``boundaries`` in a model's configuration (those it has), ascending."""
+        found = set()
+        for path in self.boundaries:
+            head, _, key = path.partition(".")
+            value = getattr(config, head, None)
+            if key:
+                value = value.get(key) if isinstance(value, dict) else getattr(value, key, None)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                found.add(value)
+        return sorted(found)
     kernels: Kernels | None = None
     suite_graph: bool = False  # the suite's CUDA graph of the one-token step (ssmbench.graphs) supports it
     native: Any = None  # ssmbench.native.NativeMap: how mamba-ssm's own model takes this one's weights

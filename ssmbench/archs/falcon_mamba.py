@@ -87,4 +87,5 @@ ARCH = Arch(
     known=KNOWN,
     kernels=Kernels(module="transformers.models.falcon_mamba.modeling_falcon_mamba", ops=MAMBA1_KERNEL_OPS,
                     global_ops=MAMBA1_GLOBAL_OPS, global_extra=(("falcon_mamba_inner_fn", "mamba_inner_fn"),)),
+    boundaries=('conv_kernel',),
 )

@@ -34,4 +34,5 @@ ARCH = Arch(
     tiny_pad_token=False,  # Llama 3's tokenizer has none
     cache_bytes=attention_cache_bytes,
     layers={"attention": Layer(attention, "float64 grouped-query softmax attention, Llama 3 rotary scaling")},
+    boundaries=('rope_scaling.original_max_position_embeddings', 'rope_parameters.original_max_position_embeddings'),
 )

@@ -136,4 +136,5 @@ ARCH = Arch(
                     global_ops=MAMBA1_GLOBAL_OPS, global_extra=(("mamba_inner_fn",),)),
     suite_graph=True,
     native=NativeMap(native_config, renames=(("backbone.embeddings.", "backbone.embedding."),)),
+    boundaries=('conv_kernel',),
 )

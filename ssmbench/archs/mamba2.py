@@ -159,4 +159,5 @@ ARCH = Arch(
     layers={"mamba2": Layer(mixers, "float64 sequential SSD recurrence")},
     known=KNOWN,
     kernels=Kernels(module="transformers.models.mamba2.modeling_mamba2", ops=MAMBA2_KERNEL_OPS),
+    boundaries=('conv_kernel', 'chunk_size'),
 )
