@@ -117,10 +117,18 @@ def test_a_hybrid_whose_attention_is_broken_fails_the_numerics_check(monkeypatch
     from ssmbench.loading import load
     from ssmbench.registry import resolve_model_set
 
+    from ssmbench.compat import TRANSFORMERS_VERSION
+
     if ARCHS["bamba"].unsupported():
         pytest.skip(ARCHS["bamba"].unsupported())
     lm = load(resolve_model_set("tiny", archs=["bamba"])[0], torch.device("cpu"), torch.float32)
     ids = lm.encode(PROMPTS[0])["input_ids"]
+    known = [k.key for k in ARCHS["bamba"].known for kind in ("attention", "mamba2")
+             if k.matches("test_layer_matches_float64_reference", {"layer_kind": kind})
+             and k.holds(TRANSFORMERS_VERSION, lm.model.config)]
+    if known:
+        pytest.skip(f"this transformers' Bamba differs from the float64 reference already ({', '.join(known)}): "
+                    "a break on top of it shows nothing")
 
     def compare(kind):
         for where, (_, output, expected) in reference.layer_pairs(
