@@ -113,11 +113,10 @@ def test_a_hybrid_whose_attention_is_broken_fails_the_numerics_check(monkeypatch
     scale fails its kind's check, while the mixers' still pass."""
     from ssmbench import reference
     from ssmbench.compare import Mismatch, assert_logits_close
+    from ssmbench.compat import TRANSFORMERS_VERSION
     from ssmbench.inputs import PROMPTS
     from ssmbench.loading import load
     from ssmbench.registry import resolve_model_set
-
-    from ssmbench.compat import TRANSFORMERS_VERSION
 
     if ARCHS["bamba"].unsupported():
         pytest.skip(ARCHS["bamba"].unsupported())
