@@ -275,3 +275,22 @@ def test_a_non_editable_install_ships_every_subpackage(tmp_path):
         assert module in names, sorted(n for n in names if n.endswith(".py"))
     (entry,) = [n for n in names if n.endswith("entry_points.txt")]
     assert "ssmbench = pytest_ssmbench.entry" in zipfile.ZipFile(wheel).read(entry).decode()
+
+
+@pytest.mark.parametrize("args, says", [
+    (["baselines/h200/points-throughput-bf16.json"], "holds no decode points that ran"),
+    (["baselines/h200/points-synthetic-bf16.json", "--throughput",
+      "baselines/h200/Linux-CPython-3.12-64bit/0001_synthetic-bf16.json"], "is not a results file"),
+    (["baselines/h200/points-synthetic-bf16.json", "--throughput", "missing.json"], "no results file at missing.json"),
+])
+def test_project_device_refuses_a_file_without_the_points_it_projects(args, says):
+    """It printed headers over empty tables and exited 0 for a points file without decode (or throughput) points,
+    and a KeyError for a pytest-benchmark file (QA pass)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]  # the test tree's baselines
+    run = subprocess.run([sys.executable, "-m", "ssmbench", "project", "dgx-spark", *args], cwd=root,
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 2 and says in run.stderr, run.stderr[-1500:]

@@ -120,7 +120,7 @@ def _bench(tmp_path) -> BenchSettings:
                          measure.Nvml())
 
 
-@pytest.mark.quick
+# not quick: the harness's real calls (the selftest tier runs it)
 def test_out_of_memory_point_is_recorded_and_the_sweep_goes_on(tiny_phi, tmp_path, monkeypatch):
     bench = _bench(tmp_path)
     real_generate = tiny_phi.model.generate
@@ -145,7 +145,7 @@ def test_out_of_memory_point_is_recorded_and_the_sweep_goes_on(tiny_phi, tmp_pat
     assert any("16 | out of memory" in line for line in results.summary_lines(bench.store))
 
 
-@pytest.mark.quick
+# not quick: the harness's real calls (the selftest tier runs it)
 def test_throughput_stops_at_the_first_batch_out_of_memory_and_says_so(tiny_phi, tmp_path, monkeypatch):
     """Batch 1 fits, batch 4 runs out of memory (recorded), batch 16 is not attempted; the summary gives the
     largest batch that fit, and a prompt that never ran out of memory goes on to the largest batch."""
@@ -181,7 +181,7 @@ def test_throughput_stops_at_the_first_batch_out_of_memory_and_says_so(tiny_phi,
                for line in lines)
 
 
-@pytest.mark.quick
+# not quick: the harness's real calls (the selftest tier runs it)
 def test_interrupted_sweep_keeps_the_points_measured_before(tiny_phi, tmp_path, monkeypatch):
     bench = _bench(tmp_path)
     measure_point(FakeBenchmark(), bench, tiny_phi, "prefill", torch.randint(3, 500, (1, 8)), 1)
@@ -502,7 +502,7 @@ def test_a_generate_that_raises_while_streaming_raises_in_the_test_instead_of_ha
     assert isinstance(outcome.get("error"), ValueError) and "tokenizer files missing" in str(outcome["error"])
 
 
-@pytest.mark.quick
+# not quick: the harness's real calls (the selftest tier runs it)
 def test_out_of_memory_on_a_cpu_is_recorded_as_such(tiny_phi, tmp_path, monkeypatch):
     bench = _bench(tmp_path)
 
@@ -626,7 +626,7 @@ def test_calibration_keeps_alternating_while_undecided_for_as_long_as_it_is_give
         assert paired.pairs == pairs and paired.unresolved(0.05), paired
 
 
-@pytest.mark.quick
+# not quick: the harness's real calls (the selftest tier runs it)
 def test_plain_decode_steps_are_the_times_between_the_tokens_generate_hands_out(tiny_phi, monkeypatch):
     """The plain per-token figure of a compiled decode: a streamer's clock around plain generate(), one interval
     per token after the first, each the step that made it (a model that takes 30 ms a forward shows 30 ms)."""
@@ -765,7 +765,7 @@ def test_decode_time_of_a_batch_is_each_calls_own_time_after_its_own_first_token
     assert runs.total_s - runs.ttft_s == pytest.approx(0.8)  # what the figure was before
 
 
-@pytest.mark.quick
+# not quick: the harness's real calls (the selftest tier runs it)
 def test_the_first_decode_steps_extra_cost_is_in_tpot_not_in_the_steady_step(tiny_phi, tmp_path, monkeypatch):
     """decode_s_per_token is the median step (the steady step the roofline and scaling speak of); tpot_s is
     the mean, what (call - first token) / (tokens - 1) gives a user: a slow first decode step moves only it."""
@@ -778,7 +778,7 @@ def test_the_first_decode_steps_extra_cost_is_in_tpot_not_in_the_steady_step(tin
     assert point.timing.tpot_s == pytest.approx((0.5 + 8 * 0.01) / 9)
 
 
-@pytest.mark.quick
+# not quick: the harness's real calls (the selftest tier runs it)
 def test_a_prefill_points_time_to_first_token_is_the_whole_generate_call(tiny_phi, tmp_path, monkeypatch):
     """generate(max_new_tokens=1) as a wall clock sees it: work generate() does after the token (here a sleep)
     is in the prefill figure, as in a user's measurement, not cut off at the logits processor."""
@@ -797,7 +797,7 @@ def test_a_prefill_points_time_to_first_token_is_the_whole_generate_call(tiny_ph
     assert all(v >= 0.1 for v in point.timing.round_values_s)
 
 
-@pytest.mark.quick
+# not quick: the harness's real calls (the selftest tier runs it)
 @pytest.mark.parametrize("new_tokens", [1, 4])
 def test_no_energy_read_inside_a_prefill_call(tiny_phi, tmp_path, monkeypatch, new_tokens):
     """Each NVML energy read synchronizes and queries the driver: a read at the first token sat inside the whole
@@ -832,7 +832,7 @@ def test_no_energy_read_inside_a_prefill_call(tiny_phi, tmp_path, monkeypatch, n
         assert t.ttft_s < 1 and t.decode_s_per_token < 1 and t.tpot_s > 10 / 3  # the read: in the first step
 
 
-@pytest.mark.quick
+# not quick: the harness's real calls (the selftest tier runs it)
 def test_throughput_points_read_energy_only_around_the_whole_call(tiny_phi, tmp_path, monkeypatch):
     """A throughput point's end-to-end time would hold a first-token energy read (a synchronize and a driver
     query): its calls read the counter before and after themselves only, and its joules per token are the whole
