@@ -107,6 +107,22 @@ def junit_counts(xml: Path) -> dict:
     return counts
 
 
+def _public(argv: list[str]) -> list[str]:
+    """The command's arguments without where this machine kept its files (--root, --json): what ran, not where."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--root", "--json"):
+            skip = True
+            continue
+        if arg.startswith(("--root=", "--json=")):
+            continue
+        out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("versions", nargs="*", help="releases to run (default: --spread)")
@@ -155,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sweep = {"commit": commit_of(ROOT), "date": datetime.date.today().isoformat(),
              "where": f"CPU, tiny models, torch {torch.__version__}, Python {platform.python_version()}",
-             "command": "ssmbench version-sweep " + " ".join(argv), "rows": []}
+             "command": "ssmbench version-sweep " + " ".join(_public(argv)), "rows": []}
     args.root.mkdir(parents=True, exist_ok=True)
     logs = args.root / "logs"
     logs.mkdir(exist_ok=True)
