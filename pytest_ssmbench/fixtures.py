@@ -14,14 +14,17 @@ from .sweep import BenchSettings, bench_settings
 
 
 class ModelPool:
-    def __init__(self) -> None:
+    def __init__(self, config: pytest.Config | None = None) -> None:
         self.current: LoadedModel | None = None
+        self.config = config
 
     def get(self, spec: ModelSpec, device, dtype) -> LoadedModel:
         if self.current is not None and (self.current.spec, self.current.dtype) == (spec, dtype):
             return self.current
         self.release()
         self.current = load(spec, device, dtype)
+        if self.config is not None:
+            self.config.hook.pytest_ssmbench_model_loaded(config=self.config, lm=self.current)
         return self.current
 
     def release(self) -> None:
@@ -31,8 +34,8 @@ class ModelPool:
 
 
 @pytest.fixture(scope="session")
-def model_pool():
-    pool = ModelPool()
+def model_pool(request: pytest.FixtureRequest):
+    pool = ModelPool(request.config)
     yield pool
     pool.release()
 

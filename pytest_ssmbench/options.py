@@ -157,6 +157,9 @@ OPTIONS: dict[str, tuple[tuple[str, ...], Callable[[str], Any] | None, Any, str 
                             "grew by more than PCT %% over the baseline; pytest-benchmark's gate times the whole call, "
                             "mostly the prefill at long contexts. Default: off (eager decode moves 10-70 %% between "
                             "sessions on a shared host: gate it wide, or gate the compiled and graphed points)"),
+    "gate_report": (("--ssm-gate-report",), path_arg, None, None, "FILE",
+                    "with -m gate and --benchmark-compare: write the gate's table (every point, each figure's change "
+                    "and allowance) to FILE, markdown"),
     "calibrate_contexts": (("--ssm-calibrate-contexts", "--calibrate-contexts"), int_list, None, None, "N,...",
                            "contexts --ssm-calibrate re-measures. Default: the sweep's shortest and longest"),
     "calibrate_batches": (("--ssm-calibrate-batches",), int_list, None, None, "N,...",
@@ -198,14 +201,25 @@ def add_options(parser: pytest.Parser) -> None:
                          "than --ssm-calibrate-tolerance (old name --calibrate: kept for one release)")
 
 
+preset_key = pytest.StashKey[dict]()
+
+
+def set_preset(config: pytest.Config, values: dict[str, Any]) -> None:
+    """Values that replace the ini file's and the defaults for this run (the gate's points: ``gate.preset``)."""
+    config.stash[preset_key] = dict(values)
+
+
 def get(config: pytest.Config, dest: str) -> Any:
-    """The option's value: command line, else ini, else default."""
+    """The option's value: command line, else a preset (``-m gate``), else ini, else default."""
     if dest not in OPTIONS:
         return config.getoption(dest)
     names, kind, default, ini, _, _ = OPTIONS[dest]
     value = config.getoption(dest, None)
     if value is not None:
         return value
+    preset = config.stash.get(preset_key, {})
+    if dest in preset:
+        return preset[dest]
     raw = config.getini(ini) if ini else None
     if raw in (None, "", []):
         return default
@@ -245,13 +259,18 @@ def check_outputs(config: pytest.Config) -> None:
     from ssmbench.results import check_results_path
     from ssmbench.safeio import check_report_folder
 
-    for dest, kind in (("results_file", "file"), ("scaling_report", "folder")):
+    for dest, kind in (("results_file", "file"), ("scaling_report", "folder"), ("gate_report", "file")):
         value = get(config, dest)
         if not value:
             continue
         path = Path(value).absolute()
-        why = _writable(path, kind) or (check_results_path(path) if kind == "file" else
-                                        check_report_folder(path, "scaling report"))
+        if dest == "gate_report":
+            from ssmbench.safeio import not_regular
+
+            why = _writable(path, kind) or not_regular(path)
+        else:
+            why = _writable(path, kind) or (check_results_path(path) if kind == "file" else
+                                            check_report_folder(path, "scaling report"))
         if why:
             raise pytest.UsageError(f"{OPTIONS[dest][0][0]} {value}: {why}")
     if get(config, "scaling_report"):
@@ -260,32 +279,3 @@ def check_outputs(config: pytest.Config) -> None:
         except ImportError as exc:
             raise pytest.UsageError(f"--scaling-report needs matplotlib, which does not import here ({exc}): "
                                     "pip install matplotlib, or leave the option out") from None
-
-
-EXTRA = (  # the options add_options defines beside OPTIONS: (names, metavar, ini, help)
-    (("--ssm-model-path", "--model-path"), "KEY=DIR", None,
-     "local checkpoint directory for an architecture; also SSMBENCH_PATH_KEY; repeatable"),
-    (("--ssm-calibrate", "--calibrate"), None, None,
-     "re-measure a sample of prefill, decode and throughput points the plain way (plain generate(), a synchronize "
-     "and a clock, the allocator's peak) right after each, and fail a point whose figure differs by more than "
-     "--ssm-calibrate-tolerance"),
-)
-
-
-def reference_markdown() -> str:
-    """docs/options.md: every option of the suite, from the definitions above (a self-test holds the file to
-    this, so the reference cannot drift from the code)."""
-    lines = ["# Options", "",
-             "Generated from `pytest_ssmbench/options.py` by `ssmbench options-doc > docs/options.md`; a self-test "
-             "fails when this file and the code differ. Command line over ini file (`[pytest]` section) over "
-             "default; a bad value on either is a usage error (exit 4) naming the valid ones. An old name is kept "
-             "for one release.", "",
-             "| option | old name | ini key | value | what |", "| --- | --- | --- | --- | --- |"]
-    rows = [(names, metavar, ini, text) for names, _, _, ini, metavar, text in OPTIONS.values()] + list(EXTRA)
-    for names, metavar, ini, text in rows:
-        text = text.replace("%%", "%").replace("|", "\\|")
-        lines.append(f"| `{names[0]}` | {', '.join(f'`{n}`' for n in names[1:]) or '-'} | "
-                     f"{f'`{ini}`' if ini else '-'} | {f'`{metavar}`' if metavar else 'flag'} | {text} |")
-    lines += ["", "The ini key `ssmbench = true` turns the suite's plugin on for a project (the suite's own "
-              "`pytest.ini` sets it); without it an installed plugin does nothing in another project's run.", ""]
-    return "\n".join(lines)

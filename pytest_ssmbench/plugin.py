@@ -12,7 +12,7 @@ import pytest
 
 from ssmbench import compare
 
-from . import baselines, options, settings, summary, sweep, xdist
+from . import baselines, gate, options, settings, summary, sweep, xdist
 
 pytest_plugins = ["pytest_ssmbench.fixtures"]
 
@@ -30,8 +30,15 @@ MARKERS = (
     "heavy: costly on full-size models; those instances go to the slow tier",
     "gpu_only(reason): needs a CUDA device whatever the model; skipped elsewhere with the reason",
     "after_sweep: reads the points the benchmark sweep measured; runs last",
+    "gate: the regression gate's points (pytest -m gate: its preset of models, contexts, backends and batches)",
     "xdist_group(name): tests that stay on one xdist worker (one per model); declared here for -p no:xdist too",
 )
+
+
+def pytest_addhooks(pluginmanager) -> None:
+    from . import hooks
+
+    pluginmanager.add_hookspecs(hooks)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -93,7 +100,8 @@ def pytest_runtest_call(item: pytest.Item):
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return settings.header(config) + baselines.header(config) + xdist.header(config)
+    gpu = settings.settings(config).device.type == "cuda"
+    return settings.header(config) + gate.header(config, gpu) + baselines.header(config) + xdist.header(config)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -101,10 +109,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     settings.parametrize_specs(metafunc)
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]):
+    gate.mark_items(config, items, settings.settings(config).device.type == "cuda")  # before -m selects
+    result = yield
     xdist.restore_group_tags(config, items)  # after xdist tagged the items (its hook runs before this one)
     sweep.order_items(items)
+    return result
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -115,6 +126,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     settings.sessionfinish(session)
     baselines.sessionfinish(session)
+    gate.sessionfinish(session, settings.settings(session.config).device.type == "cuda")
     xdist.worker_report(session.config)
 
 

@@ -14,7 +14,7 @@ from ssmbench import gpus, impl
 from ssmbench.loading import resolve_dtype
 from ssmbench.registry import ModelSetError, ModelSpec, parse_model_paths, resolve_model_set
 
-from . import options
+from . import gate, options
 
 
 @dataclass
@@ -45,6 +45,7 @@ def configure(config: pytest.Config) -> None:
     except gpus.PinningError as exc:
         raise pytest.UsageError(str(exc)) from None
     device = _device(device_choice)
+    gate.configure(config, device.type == "cuda")  # -m gate: its preset, before any option below is read
     _use_tests_tiny_checkpoints(config.rootpath)
     if device.type == "cpu":
         threads = cpu_threads(workerinput, os.cpu_count())

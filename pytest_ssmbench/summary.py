@@ -11,7 +11,7 @@ import pytest
 from ssmbench import impl, results
 from ssmbench.safeio import UnsafeOutput, printable
 
-from . import baselines, benchmark_adapter, options
+from . import baselines, benchmark_adapter, gate, options
 from .settings import nothing_checked, settings
 from .sweep import bench_settings
 
@@ -60,6 +60,7 @@ def write(terminalreporter, config: pytest.Config) -> None:
                       + ", ".join(uncompared[:5]) + (" ..." if len(uncompared) > 5 else ""), yellow=True)
     for line in regressions:
         tr.write_line(line, red=True, bold=True)
+    gate.summary(tr, config)
     if benchmark_adapter.regressed(config):  # said where it was caught too, wherever that came in the output
         tr.write_line(benchmark_adapter.REGRESSED, red=True, bold=True)
     for message in refusals:

@@ -179,4 +179,5 @@ def measure_point(benchmark, b: BenchSettings, lm, kind: str, ids: torch.Tensor,
         del exc
         pytest.skip(message)
     benchmark.extra_info.update({k: v for k, v in point.flat().items() if not isinstance(v, list)})
+    benchmark.extra_info["tokens_seen"] = sum(point.timing.new_tokens_seen)  # the gate holds it exactly
     return point

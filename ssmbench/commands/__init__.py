@@ -11,6 +11,7 @@ COMMANDS = {
     "merge": ("merge", "pytest-benchmark files of one device as one baseline"),
     "project": ("project", "roofline projections of a measured run onto another device"),
     "version-sweep": ("version_sweep", "the quick tier on many transformers releases; the README's table"),
+    "gate-allowances": ("gate_allowances", "the regression gate's between-machine allowances from two gate runs"),
     "make-tiny": ("make_tiny", "rebuild the embedded tiny checkpoints"),
     "profile-step": ("profile_step", "one decode step of a full-size model under the torch profiler (GPU)"),
     "native-probe": ("native_probe", "mamba-ssm's own decode against transformers' on the same weights (GPU)"),

@@ -142,7 +142,7 @@ def test_the_options_reference_is_generated_from_the_definitions():
     in pytest_ssmbench/options.py without regenerating the file fails here."""
     from pathlib import Path
 
-    from pytest_ssmbench.options import reference_markdown
+    from ssmbench.commands.options_doc import reference_markdown
 
     docs = Path(__file__).resolve().parents[2] / "docs" / "options.md"
     assert docs.read_text() == reference_markdown(), "regenerate: ssmbench options-doc > docs/options.md"
