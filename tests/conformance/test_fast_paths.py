@@ -18,6 +18,7 @@ from ssmbench.point import SUITE_GRAPH
 pytestmark = pytest.mark.conformance
 
 NEW = 16
+LONG = 2048  # a long prompt: a backend's state after a long prefill (the gate's decode context)
 
 
 def _greedy(lm, prompt, **kwargs):
@@ -68,9 +69,9 @@ def test_graphed_decode_matches_eager(lm):
 
 def _same_greedy_continuations(lm, generate, what: str) -> None:
     """``generate(ids, NEW)`` continues prompts with eager generate()'s greedy tokens. (context, batch): the
-    first call captures a graph; the others reuse it, recapture for a longer prompt, or capture another batch
-    size."""
-    for context, batch in [(9, 1), (23, 1), (5, 1), (14, 2)]:
+    first call captures a graph; the others reuse it, recapture for a longer prompt, capture another batch
+    size, and continue a long prompt."""
+    for context, batch in [(9, 1), (23, 1), (5, 1), (14, 2), (LONG, 1)]:
         ids = prompt_ids(lm, context, batch=batch, seed=1)
         with torch.no_grad():
             eager = _greedy(lm, ids)
@@ -110,9 +111,12 @@ def test_compiled_backend_matches_eager(lm):
     if path == SUITE_GRAPH:
         pytest.skip(f"{lm.name}: this transformers offers no compiled decode for Mamba (static cache ignored), so "
                     "'compiled' runs the suite's CUDA graph, checked by test_graphed_decode_matches_eager")
-    plen = lm.encode(PROMPTS[1])["input_ids"].shape[1]
-    eager = _greedy(lm, PROMPTS[1])
-    compiled = _greedy(lm, PROMPTS[1], **backends.get("compiled").generate_kwargs)
-    assert_same_generation(f"{lm.name}: greedy, compiled (static cache) vs eager", compiled.sequences[0, plen:],
-                           eager.sequences[0, plen:], [s[0] for s in eager.logits], lm.dtype, lm.tokenizer.decode,
-                           lm.noise_floor)
+    for ids in (lm.encode(PROMPTS[1])["input_ids"], prompt_ids(lm, LONG, seed=1)):  # a short and a long prompt
+        plen = ids.shape[1]
+        eager = _greedy(lm, ids)
+        compiled = _greedy(lm, ids, **backends.get("compiled").generate_kwargs)
+        assert_same_generation(f"{lm.name}: greedy, compiled (static cache) vs eager, prompt {plen}",
+                               compiled.sequences[0, plen:], eager.sequences[0, plen:], [s[0] for s in eager.logits],
+                               lm.dtype, lm.tokenizer.decode, lm.noise_floor)
+        assert_logits_close(f"{lm.name}: logits of every step, compiled vs eager, prompt {plen}",
+                            torch.stack(compiled.logits, 1), torch.stack(eager.logits, 1), lm.dtype, lm.noise_floor)
