@@ -47,6 +47,9 @@ class Timing:
     pilot_rounds: int | None = None  # --bench-rounds auto
     target: float | None = None
     target_met: bool | None = None
+    # where the point's own time went, from its timestamps (seconds): release (earlier points' state), warmup
+    # (compilation, capture, settling included), pilot, rounds, finish (figures), calibration
+    phases_s: dict[str, float] | None = None
 
 
 @dataclass
@@ -223,6 +226,12 @@ def _check(name: str, value: Any, annotation: str, negative_ok: bool) -> None:
                     raise ValueError(f"{name}[{i}]: {item!r} is not an object")
             else:
                 _check(f"{name}[{i}]", item, inner, negative_ok)
+        return
+    if base.startswith("dict[str, "):
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ValueError(f"{name}: {value!r} is not an object with string keys")
+        for key, item in value.items():
+            _check(f"{name}.{key}", item, base[10:-1], negative_ok)
         return
     if base == "str":
         if not isinstance(value, str):

@@ -138,6 +138,7 @@ def measure_point(b: BenchSettings, lm: LoadedModel, kind: str, ids: torch.Tenso
     weights alone (earlier points' leftovers released), calibrated where ``b`` says. The point is added to
     ``b.store``."""
     batch, context = ids.shape
+    began = time.perf_counter()
     check_backend(lm, backend)
     point = point_record(lm, kind, context=context, batch=batch, new_tokens=new_tokens, profile=b.profile,
                          backend=backend)
@@ -147,6 +148,15 @@ def measure_point(b: BenchSettings, lm: LoadedModel, kind: str, ids: torch.Tenso
     chosen = backends.get(backend)
     call, setup = chosen.call(lm, ids, new_tokens, runs, b.nvml, energy), runs.setup(lm.device)
     rounds, oom, measured = b.rounds, None, False
+    phases = point.timing.phases_s = {"release": round(time.perf_counter() - began, 4)}
+    mark = time.perf_counter()
+
+    def lap(name: str) -> None:  # the time since the last lap, as phase ``name``
+        nonlocal mark
+        now = time.perf_counter()
+        phases[name] = round(phases.get(name, 0.0) + now - mark, 4)
+        mark = now
+
     try:
         with PointContext(lm, b.nvml) as ctx, WorkspaceClears() as clears:
             if timing_on and chosen.settles(lm):
@@ -156,6 +166,7 @@ def measure_point(b: BenchSettings, lm: LoadedModel, kind: str, ids: torch.Tenso
             elif timing_on:
                 point.timing.warmup_calls = warm_up(call, setup)
             settled_clears = clears.count
+            lap("warmup")
             if rounds is None:
                 rounds = PILOT_ROUNDS
                 if timing_on:
@@ -165,11 +176,14 @@ def measure_point(b: BenchSettings, lm: LoadedModel, kind: str, ids: torch.Tenso
                     pilot = runs.measured(PILOT_ROUNDS)
                     rounds = rounds_for_precision(pilot.per_round(kind), b.target, pilot.total_s, b.max_time_s)
                     point.timing.pilot_rounds = PILOT_ROUNDS
+                lap("pilot")
             # warmed up above; with timing off pytest-benchmark makes its one call whatever it is told
             runner(call, setup, rounds, 0 if timing_on else 1)
+            lap("rounds")
             if point.timing.graphs_settled is not None:  # graphs recorded again during the measured calls
                 point.timing.graph_clears_in_rounds = clears.count - settled_clears
         finish_point(point, lm, runs, rounds, ctx, b.profile)
+        lap("finish")
         point.timing.unwarmed = not timing_on
         measured = True
         t = point.timing
@@ -183,12 +197,14 @@ def measure_point(b: BenchSettings, lm: LoadedModel, kind: str, ids: torch.Tenso
             calibrate.record(point, calibrate.calibrate_point(point, lm, ids, backend, harness,
                                                               b.calibrate_tolerance, b.calibrate_max_s, after),
                              b.calibrate_tolerance)
+            lap("calibration")
     except Exception as exc:
         if not is_out_of_memory(exc):
             release_backend_state(lm, backend)  # a compiled or captured state the failure left is not the next point's
             raise
         oom = str(exc).splitlines()[0][:200]
         exc.__traceback__ = None  # its frames hold the tensors that filled the memory
+        lap("out_of_memory")  # from the last phase that finished to the failure
     if oom is not None:
         point.error = oom
         if measured:  # the point ran; its plain re-measurement did not fit (a throughput sweep runs to the limit,

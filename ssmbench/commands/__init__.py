@@ -8,6 +8,7 @@ COMMANDS = {
     "report": ("summarize", "the scaling report of points files: plots and README.md into a folder (--report DIR)"),
     "fleet": ("fleet", "several devices' baselines side by side in one HTML page"),
     "plain": ("plain", "a point measured plainly in a fresh process: plain generate(), a clock, the allocator's peak"),
+    "budget": ("budget", "where a sweep's time went, by phase (model build, warm-up, rounds, calibration, ...)"),
     "merge": ("merge", "pytest-benchmark files of one device as one baseline"),
     "project": ("project", "roofline projections of a measured run onto another device"),
     "version-sweep": ("version_sweep", "the quick tier on many transformers releases; the README's table"),

@@ -658,3 +658,24 @@ def test_a_ratio_inside_the_points_spread_says_so():
     assert "(within" not in results.crossovers(_store([tp("m", "ssm", 8, 120.0, 0.035),
                                                        tp("t", "attention", 8, 100.0, 0.02)]))["m vs t"][
         "higher throughput, end to end (eager, prompt 2048, by batch)"]
+
+
+@pytest.mark.quick
+def test_budget_reads_a_points_phases_or_estimates_them():
+    """``ssmbench budget``: a point's own timestamps where it has them (an out-of-memory point's time is the cost
+    of finding the limit), else an estimate from its figures; each model's build counted once."""
+    from ssmbench.commands.budget import budget
+    from ssmbench.point import Point, Timing
+
+    timed = Point("m", "decode", 512, 1, 8, backend="eager", load_s=2.0,
+                  timing=Timing(phases_s={"warmup": 1.5, "rounds": 3.0}))
+    again = Point("m", "decode", 1024, 1, 8, backend="eager", load_s=2.0,
+                  timing=Timing(phases_s={"warmup": 0.5, "rounds": 1.0, "calibration": 4.0}))
+    old = Point("m", "prefill", 512, 1, 1, backend="eager", load_s=2.0,
+                timing=Timing(first_call_s=0.3, warmup_calls=3, median_s=0.1, rounds=5))
+    oom = Point("m", "throughput", 512, 64, 8, backend="eager", status="oom",
+                timing=Timing(phases_s={"release": 0.2, "warmup": 0.8}))
+    table, guessed = budget([timed, again, old, oom])
+    assert guessed == 1
+    assert dict(table["all"]) == pytest.approx({"build": 2.0, "warmup": 1.5 + 0.5 + 0.3 + 2 * 0.1,
+                                                "rounds": 4.0 + 0.5, "calibration": 4.0, "out_of_memory": 1.0})
