@@ -47,16 +47,23 @@ def configure(config: pytest.Config) -> None:
     device = _device(device_choice)
     gate.configure(config, device.type == "cuda")  # -m gate: its preset, before any option below is read
     _use_tests_tiny_checkpoints(config.rootpath)
-    if device.type == "cpu":
-        threads = cpu_threads(workerinput, os.cpu_count())
-        if threads:
-            torch.set_num_threads(threads)
     model_set = options.get(config, "models")
     try:
         paths = parse_model_paths(config.getoption("model_path"))
         specs = resolve_model_set(model_set, paths=paths, archs=options.get(config, "archs"))
     except ModelSetError as exc:
         raise pytest.UsageError(str(exc)) from None
+    if device.type == "cpu":
+        threads = cpu_threads(workerinput, os.cpu_count())
+        if threads is None and "OMP_NUM_THREADS" not in os.environ and not any(
+                spec.source == "pretrained" and not spec.unavailable for spec in specs):
+            # On a CPU only the tiny models run (full-size synthetic ones are GPU only), and their operations are
+            # too small to share among threads: one thread ran the quick tier in 24 s alone on 2 cores, as two did,
+            # and in 23 s beside another quick tier, where two threads each took 337-434 s (the two processes'
+            # OpenMP threads spinning against each other). OMP_NUM_THREADS, where set, is left to decide.
+            threads = 1
+        if threads:
+            torch.set_num_threads(threads)
     config.stash[settings_key] = RunSettings(device, options.get(config, "ssm_dtype"), model_set, specs)
     # float32 means float32: TF32 in cuDNN convolutions (on by default) perturbs Mamba's causal conv by ~1e-3
     # per layer, which 64 layers amplify past any float32 tolerance. bfloat16 work is unaffected.
@@ -117,7 +124,8 @@ def header(config: pytest.Config) -> list[str]:
         props = torch.cuda.get_device_properties(s.device)
         dev = f"cuda ({props.name}, {props.total_memory / 2**30:.1f} GiB, sm_{props.major}{props.minor})"
     else:
-        dev = f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+        threads = torch.get_num_threads()
+        dev = f"cpu ({platform.machine()}, {threads} torch thread{'' if threads == 1 else 's'})"
     models = ", ".join(s.name + (" [unavailable]" if s.unavailable else "") for s in s.specs)
     # What each SSM architecture of the run runs here, read from a tiny model's behaviour (ssmbench.impl).
     archs = list({spec.arch.key: spec.arch for spec in s.specs}.values())

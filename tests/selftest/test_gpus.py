@@ -146,3 +146,4 @@ def test_cpu_workers_share_their_hosts_cores():
     assert cpu_threads({"workerid": "gw0", "workercount": 2}, 2) == 1
     assert cpu_threads({"workerid": "gw3", "workercount": 4, "ssmbench_host_workers": 2}, 16) == 8  # per host
     assert cpu_threads({"workerid": "gw0", "workercount": 3}, 2) == 1  # never 0
+

@@ -865,3 +865,19 @@ def test_throughput_points_read_energy_only_around_the_whole_call(tiny_phi, tmp_
     # each call: 1 J (one read to the next) over 2 x 3 tokens, whatever its windows' split
     assert e.joules_per_token == pytest.approx(1.0 / 6), (e.joules_per_token, e.energy_note)
     assert e.energy_window_s == pytest.approx(10.0 * calls, rel=1e-3) and e.energy_note == ""
+
+
+@pytest.mark.parametrize("omp, shown", [(None, "1 torch thread)"), ("2", "2 torch threads)")])
+def test_a_cpu_run_of_the_tiny_models_takes_one_thread_unless_told(omp, shown):
+    """Two quick tiers side by side on 2 cores, each with torch's default two threads, took 337-434 s each instead
+    of 24 s (their OpenMP threads spin against each other); one thread each, 23 s. OMP_NUM_THREADS still decides."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"} | ({"OMP_NUM_THREADS": omp} if omp else {})
+    run = subprocess.run([sys.executable, "-m", "pytest", "--co", "-p", "no:cacheprovider", "-m", "quick",
+                          "--ssm-device", "cpu", "tests/selftest/test_gpus.py"], cwd=Path(__file__).parents[2],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert shown in run.stdout, run.stdout[-2000:] + run.stderr[-2000:]
