@@ -3,7 +3,7 @@
 # and run with each injected regression (-p pytest_ssmbench.inject), each a cold process, into /tmp/gate.
 #   parts:  copy .kernels/a (the first half of the mamba-ssm + causal-conv1d tarball; see trust.sh) to /tmp/kparts.
 #   start:  join and unpack the kernels (this call carries .kernels/b), then, detached (setsid), one after the
-#           other: RUNS (default "base same slow-mixer prefill-memory cache"). base records the baseline
+#           other: RUNS (default "base slow-mixer prefill-memory cache same"). base records the baseline
 #           (--benchmark-save=gate into /tmp/gate/store) unless BASELINE names a committed one (a folder with
 #           */0001_gate.json and maybe gate-allowances.json), which is then copied in and compared against; same
 #           reruns unchanged code against it and saves (its file is the second machine's or second run's figures);
@@ -34,7 +34,7 @@ mamba_ssm.__version__, causal_conv1d.__version__)" > /tmp/gate/versions.txt 2>&1
   cat > /tmp/gate/run.sh <<RUN
 cd $PWD
 export PYTHONPATH=/tmp/kernels PYTHONUNBUFFERED=1
-for run in ${RUNS:-base same slow-mixer prefill-memory cache}; do
+for run in ${RUNS:-base slow-mixer prefill-memory cache same}; do
   d=/tmp/gate/\$run; mkdir -p \$d; start=\$(date +%s.%N)
   case \$run in
     base) args="--benchmark-save=gate" ;;
