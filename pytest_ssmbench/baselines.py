@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from . import benchmark_adapter, options
+from . import benchmark_adapter, gate, options
 from .settings import settings
 from .sweep import bench_settings
 
@@ -37,6 +37,10 @@ def invalid_baseline(data: dict) -> str | None:
     too. A NaN median passed a run 1.64x slower; a string ended in a TypeError after the sweep."""
     import math
 
+    info = data.get("machine_info")
+    injected = info.get("ssm_inject") if isinstance(info, dict) else None
+    if injected:
+        return f"recorded with a deliberate regression (--ssm-inject {injected}): not a baseline"
     for i, bench in enumerate(data.get("benchmarks", [])):
         if not isinstance(bench, dict) or not isinstance(bench.get("fullname"), str) \
                 or not isinstance(bench.get("stats"), dict):
@@ -53,11 +57,12 @@ def invalid_baseline(data: dict) -> str | None:
         info = bench.get("extra_info") or {}
         if not isinstance(info, dict):
             return f"{bench['fullname']}: extra_info is not an object"
-        for key in (*MEMORY_FIELDS, "decode_s_per_token"):
+        for key in (*MEMORY_FIELDS, "decode_s_per_token", "rounds_spread", "cache_bytes", "params", "tokens_seen",
+                    "tokens_seen_max"):
             value = info.get(key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not math.isfinite(value)):
-                return f"{bench['fullname']}: extra_info.{key} is {value!r}, not a finite number"
+                                      or not math.isfinite(value) or (value < 0 and key != "decode_s_per_token")):
+                return f"{bench['fullname']}: extra_info.{key} is {value!r}, not a finite number >= 0"
     return None
 
 
@@ -121,6 +126,7 @@ def update_machine_info(config: pytest.Config, machine_info: dict) -> None:
         "models": ",".join(x.name for x in s.specs if not x.unavailable),
         "dtype_policy": s.dtype,
         "mamba_impl": b.impl,
+        "ssmbench_gate": gate.active(config),  # recorded by pytest -m gate: the gate compares only such baselines
     })
 
 
@@ -196,12 +202,11 @@ def not_in_baselines(current: list, compared_mapping: dict) -> list[str]:
 
 def sessionfinish(session: pytest.Session) -> None:
     current, compared = benchmark_adapter.current_and_compared(session.config)
-    from . import gate
-
-    # the gate holds its points to their own allowances (gate.py), not these global percentages
-    found = (memory_regressions(current, compared, options.get(session.config, "memory_compare_fail"))
-             + decode_regressions(current, compared, options.get(session.config, "decode_compare_fail"))) \
-        if compared and not gate.active(session.config) else []
+    # the gate holds its own points to their own allowances (gate.py), not these global percentages
+    others = [b for b in current if b.fullname not in gate.gated(session.config)]
+    found = (memory_regressions(others, compared, options.get(session.config, "memory_compare_fail"))
+             + decode_regressions(others, compared, options.get(session.config, "decode_compare_fail"))) \
+        if compared else []
     session.config.stash[memory_key] = found
     missing = not_in_baselines(current, compared) if compared else []
     session.config.stash[uncompared_key] = missing

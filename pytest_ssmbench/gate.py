@@ -1,28 +1,21 @@
 """The regression gate: ``pytest -m gate``. A preset of points chosen so that each figure kind the suite gates on
 is covered where it is stable from one machine to the next (``GPU_POINTS``, ``CPU_POINTS``: each says why it is
-there), for the architectures of ``GATE_ARCHS`` (one line adds one). Against a baseline
-(``--benchmark-compare``), each point's figures are held to their own allowance, not one global percentage:
-
-- time (a prefill's call, a decode step, a throughput step): a floor, plus twice the baseline's own spread
-  between rounds, plus the difference measured between two machines on unchanged code (``gate-allowances.json``
-  beside the baseline, written by ``ssmbench gate-allowances``; a default where none was measured, said so);
-- extra peak memory: a floor plus the between-machine difference;
-- cache bytes, parameters and tokens generated: exactly.
-
-On a CPU only the exact figures are gated: timings of the tiny models move 20-40x on a loaded host and the
-allocator's peak is a GPU figure; the report says so. Every point is reported with its change and allowance;
-a point past its allowance fails the session (exit 1), named."""
+there), for the architectures of ``GATE_ARCHS`` (one line adds one). Against a baseline recorded by a gate run
+(``--benchmark-compare``), each point's figures are held to their own allowance (``ssmbench.gatecheck``), a
+point the baseline holds and this run lacks fails, and every point is reported with its change and allowance.
+On a CPU only the exact figures are gated (timings of the tiny models move 20-40x on a loaded host; the
+allocator's peak is a GPU figure), which the report says."""
 
 from __future__ import annotations
 
 import json
-import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from ssmbench import gatecheck
 
 from . import benchmark_adapter, options
 
@@ -64,13 +57,6 @@ CPU_POINTS = (
 )
 KIND_OF_TEST = {"test_latency_prefill": "prefill", "test_latency_decode": "decode", "test_throughput": "throughput"}
 
-TIME_FLOOR, MEMORY_FLOOR = 0.02, 0.01
-SPREAD_FACTOR = 2.0  # times the baseline's relative range between rounds
-DEFAULT_MACHINES = {"time": 0.10, "memory": 0.02}  # where no between-machine difference was measured
-MACHINE_MARGIN = 1.5  # times the difference two machines showed: two machines are a small sample
-ALLOWANCES_FILE = "gate-allowances.json"
-EXACT = ("cache_bytes", "params", "tokens_seen")
-
 active_key = pytest.StashKey[bool]()
 gated_key = pytest.StashKey[set]()
 rows_key = pytest.StashKey[list]()
@@ -78,9 +64,7 @@ notes_key = pytest.StashKey[list]()
 
 
 def selected(markexpr: str | None) -> bool:
-    """Whether ``-m`` asks for the gate: the word ``gate``, not negated."""
-    expr = markexpr or ""
-    return bool(re.search(r"(?<![\w-])gate(?![\w-])", expr)) and not re.search(r"\bnot\s+gate\b", expr)
+    return gatecheck.selected(markexpr)
 
 
 def preset(gpu: bool) -> dict[str, Any]:
@@ -100,19 +84,33 @@ def configure(config: pytest.Config, gpu: bool) -> None:
     config.stash[gated_key] = set()
     config.stash[rows_key] = []
     config.stash[notes_key] = []
-    if config.stash[active_key]:
-        options.set_preset(config, preset(gpu))
+    if not config.stash[active_key]:
+        return
+    options.set_preset(config, preset(gpu))
+    if config.getoption("benchmark_compare", None):
+        # pytest-benchmark keeps no figures with timing off, and none on an xdist controller: nothing to compare
+        if config.getoption("benchmark_disable", False):
+            raise pytest.UsageError("-m gate with --benchmark-compare and --benchmark-disable: with timing off no "
+                                    "figure is kept, so nothing would be compared; drop --benchmark-disable")
+        if config.getoption("numprocesses", None) or getattr(config, "workerinput", None) is not None:
+            raise pytest.UsageError("-m gate with --benchmark-compare under xdist (-n): pytest-benchmark keeps no "
+                                    "figures there, so nothing would be compared; run the gate with -n 0")
 
 
 def active(config: pytest.Config) -> bool:
     return config.stash.get(active_key, False)
 
 
+def gated(config: pytest.Config) -> set[str]:
+    """Node ids of this run's gate points."""
+    return config.stash.get(gated_key, set()) if active(config) else set()
+
+
 def header(config: pytest.Config, gpu: bool) -> list[str]:
     if not active(config):
         return []
     shown = ", ".join(f"{k}={v if not isinstance(v, list) else ','.join(map(str, v))}"
-                      for k, v in preset(gpu).items())
+                      for k, v in ((k, options.get(config, k)) for k in preset(gpu)))  # what runs, options applied
     return [f"ssmbench: gate preset (-m gate): {shown}" + ("" if gpu else "; on a CPU only cache bytes, parameters "
                                                                        "and token counts are gated, not timings")]
 
@@ -144,87 +142,36 @@ def mark_items(config: pytest.Config, items: list[pytest.Item], gpu: bool) -> No
                 config.stash.setdefault(gated_key, set()).add(item.nodeid)
 
 
-def machine_allowances(storage: Path) -> tuple[dict, str]:
-    """Between-machine allowances beside the baseline ({benchmark name: {figure: fraction}}) and where they
-    come from, in words."""
-    path = storage / ALLOWANCES_FILE
-    if not path.is_file():
-        return {}, (f"no {ALLOWANCES_FILE} in {storage}: between-machine allowance {DEFAULT_MACHINES['time']:.0%} "
-                    f"time, {DEFAULT_MACHINES['memory']:.0%} memory (a default, not measured)")
+def report_refusal(path: Path, config: pytest.Config) -> str | None:
+    """Why the gate's report must not be written at ``path``: a link, not a regular file, the results file, or an
+    existing file an earlier gate report did not write (a README, a baseline)."""
+    from ssmbench.gatecheck import REPORT_HEADER
+    from ssmbench.safeio import not_regular
+
+    why = not_regular(path)
+    if why:
+        return why
+    results = options.get(config, "results_file")
+    if results and Path(results).absolute() == path:
+        return "it is also --ssm-results-file: the points would be replaced"
+    if path.exists():
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                first = f.readline().strip()
+        except OSError as exc:
+            return f"unreadable ({exc})"
+        if first != REPORT_HEADER:
+            return "exists and was not written by a gate report: it would be lost; move it or name another file"
+    return None
+
+
+def _baseline_is_a_gate_run(storage: Path, path: str) -> bool:
+    """Whether the baseline file (``path``, as pytest-benchmark names it: relative to its storage) says a gate run
+    recorded it."""
     try:
-        data = json.loads(path.read_text())
-        points = data["points"]
-        if not isinstance(points, dict) or not all(
-                isinstance(v, dict) and all(isinstance(x, (int, float)) and math.isfinite(x) and x >= 0
-                                            for x in v.values()) for v in points.values()):
-            raise ValueError("points: not {name: {figure: fraction >= 0}}")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise pytest.UsageError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
-    return points, f"between-machine allowances from {path} ({data.get('measured', 'how: not said')})"
-
-
-def figures(info: dict, median: float | None, gpu: bool) -> dict[str, tuple[float | None, float | None]]:
-    """A point's gated figures: {figure: (value, relative spread between rounds or None)}."""
-    found: dict[str, tuple[float | None, float | None]] = {}
-    if gpu:
-        time = median if info.get("kind") == "prefill" else info.get("decode_s_per_token")
-        found["time"] = (time, info.get("rounds_spread"))
-        found["memory"] = (info.get("extra_peak_bytes"), None)
-    for key in EXACT:
-        found[key] = (info.get(key), None)
-    return found
-
-
-@dataclass
-class Row:
-    name: str
-    figure: str
-    then: float
-    now: float
-    allowance: float  # fraction; 0: exact
-    parts: str
-
-    @property
-    def change(self) -> float:
-        return (self.now - self.then) / self.then if self.then else (0.0 if self.now == self.then else math.inf)
-
-    @property
-    def failed(self) -> bool:
-        return self.now != self.then if self.allowance == 0 else self.change > self.allowance
-
-
-def compare(current: list[tuple[str, dict, float | None]], baseline: dict[str, dict], machines: dict,
-            default_machines: bool, gpu: bool) -> list[Row]:
-    """Rows for every gated figure of every current point the baseline holds. ``current``: (name, extra_info,
-    median); ``baseline``: {name: saved benchmark}."""
-    rows = []
-    for name, info, median in current:
-        old = baseline.get(name)
-        if not old:
-            continue
-        now_figs = figures(info, median, gpu)
-        then_figs = figures(old.get("extra_info") or {}, (old.get("stats") or {}).get("median"), gpu)
-        for figure, (now, _) in now_figs.items():
-            then, spread = then_figs.get(figure, (None, None))
-            if now is None or then is None:
-                continue
-            if figure in EXACT:
-                rows.append(Row(name, figure, then, now, 0.0, "exact"))
-                continue
-            floor = TIME_FLOOR if figure == "time" else MEMORY_FLOOR
-            between = DEFAULT_MACHINES[figure] if default_machines else machines.get(name, {}).get(figure, 0.0)
-            own = SPREAD_FACTOR * spread if spread else 0.0
-            rows.append(Row(name, figure, then, now, floor + own + between,
-                            f"floor {floor:.0%} + spread {own:.1%} + machines {between:.1%}"))
-    return rows
-
-
-def show(figure: str, value: float) -> str:
-    if figure == "time":
-        return f"{value * 1e3:.3f} ms"
-    if figure in ("memory", "cache_bytes"):
-        return f"{value / 1e6:.2f} MB"
-    return f"{value:g}"
+        return bool(json.loads((storage / path).read_text()).get("machine_info", {}).get("ssmbench_gate"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def sessionfinish(session: pytest.Session, gpu: bool) -> None:
@@ -235,43 +182,40 @@ def sessionfinish(session: pytest.Session, gpu: bool) -> None:
     gated = config.stash.get(gated_key, set())
     notes = config.stash[notes_key]
     mine = [(b.name, dict(getattr(b, "extra_info", None) or {}), getattr(getattr(b, "stats", None), "median", None))
-            for b in current if b.fullname.replace("\\", "/") in gated or b.fullname in gated]
+            for b in current if b.fullname in gated]
+    rows: list[gatecheck.Row] = []
     if not compared:
         notes.append(f"{len(mine)} gate points measured; no baseline compared (--benchmark-compare): nothing gated")
-        return
-    bs = benchmark_adapter.session(config)
-    storage = Path(getattr(getattr(bs, "storage", None), "path", "."))
-    machines, said = machine_allowances(storage) if gpu else ({}, "")
-    if gpu:
-        notes.append(said)
     else:
-        notes.append("timings and memory are not gated on this device (cpu): only cache bytes, parameters and tokens")
-    rows = []
-    for path, mapping in compared.items():
-        baseline = {saved.get("name"): saved for saved in mapping.values()}
-        rows += compare(mine, baseline, machines, not machines, gpu)
-        notes.append(f"against {Path(path).name}")
-    missing = sorted({name for name, _, _ in mine} - {r.name for r in rows})
-    if missing:
-        notes.append("not in the baseline, not gated: " + ", ".join(missing))
+        storage = Path(getattr(getattr(benchmark_adapter.session(config), "storage", None), "path", "."))
+        try:
+            machines, said = gatecheck.machine_allowances(storage) if gpu else (None, "")
+        except ValueError as exc:
+            machines, said = None, f"{exc}: the default between-machine allowance is used"
+        if gpu:
+            notes.append(said)
+        else:
+            notes.append("timings and memory are not gated on this device (cpu): only cache bytes, parameters and "
+                         "tokens")
+        for path, mapping in compared.items():
+            if not _baseline_is_a_gate_run(storage, path):
+                notes.append(f"{Path(path).name} was not recorded by a gate run (pytest -m gate): not compared")
+                session.exitstatus = pytest.ExitCode.USAGE_ERROR
+                continue
+            rows += gatecheck.compare(mine, {saved.get("name"): saved for saved in mapping.values()}, machines, gpu)
+            notes.append(f"against {Path(path).name}")
+        held = {r.name for r in rows}
+        missing = sorted(name for name, _, _ in mine if name not in held)
+        if missing:
+            notes.append("not in the baseline, not gated: " + ", ".join(missing))
     config.stash[rows_key] = rows
     if any(r.failed for r in rows) and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     report = options.get(config, "gate_report")
-    if report:
+    if report:  # written whatever happened, so an earlier report never stands for this run
         from ssmbench.safeio import atomic_write_text
 
-        atomic_write_text(Path(report), markdown(rows, notes))
-
-
-def markdown(rows: list[Row], notes: list[str]) -> str:
-    lines = ["| point | figure | baseline | this run | change | allowance | verdict |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for r in rows:
-        allowance = "exact" if r.allowance == 0 else f"{r.allowance:.1%} ({r.parts})"
-        lines.append(f"| {r.name} | {r.figure} | {show(r.figure, r.then)} | {show(r.figure, r.now)} | "
-                     f"{r.change:+.1%} | {allowance} | {'REGRESSION' if r.failed else 'ok'} |")
-    return "\n".join([*(f"- {n}" for n in notes), "", *lines, ""])
+        atomic_write_text(Path(report), gatecheck.markdown(rows, notes))
 
 
 def summary(terminalreporter, config: pytest.Config) -> None:
@@ -283,14 +227,16 @@ def summary(terminalreporter, config: pytest.Config) -> None:
                                     f"{len(failed)} past their allowance")
     for note in notes:
         terminalreporter.write_line(note)
-    by_point: dict[str, list[Row]] = {}
+    by_point: dict[str, list[gatecheck.Row]] = {}
     for r in rows:
         by_point.setdefault(r.name, []).append(r)
+    show = gatecheck.show
     for name, point_rows in by_point.items():
         bad = any(r.failed for r in point_rows)
         shown = "; ".join(
             f"{'REGRESSION ' if r.failed else ''}{r.figure} {show(r.figure, r.then)} -> {show(r.figure, r.now)} "
-            f"{r.change:+.1%}" + (" (exact)" if r.allowance == 0 else f" (allowance {r.allowance:.1%}: {r.parts})")
+            + (r.parts if r.now is None or r.then is None else f"{r.change:+.1%}"
+               + (" (exact)" if r.allowance == 0 else f" (allowance {r.allowance:.1%}: {r.parts})"))
             for r in point_rows if r.failed or r.allowance or r.now != r.then)
         exact = [r.figure for r in point_rows if not r.allowance and not r.failed]
         terminalreporter.write_line(f"{'GATE REGRESSION ' if bad else 'ok '}{name}: {shown}"

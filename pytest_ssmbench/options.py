@@ -265,9 +265,9 @@ def check_outputs(config: pytest.Config) -> None:
             continue
         path = Path(value).absolute()
         if dest == "gate_report":
-            from ssmbench.safeio import not_regular
+            from .gate import report_refusal
 
-            why = _writable(path, kind) or not_regular(path)
+            why = _writable(path, kind) or report_refusal(path, config)
         else:
             why = _writable(path, kind) or (check_results_path(path) if kind == "file" else
                                             check_report_folder(path, "scaling report"))

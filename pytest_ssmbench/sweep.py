@@ -81,6 +81,8 @@ def _make_bench_settings(config: pytest.Config) -> BenchSettings:
     meta = {"device": name, "model_set": s.model_set, "models": ",".join(x.name for x in s.specs),
             "dtype": s.dtype, "mamba_impl": mamba_impl, "torch": torch.__version__,
             "transformers": transformers.__version__}
+    if config.getoption("ssm_inject", None):  # pytest_ssmbench.inject: these points are deliberately wrong
+        meta["injected"] = config.getoption("ssm_inject")
     results_file = options.get(config, "results_file")
     worker = getattr(config, "workerinput", {}).get("workerid")
     store = results.ResultStore(Path(results_file) if results_file else None, meta, run=run_id(config),
@@ -179,5 +181,6 @@ def measure_point(benchmark, b: BenchSettings, lm, kind: str, ids: torch.Tensor,
         del exc
         pytest.skip(message)
     benchmark.extra_info.update({k: v for k, v in point.flat().items() if not isinstance(v, list)})
-    benchmark.extra_info["tokens_seen"] = sum(point.timing.new_tokens_seen)  # the gate holds it exactly
+    seen = point.timing.new_tokens_seen  # new tokens of each call (distinct counts): the gate holds them exactly
+    benchmark.extra_info.update(tokens_seen=min(seen, default=None), tokens_seen_max=max(seen, default=None))
     return point

@@ -11,7 +11,9 @@ the figures the gate compares move as such a bug in a release would move them.
   quarter of what it held after that first call) -- the cache the run measures (``ssmbench.cache.tensor_bytes``)
   and the memory the allocator holds both grow.
 
-``KIND:SCALE`` scales the amount (``slow-mixer:2`` is two projections' worth).
+``KIND:SCALE`` scales the amount (``slow-mixer:2`` is two projections' worth). The hooks sit on transformers'
+modules: the ``native`` backend (mamba-ssm's own model on the same weights) runs without them. Their Python
+counters stay still while torch.compile traces them (a counter read there would recompile every call).
 """
 
 from __future__ import annotations
@@ -68,6 +70,13 @@ def ssm_mixers(lm: Any) -> list[torch.nn.Module]:
     return found
 
 
+def _counting() -> bool:
+    """Whether the hooks may keep their Python counters: not while torch.compile traces them (a counter read in
+    a traced function is a guard, and every call would recompile)."""
+    compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return not (compiling and compiling())
+
+
 def _hidden(args: tuple, kwargs: dict) -> torch.Tensor:
     return args[0] if args else kwargs["hidden_states"]
 
@@ -90,7 +99,6 @@ def inject(lm: Any, kind: str, scale: float = 1.0) -> Injection:
         raise InjectionError(f"unknown injection {kind!r}; valid: {', '.join(KINDS)}")
     injection = Injection(kind, scale)
     mixers = ssm_mixers(lm)
-    held: dict[int, torch.Tensor] = {}  # prefill-memory: each mixer's buffer while its call runs
     last = mixers[-1] if mixers else None
     for mixer in mixers:
         injection.mixers += 1
@@ -103,7 +111,8 @@ def inject(lm: Any, kind: str, scale: float = 1.0) -> Injection:
                 device=lm.device, dtype=lm.dtype)
 
             def slow(module, args, kwargs, output, weight=weight):
-                injection.calls += 1
+                if _counting():
+                    injection.calls += 1
                 extra = torch.nn.functional.linear(_hidden(args, kwargs).to(weight.dtype), weight)
                 # used, so no compiler drops it; zero, so the outputs stay what they were
                 zero = (extra.amax(dim=-1, keepdim=True) * 0).nan_to_num(0.0, 0.0, 0.0)
@@ -116,19 +125,22 @@ def inject(lm: Any, kind: str, scale: float = 1.0) -> Injection:
             def grow(module, args, kwargs):
                 hidden = _hidden(args, kwargs)
                 if hidden.dim() == 3 and hidden.shape[1] > 1:
-                    injection.calls += 1
                     buffer = torch.zeros(round(hidden.numel() * PREFILL_FACTOR * scale), dtype=hidden.dtype,
                                          device=hidden.device)
-                    injection.bytes_added += buffer.numel() * buffer.element_size()
-                    held[id(module)] = buffer
+                    if _counting():
+                        injection.calls += 1
+                        injection.bytes_added += buffer.numel() * buffer.element_size()
+                    module.ssmbench_injected_buffer = buffer  # alive until the mixer's call returns
 
             def release(module, args, kwargs, output):
-                held.pop(id(module), None)
+                module.__dict__.pop("ssmbench_injected_buffer", None)
 
             injection.handles.append(mixer.register_forward_pre_hook(grow, with_kwargs=True))
             injection.handles.append(mixer.register_forward_hook(release, with_kwargs=True))
         elif kind == "cache" and mixer is last:
             def enlarge(module, args, kwargs, output):
+                if not _counting():  # inside a compiled region (a decode step): the cache is enlarged at its
+                    return  # first eager use, the prefill
                 for cache in _caches(args, kwargs):
                     if "ssmbench_injected" in vars(cache):
                         continue

@@ -204,7 +204,7 @@ def measure_point(b: BenchSettings, lm: LoadedModel, kind: str, ids: torch.Tenso
             raise
         oom = str(exc).splitlines()[0][:200]
         exc.__traceback__ = None  # its frames hold the tensors that filled the memory
-        lap("out_of_memory")  # from the last phase that finished to the failure
+        lap("calibration" if measured else "out_of_memory")  # from the last phase that finished to the failure
     if oom is not None:
         point.error = oom
         if measured:  # the point ran; its plain re-measurement did not fit (a throughput sweep runs to the limit,

@@ -5,8 +5,8 @@ unchanged code on two machines of the same kind:
 
 A.json and B.json are pytest-benchmark files of ``pytest -m gate --benchmark-save=...``. For every point both
 hold, each timed figure's allowance is the two machines' relative difference (``|a - b| / min(a, b)``) times
-``gate.MACHINE_MARGIN`` -- two machines are a sample of two. The gate adds its floor and the baseline's own spread
-(``pytest_ssmbench/gate.py``). Nothing is overwritten."""
+``gatecheck.MACHINE_MARGIN`` -- two machines are a sample of two. The gate adds its floor and the baseline's own spread
+(``ssmbench/gatecheck.py``). Nothing is overwritten."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from pytest_ssmbench.baselines import MUST_MATCH, invalid_baseline
-from pytest_ssmbench.gate import EXACT, MACHINE_MARGIN, figures
+from ssmbench.gatecheck import EXACT, MACHINE_MARGIN, figures
 from ssmbench.safeio import atomic_write_text
 
 
