@@ -1,6 +1,7 @@
 """Independent float64 reference implementations: Mamba's selective scan and Mamba-2's SSD as sequential
-recurrences, and rotary causal softmax attention (Phi's partial rotary; grouped-query for Qwen2 and Llama).
-They read only module weights and config values, never transformers' own helper functions."""
+recurrences, causal softmax attention (rotary: Phi's partial, grouped-query for Qwen2 and Llama; or none, as
+Nemotron-H's), and the squared-ReLU MLP. They read only module weights and config values, never transformers' own
+helper functions."""
 
 from __future__ import annotations
 
@@ -127,24 +128,25 @@ def llama3_scaled(inv_freq: torch.Tensor, config) -> torch.Tensor:
     return torch.where(medium, (1 - smooth) * scaled / factor + smooth * scaled, scaled)
 
 
-def attention(attn: torch.nn.Module, hidden: torch.Tensor, config, out_proj: str) -> torch.Tensor:
-    """Output of a rotary causal self-attention block for ``hidden`` [batch, length, hidden] at positions
-    0..L-1: multi-head or grouped-query (query head h reads key/value head h // (heads / kv_heads)), rotary on
-    the first ``partial_rotary_factor`` of each head in the GPT-NeoX half layout, then ``out_proj``."""
+def attention(attn: torch.nn.Module, hidden: torch.Tensor, config, out_proj: str, rotary: bool = True) -> torch.Tensor:
+    """Output of a causal self-attention block for ``hidden`` [batch, length, hidden] at positions 0..L-1:
+    multi-head or grouped-query (query head h reads key/value head h // (heads / kv_heads)), rotary on the first
+    ``partial_rotary_factor`` of each head in the GPT-NeoX half layout (``rotary=False``: no position encoding at
+    all, as Nemotron-H's attention), then ``out_proj``."""
     x = hidden.double()
     batch, length, _ = x.shape
     heads = config.num_attention_heads
     kv_heads = getattr(config, "num_key_value_heads", None) or heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    theta, partial = rope_settings(config)
+    theta, partial = rope_settings(config) if rotary else (1.0, 0.0)  # rot 0: no dimension rotated
     rot = int(head_dim * partial)
 
     def split(t):
         return t.view(batch, length, -1, head_dim).transpose(1, 2)  # [B, heads, L, D]
 
     q, k, v = split(_linear(x, attn.q_proj)), split(_linear(x, attn.k_proj)), split(_linear(x, attn.v_proj))
-    inv_freq = llama3_scaled(1.0 / theta ** (torch.arange(0, rot, 2, dtype=torch.float64, device=x.device) / rot),
-                             config)
+    inv_freq = 1.0 / theta ** (torch.arange(0, rot, 2, dtype=torch.float64, device=x.device) / max(rot, 1))
+    inv_freq = llama3_scaled(inv_freq, config) if rotary else inv_freq  # without rotary: empty, rotates nothing
     angles = torch.arange(length, dtype=torch.float64, device=x.device)[:, None] * inv_freq[None, :]
     cos, sin = angles.cos().repeat(1, 2), angles.sin().repeat(1, 2)  # [L, rot], GPT-NeoX half layout
 
@@ -162,6 +164,11 @@ def attention(attn: torch.nn.Module, hidden: torch.Tensor, config, out_proj: str
     probs = scores.masked_fill(~causal, float("-inf")).softmax(-1)
     out = (probs @ v).transpose(1, 2).reshape(batch, length, heads * head_dim)
     return _linear(out, getattr(attn, out_proj))
+
+
+def relu2_mlp(mlp: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """Output of a squared-ReLU MLP (Nemotron-H's; not gated) for ``hidden``: down(relu(up(x))^2)."""
+    return _linear(F.relu(_linear(hidden.double(), mlp.up_proj)).pow(2), mlp.down_proj)
 
 
 def phi_attention(attn: torch.nn.Module, hidden: torch.Tensor, config) -> torch.Tensor:
