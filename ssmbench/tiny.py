@@ -77,9 +77,11 @@ def train(model, ids: torch.Tensor, *, steps: int, seq_len: int = 32, batch: int
     return loss_value
 
 
-def make_portable(folder: Path) -> None:
+def make_portable(folder: Path, config=None) -> None:
     """Rewrite what transformers 5.x saves so that 4.46 (the oldest supported) reads it too: the generic
-    tokenizer class both know, and the config keys 4.x looks for at the top level."""
+    tokenizer class both know, and the config keys 4.x looks for at the top level. A list of layer kinds that
+    ``config`` can also say as a pattern string is saved as the pattern, which every release reads (Nemotron-H's
+    kinds were renamed in 5.13: a 5.25 list fails validation on 5.6 ... 5.12)."""
     tok_cfg = folder / "tokenizer_config.json"
     data = json.loads(tok_cfg.read_text())
     data["tokenizer_class"] = "PreTrainedTokenizerFast"
@@ -88,6 +90,10 @@ def make_portable(folder: Path) -> None:
     cfg = folder / "config.json"
     data = json.loads(cfg.read_text())
     data.setdefault("torch_dtype", data.get("dtype", "float32"))
+    pattern = getattr(config, "hybrid_override_pattern", None)
+    if isinstance(pattern, str) and "layers_block_type" in data:
+        del data["layers_block_type"]
+        data["hybrid_override_pattern"] = pattern
     if data.get("time_step_limit") == [0.0, {"__float__": "Infinity"}]:  # 5.x's JSON for (0, inf), unreadable
         del data["time_step_limit"]  # to 4.x: (0, inf) is every version's default
     rope = data.get("rope_parameters") or {}
@@ -169,7 +175,7 @@ def _save(model, key: str, texts: list[str], target: Path) -> str | None:
     if ARCHS[key].tiny_pad_token:  # as the real tokenizer (GPT-NeoX's has one, phi-2's none)
         tok.pad_token = PAD
     tok.save_pretrained(target)
-    make_portable(target)
+    make_portable(target, model.config)
     spec = resolve_model_set("tiny", archs=[key])[0]
     lm = load(_at(spec, target), torch.device("cpu"), torch.float32)
     try:
