@@ -115,6 +115,9 @@ class Arch:
     suite_graph: bool = False  # the suite's CUDA graph of the one-token step (ssmbench.graphs) supports it
     native: Any = None  # ssmbench.native.NativeMap: how mamba-ssm's own model takes this one's weights
     min_transformers: str | None = None  # the first transformers release that has it (older ones skip it)
+    # releases that have it but cannot run it at all (every check would fail on the same upstream bug):
+    # (version specifier, why -- the releases seen and the upstream issue); its checks skip there, saying why
+    unrunnable: tuple[tuple[str, str], ...] = ()
 
     def unsupported(self) -> str | None:
         """Why the installed transformers cannot run this architecture (None: it can)."""
@@ -124,6 +127,11 @@ class Arch:
 
         if self.min_transformers and TRANSFORMERS_VERSION < Version(self.min_transformers):
             return f"transformers {TRANSFORMERS_VERSION} has no {self.model_type} (added in {self.min_transformers})"
+        from packaging.specifiers import SpecifierSet
+
+        for releases, why in self.unrunnable:
+            if TRANSFORMERS_VERSION in SpecifierSet(releases, prereleases=True):
+                return f"transformers {TRANSFORMERS_VERSION} cannot run {self.model_type}: {why}"
         return None
 
     @property

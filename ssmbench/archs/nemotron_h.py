@@ -3,9 +3,9 @@ pre-norm and a residual: Mamba-2 mixers (24 of 52), squared-ReLU MLPs (24) and g
 any position encoding (4, at 7, 18, 29 and 40). transformers has nemotron_h from 5.3.0, but its layer kinds there
 are Mamba, attention and MoE only: the dense MLP ("-" in hybrid_override_pattern), which Nemotron-H-8B is built
 of, came in 5.6 (5.3.0 ... 5.5.4 raise KeyError '-' on the pattern, huggingface/transformers#45300; 5.6.2 builds
-it) -- the suite needs 5.6. 5.14.x cannot generate with it at all: its DynamicCache has no "mlp" layer type
-(KeyError 'mlp', huggingface/transformers#47534; right again on 5.15.1); not marked here (45 checks, self-tests
-among them, fail on 5.14.1).
+it). 5.14.x cannot generate with it at all: its DynamicCache has no "mlp" layer type (KeyError 'mlp',
+huggingface/transformers#47534; right again on 5.15.1). Both ranges are ``unrunnable``: its checks skip there,
+saying why.
 
 Its mixer resolves its kernels as Bamba's does on every release (a fast-path flag before 5.15, then wrappers of
 the same names): the probe reads torch-reference on the CPU and the reference path is verified there on 5.6.2,
@@ -118,6 +118,12 @@ ARCH = Arch(
             "mlp": Layer(mlps, "float64 squared-ReLU MLP")},
     known=KNOWN,
     kernels=Kernels(module="transformers.models.nemotron_h.modeling_nemotron_h", ops=MAMBA2_KERNEL_OPS),
-    min_transformers="5.6.0",
+    min_transformers="5.3.0",
+    unrunnable=(
+        (">=5.3,<5.6", "its nemotron_h has Mamba, attention and MoE layers only, not the dense MLP ('-') Nemotron-H-8B "
+                       "is built of (5.3.0 ... 5.5.4 raise KeyError '-' on the pattern; 5.6.2 builds it)"),
+        (">=5.14,<5.15", "generate() raises KeyError 'mlp': 5.14's DynamicCache has no MLP layer type "
+                         "(huggingface/transformers#47534; 45 checks failed on 5.14.1, right again on 5.15.1)"),
+    ),
     boundaries=('conv_kernel', 'chunk_size'),
 )

@@ -97,6 +97,14 @@ def test_the_header_passes_over_an_architecture_this_transformers_lacks(pytestco
     assert not any("future implementation" in line for line in lines), lines
 
 
+def test_a_release_that_cannot_run_an_architecture_skips_its_checks_saying_why():
+    arch = dataclasses.replace(ARCHS["mamba2"], unrunnable=(("<99", "every call raises (upstream#1)"),))
+    assert "cannot run mamba2: every call raises (upstream#1)" in arch.unsupported()
+    assert dataclasses.replace(ARCHS["mamba2"], unrunnable=((">=99", "later"),)).unsupported() is None
+    skip = _plan(ModelSpec(arch, "tiny", str(arch.tiny_path)), ()).skip
+    assert skip and "upstream#1" in skip
+
+
 def test_the_option_names_of_architectures_are_the_registry_without_importing_it():
     """The entry point lists architectures by module name (ssmbench.names, no torch): each module's ARCH.key is its
     file's name, and every module is registered."""
