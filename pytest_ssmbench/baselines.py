@@ -195,9 +195,14 @@ def sessionstart(session: pytest.Session) -> None:
 
 
 def not_in_baselines(current: list, compared_mapping: dict) -> list[str]:
-    """This run's benchmarks that no compared baseline holds (by name): measured, saved, not compared."""
+    """This run's benchmarks that no compared baseline holds: measured, saved, not compared. By full name or by
+    name: pytest-benchmark's full name starts from pytest's rootdir, which a path that exists, given as the value
+    of one of the suite's options, can move (pytest reads it as a test path before the suite's options are known:
+    seen with --ssm-gate-report and --ssm-results-file of an earlier run in /tmp, rootdir /tmp), while the gate
+    compares by name."""
     held = {name for mapping in compared_mapping.values() for name in mapping}
-    return [bench.fullname for bench in current if bench.fullname not in held]
+    names = {saved.get("name") for mapping in compared_mapping.values() for saved in mapping.values()}
+    return [bench.fullname for bench in current if bench.fullname not in held and bench.name not in names]
 
 
 def sessionfinish(session: pytest.Session) -> None:
