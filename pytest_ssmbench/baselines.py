@@ -201,8 +201,9 @@ def not_in_baselines(current: list, compared_mapping: dict) -> list[str]:
     seen with --ssm-gate-report and --ssm-results-file of an earlier run in /tmp, rootdir /tmp), while the gate
     compares by name."""
     held = {name for mapping in compared_mapping.values() for name in mapping}
-    names = {saved.get("name") for mapping in compared_mapping.values() for saved in mapping.values()}
-    return [bench.fullname for bench in current if bench.fullname not in held and bench.name not in names]
+    names = {saved.get("name") for mapping in compared_mapping.values() for saved in mapping.values()} - {None}
+    return [bench.fullname for bench in current
+            if bench.fullname not in held and getattr(bench, "name", None) not in names]
 
 
 def sessionfinish(session: pytest.Session) -> None:
