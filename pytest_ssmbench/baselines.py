@@ -135,6 +135,8 @@ def compare_machine_info(config: pytest.Config, benchmarksession, machine_info: 
     saved = compared_benchmark.get("machine_info", {})
     differ = [f"{k}: baseline {saved.get(k)!r}, this run {machine_info.get(k)!r}"
               for k in MUST_MATCH if saved.get(k) != machine_info.get(k)]
+    if gate.active(config) and not saved.get("ssmbench_gate"):
+        differ.append("ssmbench_gate: the baseline was not recorded by a gate run (pytest -m gate)")
     if differ:
         # Refuse the comparison, not the run: this run is still measured and saved, sessionstart drops this
         # baseline from what pytest-benchmark compares, and the session ends with exit code 4.
