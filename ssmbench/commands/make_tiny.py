@@ -1,6 +1,6 @@
 """Rebuild the embedded tiny checkpoints under fixtures/tiny/: each trains in short chunks until its greedy
-generations are varied (the conformance tier's criterion) two chunks running, at most --steps steps (on a 2-core
-machine with another job beside it: Llama about 90 s, Mamba about 4 minutes).
+generations are varied and free of near ties (the conformance tier's criterion) two chunks running, at most --steps
+steps (a 2-core machine, one torch thread: 6-28 s an architecture).
 
     ssmbench make-tiny [--steps 600] [--seed 0] [--only KEY[,KEY...]]
 
