@@ -3,6 +3,7 @@ where the SSM's figure becomes better and stays better (crossovers), behind ``ge
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
@@ -87,15 +88,51 @@ def _no_figure_note(store: ResultStore, model: str, kind: str, metric: str, back
         f"at {noted[-1].context}: {getattr(noted[-1].energy, field)}" if noted else "they give no reason")
 
 
+def sizes(store: ResultStore) -> dict[str, float]:
+    """Each model's size for pairing: the published parameter count of the model it stands for (a tiny model
+    stands for its full-size architecture), else the parameters it ran with; 0 where neither is known."""
+    out: dict[str, float] = {}
+    for p in store.points:
+        out[p.model] = max(out.get(p.model, 0.0), p.size_params or 0.0) or float(p.params or 0)
+    return out
+
+
 def pairs(store: ResultStore) -> list[tuple[str, str]]:
-    """(SSM or hybrid, attention model) of the same source, every such pair."""
+    """(SSM or hybrid, attention model) of the same source: each SSM or hybrid with the attention model of its
+    size among the run's (nearest by parameter ratio; all that are equally near), so the 9.8B Bamba is compared
+    with an 8B Transformer where the run has one, not a 3B one. Where a size is unknown (older points files),
+    with every attention model of its source."""
+    size = sizes(store)
     by_source: dict[str, dict[str, list[str]]] = {}
     for p in store.points:
         models = by_source.setdefault(p.source, {}).setdefault(p.family, [])
         if p.model not in models:
             models.append(p.model)
-    return [(ssm, attn) for fams in by_source.values()
-            for ssm in fams.get("ssm", []) + fams.get("hybrid", []) for attn in fams.get("attention", [])]
+    found = []
+    for fams in by_source.values():
+        attention = fams.get("attention", [])
+        for ssm in fams.get("ssm", []) + fams.get("hybrid", []):
+            if not size.get(ssm) or not all(size.get(a) for a in attention):
+                found += [(ssm, attn) for attn in attention]
+                continue
+            apart = {a: abs(math.log(size[ssm] / size[a])) for a in attention}
+            nearest = min(apart.values(), default=0.0)
+            found += [(ssm, a) for a in attention if apart[a] <= nearest * (1 + 1e-9)]
+    return found
+
+
+def pairing_line(store: ResultStore) -> str | None:
+    """The summary's line naming the pairs and the sizes they were paired by (None: no pair)."""
+    size = sizes(store)
+    found = pairs(store)
+    if not found:
+        return None
+
+    def named(model: str) -> str:
+        return f"{model} ({size[model] / 1e9:.2f}B)" if size.get(model, 0) >= 1e8 else model
+
+    return "pairs, each SSM or hybrid with the attention model of its size: " + "; ".join(
+        f"{named(ssm)} with {named(attn)}" for ssm, attn in found)
 
 
 def _pools(points: list[Point]) -> list[tuple[str, Callable[[Point], bool] | None]]:

@@ -151,7 +151,8 @@ def point_record(lm: LoadedModel, kind: str, *, context: int, batch: int, new_to
     return Point(
         model=lm.name, kind=kind, context=context, batch=batch, new_tokens=new_tokens, arch=lm.spec.arch.key,
         family=lm.spec.family, source=lm.spec.source, dtype=str(lm.dtype).replace("torch.", ""),
-        params=sum(p.numel() for p in lm.model.parameters()), weight_bytes=weight_bytes(lm.model),
+        params=sum(p.numel() for p in lm.model.parameters()), size_params=lm.spec.arch.published_params,
+        weight_bytes=weight_bytes(lm.model),
         load_s=lm.load_seconds, device=profile.name, backend=backend, decode_path=decode_path(lm, backend),
         impl=impl.model_implementation(lm.model, lm.spec.arch) if lm.spec.arch.kernels else "-",
         # Past the context the model was trained for, outputs mean nothing: the point is timing and memory only.

@@ -125,6 +125,7 @@ class Point:
     error: str | None = None
     dtype: str = ""
     params: int = 0
+    size_params: float = 0.0  # the published parameter count of the model it stands for: pairs it by size
     weight_bytes: int = 0
     load_s: float | None = None
     device: str = ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..analysis import crossovers
+from ..analysis import crossovers, pairing_line
 from ..point import NATIVE, SUITE_GRAPH, TRANSFORMERS_EAGER, TRANSFORMERS_STATIC, Point
 from ..store import ResultStore
 
@@ -239,6 +239,9 @@ def summary_lines(store: ResultStore) -> list[str]:
                      "--benchmark-disable, or xdist): their times are no benchmark")
     lines += spread_lines(store)
     lines += calibration_lines(store)
+    paired = pairing_line(store)
+    if paired:
+        lines.append(paired)
     for pair, found in crossovers(store).items():
         lines.append(f"crossovers, {pair} (Nx: how many times better the SSM's figure is at the largest context "
                      "or batch both ran -- over 1, the SSM better):")

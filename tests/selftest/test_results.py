@@ -162,6 +162,26 @@ def test_every_ssm_is_paired_with_every_attention_model_and_named_in_its_crossov
     assert "  mamba2 faster (prefill): everywhere in 16-64; 4.00x at 64" in lines, lines
 
 
+def test_each_ssm_and_hybrid_is_paired_with_the_attention_model_of_its_size():
+    """By the published size of the model a point stands for (a tiny model stands for its full-size architecture):
+    the 9.8B Bamba with an 8B Transformer, Mamba 2.8B with phi-2, not with every attention model of the run."""
+    store = results.ResultStore()
+    for model, arch, family, size in [("tiny-mamba", "mamba", "ssm", 2.77e9), ("tiny-bamba", "bamba", "hybrid", 9.78e9),
+                                      ("tiny-phi", "phi", "attention", 2.78e9),
+                                      ("tiny-llama", "llama", "attention", 3.21e9),
+                                      ("tiny-llama8b", "llama8b", "attention", 8.03e9)]:
+        for context, t in ((16, 1.0), (64, 2.0)):
+            p = Point(model, "prefill", context, 1, 1, arch=arch, family=family, source="tiny", params=160_000,
+                      size_params=size)
+            p.timing.median_s = t
+            store.add(p)
+    assert results.pairs(store) == [("tiny-mamba", "tiny-phi"), ("tiny-bamba", "tiny-llama8b")]
+    lines = results.summary_lines(store)
+    assert ("pairs, each SSM or hybrid with the attention model of its size: tiny-mamba (2.77B) with tiny-phi "
+            "(2.78B); tiny-bamba (9.78B) with tiny-llama8b (8.03B)") in lines, lines
+    assert not any(line.startswith("crossovers, tiny-mamba vs tiny-llama") for line in lines), lines
+
+
 def test_atomic_write_keeps_old_file_when_the_write_fails(tmp_path, monkeypatch):
     target = tmp_path / "baseline.json"
     target.write_text("old")
