@@ -14,7 +14,7 @@ phase=$1
 export PYTHONUNBUFFERED=1
 if [ "$phase" = parts ]; then
   mkdir -p /tmp/kparts && cp .kernels/a/* /tmp/kparts/ && ls -la /tmp/kparts
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  nvidia-smi --query-gpu=name,memory.total,driver_version,uuid --format=csv; hostname
   exit 0
 fi
 if [ ! -d /tmp/kernels/mamba_ssm ]; then
@@ -27,7 +27,7 @@ pack() { tar -czf "$OUT/gate.tar.gz.part" -C /tmp gate 2>/dev/null; mv -f "$OUT/
 if [ "$phase" = start ]; then
   mkdir -p /tmp/gate/store
   [ -n "${BASELINE:-}" ] && cp -r "$BASELINE"/. /tmp/gate/store/
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > /tmp/gate/gpu.csv
+  nvidia-smi --query-gpu=name,memory.total,driver_version,uuid,serial --format=csv > /tmp/gate/gpu.csv; hostname >> /tmp/gate/gpu.csv
   python3 -c "import torch, transformers, mamba_ssm, causal_conv1d; print(torch.__version__, transformers.__version__, \
 mamba_ssm.__version__, causal_conv1d.__version__)" > /tmp/gate/versions.txt 2>&1
   git rev-parse HEAD > /tmp/gate/commit 2>/dev/null || echo "${RUN_COMMIT:-unknown}" > /tmp/gate/commit
