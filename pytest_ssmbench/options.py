@@ -115,8 +115,8 @@ OPTIONS: dict[str, tuple[tuple[str, ...], Callable[[str], Any] | None, Any, str 
     "ssm_device": (("--ssm-device", "--device"), choice(*DEVICE_CHOICES), "auto", "ssm_device", "DEVICE",
                    "where models run: auto (cuda when available), cpu, cuda. Default: auto"),
     "ssm_dtype": (("--ssm-dtype", "--dtype"), choice(*DTYPE_CHOICES), "auto", "ssm_dtype", "DTYPE",
-                  "parameter dtype; auto: float32 for tiny and synthetic models, bfloat16 for pretrained. "
-                  "Default: auto"),
+                  "parameter dtype; auto: checks float32 for tiny and synthetic models, bfloat16 for pretrained; "
+                  "benchmarks bfloat16 for full-size models, float32 for tiny ones. Default: auto"),
     "contexts": (("--ssm-contexts", "--contexts"), int_list, None, "ssm_contexts", "N,...",
                  "context lengths of the sweep. Default: 512,1024,...,32768 on a GPU, 32,64,128 on a CPU"),
     "batch_sizes": (("--ssm-batch-sizes", "--batch-sizes"), int_list, None, "ssm_batch_sizes", "N,...",

@@ -22,8 +22,9 @@ class ReferenceUnavailable(RuntimeError):
 
 
 def _hook_reference(model: Any, kernels: Kernels) -> None:
-    mixers = [m for m in model.modules()
-              if type(m).__module__ == kernels.module and type(m).__name__.endswith("Mixer")] or [model]
+    # the SSM mixers: named so (MambaMixer, BambaMixer, ...) or built so (GraniteMoeHybridMambaLayer)
+    mixers = [m for m in model.modules() if type(m).__module__ == kernels.module and (
+        type(m).__name__.endswith("Mixer") or (hasattr(m, "in_proj") and hasattr(m, "conv1d")))] or [model]
     for mixer in mixers:
         active: list[reference_path] = []
         mixer.register_forward_pre_hook(

@@ -1,7 +1,7 @@
 """Independent float64 reference implementations: Mamba's selective scan and Mamba-2's SSD as sequential
 recurrences, causal softmax attention (rotary: Phi's partial, grouped-query for Qwen2 and Llama; or none, as
-Nemotron-H's), and the squared-ReLU MLP. They read only module weights and config values, never transformers' own
-helper functions."""
+Nemotron-H's), the squared-ReLU MLP, a fused SwiGLU MLP and a top-k mixture of experts. They read only module
+weights and config values, never transformers' own helper functions."""
 
 from __future__ import annotations
 
@@ -128,11 +128,13 @@ def llama3_scaled(inv_freq: torch.Tensor, config) -> torch.Tensor:
     return torch.where(medium, (1 - smooth) * scaled / factor + smooth * scaled, scaled)
 
 
-def attention(attn: torch.nn.Module, hidden: torch.Tensor, config, out_proj: str, rotary: bool = True) -> torch.Tensor:
+def attention(attn: torch.nn.Module, hidden: torch.Tensor, config, out_proj: str, rotary: bool = True,
+              scale: float | None = None) -> torch.Tensor:
     """Output of a causal self-attention block for ``hidden`` [batch, length, hidden] at positions 0..L-1:
     multi-head or grouped-query (query head h reads key/value head h // (heads / kv_heads)), rotary on the first
     ``partial_rotary_factor`` of each head in the GPT-NeoX half layout (``rotary=False``: no position encoding at
-    all, as Nemotron-H's attention), then ``out_proj``."""
+    all, as Nemotron-H's attention), then ``out_proj``. Scores are scaled by ``scale``, else 1/sqrt(head_dim)
+    (Granite's attention_multiplier replaces it)."""
     x = hidden.double()
     batch, length, _ = x.shape
     heads = config.num_attention_heads
@@ -159,7 +161,7 @@ def attention(attn: torch.nn.Module, hidden: torch.Tensor, config, out_proj: str
     q, k = rotate(q), rotate(k)
     group = heads // kv_heads
     k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
-    scores = q @ k.transpose(-1, -2) / math.sqrt(head_dim)
+    scores = (q @ k.transpose(-1, -2)) * (scale if scale is not None else 1 / math.sqrt(head_dim))
     causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
     probs = scores.masked_fill(~causal, float("-inf")).softmax(-1)
     out = (probs @ v).transpose(1, 2).reshape(batch, length, heads * head_dim)
@@ -169,6 +171,28 @@ def attention(attn: torch.nn.Module, hidden: torch.Tensor, config, out_proj: str
 def relu2_mlp(mlp: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     """Output of a squared-ReLU MLP (Nemotron-H's; not gated) for ``hidden``: down(relu(up(x))^2)."""
     return _linear(F.relu(_linear(hidden.double(), mlp.up_proj)).pow(2), mlp.down_proj)
+
+
+def fused_swiglu(hidden: torch.Tensor, input_linear: torch.nn.Linear, output_linear: torch.nn.Linear) -> torch.Tensor:
+    """A gated MLP whose gate and up projections are one matrix (Granite's shared MLP): the first half of
+    ``input_linear``'s outputs through SiLU gates the second half, then ``output_linear``."""
+    gate, up = _linear(hidden.double(), input_linear).chunk(2, dim=-1)
+    return _linear(F.silu(gate) * up, output_linear)
+
+
+def top_k_moe(hidden: torch.Tensor, router: torch.Tensor, gate_up: torch.Tensor, down: torch.Tensor,
+              top_k: int) -> torch.Tensor:
+    """A sparse mixture of experts for ``hidden`` [batch, length, hidden]: the router's logits (``router``
+    [experts, hidden]) pick each token's ``top_k`` experts, weighted by a softmax over those k logits; expert e
+    computes down[e] (SiLU(gate) * up), gate and up the halves of gate_up[e] [2 x inner, hidden] applied to the
+    token. Every expert is computed for every token (a tiny model's few experts) and the unpicked ones weigh 0."""
+    x = hidden.double()
+    logits = x @ router.detach().double().T  # [B, L, E]
+    top, index = logits.topk(top_k, dim=-1)
+    weights = torch.zeros_like(logits).scatter(-1, index, top.softmax(-1))  # [B, L, E], k non-zero per token
+    gate, up = torch.einsum("blh,eoh->bleo", x, gate_up.detach().double()).chunk(2, dim=-1)
+    outs = torch.einsum("blei,ehi->bleh", F.silu(gate) * up, down.detach().double())  # [B, L, E, hidden]
+    return (weights[..., None] * outs).sum(-2)
 
 
 def phi_attention(attn: torch.nn.Module, hidden: torch.Tensor, config) -> torch.Tensor:

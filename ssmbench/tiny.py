@@ -77,11 +77,12 @@ def train(model, ids: torch.Tensor, *, steps: int, seq_len: int = 32, batch: int
     return loss_value
 
 
-def make_portable(folder: Path, config=None) -> None:
+def make_portable(folder: Path, config=None, arch_key: str | None = None) -> None:
     """Rewrite what transformers 5.x saves so that 4.46 (the oldest supported) reads it too: the generic
     tokenizer class both know, and the config keys 4.x looks for at the top level. A list of layer kinds that
     ``config`` can also say as a pattern string is saved as the pattern, which every release reads (Nemotron-H's
-    kinds were renamed in 5.13: a 5.25 list fails validation on 5.6 ... 5.12)."""
+    kinds were renamed in 5.13: a 5.25 list fails validation on 5.6 ... 5.12). Then the architecture's own rewrite
+    (``Arch.portable``), where ``arch_key`` names one that has it."""
     tok_cfg = folder / "tokenizer_config.json"
     data = json.loads(tok_cfg.read_text())
     data["tokenizer_class"] = "PreTrainedTokenizerFast"
@@ -103,6 +104,8 @@ def make_portable(folder: Path, config=None) -> None:
     if rope.get("rope_type", "default") != "default":  # 4.x reads a scaling (Llama 3's) from rope_scaling
         data.setdefault("rope_scaling", {k: v for k, v in rope.items() if k not in ("rope_theta",
                                                                                  "partial_rotary_factor")})
+    if arch_key is not None and ARCHS[arch_key].portable is not None:
+        ARCHS[arch_key].portable(data)
     cfg.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
@@ -194,7 +197,7 @@ def _save(model, key: str, texts: list[str], target: Path) -> str | None:
     if ARCHS[key].tiny_pad_token:  # as the real tokenizer (GPT-NeoX's has one, phi-2's none)
         tok.pad_token = PAD
     tok.save_pretrained(target)
-    make_portable(target, model.config)
+    make_portable(target, model.config, key)
     spec = resolve_model_set("tiny", archs=[key])[0]
     lm = load(_at(spec, target), torch.device("cpu"), torch.float32)
     try:

@@ -118,6 +118,9 @@ class Arch:
     # releases that have it but cannot run it at all (every check would fail on the same upstream bug):
     # (version specifier, why -- the releases seen and the upstream issue); its checks skip there, saying why
     unrunnable: tuple[tuple[str, str], ...] = ()
+    # rewrites the tiny checkpoint's saved config.json (as a dict, in place) so that every release from
+    # min_transformers reads it, where ssmbench.tiny.make_portable's general rewrites are not enough
+    portable: Callable[[dict], None] | None = None
 
     def unsupported(self) -> str | None:
         """Why the installed transformers cannot run this architecture (None: it can)."""
