@@ -198,18 +198,33 @@ def commit(root: Path) -> str:
 
 
 def render_table(sweep: dict) -> str:
-    """The README's table from a sweep's JSON: the commit and date, then a row per release."""
+    """The README's table from a sweep's JSON: the commit and date, then a row per run of consecutive releases
+    with the same counts (``4.48.3 ... 4.51.3``; each release's own row is in the JSON), seconds as a range."""
     rows = sweep["rows"]
     lines = [f"Run at commit {sweep['commit']} on {sweep['date']} ({sweep['where']}; `{sweep['command']}`): "
              f"{len(rows)} releases, {sum(1 for r in rows if 'error' not in r and not r['failed'])} with no failure.",
              "", "| transformers | passed | failed | xfailed | skipped | seconds |",
              "| --- | --- | --- | --- | --- | --- |"]
+
+    def counts(r: dict) -> tuple:
+        return ("error",) if "error" in r else (r["passed"], r["failed"], r["xfailed"], r["skipped"])
+
+    groups: list[list[dict]] = []
     for r in rows:
-        if "error" in r:
-            lines.append(f"| {r['version']} | - | could not run | - | - | - |")
+        if groups and counts(groups[-1][-1]) == counts(r):
+            groups[-1].append(r)
         else:
-            lines.append(f"| {r['version']} | {r['passed']} | {r['failed']} | {r['xfailed']} | {r['skipped']} | "
-                         f"{r['seconds']:.0f} |")
+            groups.append([r])
+    for group in groups:
+        first, last = group[0], group[-1]
+        name = first["version"] if len(group) == 1 else f"{first['version']} ... {last['version']}"
+        if "error" in first:
+            lines.append(f"| {name} | - | could not run | - | - | - |")
+            continue
+        low, high = min(r["seconds"] for r in group), max(r["seconds"] for r in group)
+        seconds = f"{low:.0f}" if round(low) == round(high) else f"{low:.0f}-{high:.0f}"
+        lines.append(f"| {name} | {first['passed']} | {first['failed']} | {first['xfailed']} | {first['skipped']} | "
+                     f"{seconds} |")
     return "\n".join(lines)
 
 
