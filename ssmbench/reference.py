@@ -1,7 +1,7 @@
 """Independent float64 reference implementations: Mamba's selective scan and Mamba-2's SSD as sequential
 recurrences, causal softmax attention (rotary: Phi's partial, grouped-query for Qwen2 and Llama; or none, as
-Nemotron-H's), the squared-ReLU MLP, a fused SwiGLU MLP and a top-k mixture of experts. They read only module
-weights and config values, never transformers' own helper functions."""
+Nemotron-H's), the squared-ReLU MLP, SwiGLU MLPs, a top-k mixture of experts and LFM2's gated short convolution.
+They read only module weights and config values, never transformers' own helper functions."""
 
 from __future__ import annotations
 
@@ -129,12 +129,14 @@ def llama3_scaled(inv_freq: torch.Tensor, config) -> torch.Tensor:
 
 
 def attention(attn: torch.nn.Module, hidden: torch.Tensor, config, out_proj: str, rotary: bool = True,
-              scale: float | None = None) -> torch.Tensor:
+              scale: float | None = None, qk_norm: tuple[torch.nn.Module, torch.nn.Module] | None = None,
+              ) -> torch.Tensor:
     """Output of a causal self-attention block for ``hidden`` [batch, length, hidden] at positions 0..L-1:
     multi-head or grouped-query (query head h reads key/value head h // (heads / kv_heads)), rotary on the first
     ``partial_rotary_factor`` of each head in the GPT-NeoX half layout (``rotary=False``: no position encoding at
     all, as Nemotron-H's attention), then ``out_proj``. Scores are scaled by ``scale``, else 1/sqrt(head_dim)
-    (Granite's attention_multiplier replaces it)."""
+    (Granite's attention_multiplier replaces it). ``qk_norm``: RMS norms (weight, ``variance_epsilon``) applied to
+    each head's query and key before the rotation (LFM2's)."""
     x = hidden.double()
     batch, length, _ = x.shape
     heads = config.num_attention_heads
@@ -147,6 +149,8 @@ def attention(attn: torch.nn.Module, hidden: torch.Tensor, config, out_proj: str
         return t.view(batch, length, -1, head_dim).transpose(1, 2)  # [B, heads, L, D]
 
     q, k, v = split(_linear(x, attn.q_proj)), split(_linear(x, attn.k_proj)), split(_linear(x, attn.v_proj))
+    if qk_norm is not None:
+        q, k = (rms_norm(t, norm) for t, norm in zip((q, k), qk_norm, strict=True))
     inv_freq = 1.0 / theta ** (torch.arange(0, rot, 2, dtype=torch.float64, device=x.device) / max(rot, 1))
     inv_freq = llama3_scaled(inv_freq, config) if rotary else inv_freq  # without rotary: empty, rotates nothing
     angles = torch.arange(length, dtype=torch.float64, device=x.device)[:, None] * inv_freq[None, :]
@@ -171,6 +175,36 @@ def attention(attn: torch.nn.Module, hidden: torch.Tensor, config, out_proj: str
 def relu2_mlp(mlp: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     """Output of a squared-ReLU MLP (Nemotron-H's; not gated) for ``hidden``: down(relu(up(x))^2)."""
     return _linear(F.relu(_linear(hidden.double(), mlp.up_proj)).pow(2), mlp.down_proj)
+
+
+def rms_norm(x: torch.Tensor, norm: torch.nn.Module) -> torch.Tensor:
+    """An RMS norm module's output in float64: x / rms(x) times its weight (its eps: ``variance_epsilon`` or
+    ``eps``)."""
+    eps = getattr(norm, "variance_epsilon", None) or getattr(norm, "eps")
+    return _rms(x.double(), eps) * norm.weight.detach().double()
+
+
+def gated_mlp(hidden: torch.Tensor, gate: torch.nn.Linear, up: torch.nn.Linear, down: torch.nn.Linear) -> torch.Tensor:
+    """A SwiGLU MLP with separate gate and up projections: down(SiLU(gate(x)) * up(x))."""
+    x = hidden.double()
+    return _linear(F.silu(_linear(x, gate)) * _linear(x, up), down)
+
+
+def short_conv(block: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """LFM2's gated short convolution for ``hidden`` [batch, length, hidden]: B, C and x from ``in_proj``'s three
+    thirds, the causal depthwise convolution (``conv``, its kernel over the last K positions, K-1 zeros before the
+    first) of B * x, gated by C, then ``out_proj``."""
+    x = hidden.double()
+    b_gate, c_gate, xs = _linear(x, block.in_proj).chunk(3, dim=-1)
+    u = b_gate * xs
+    length = u.shape[1]
+    kernel = block.conv.weight.shape[-1]
+    w = block.conv.weight.detach().double()[:, 0, :]  # [hidden, K]
+    padded = F.pad(u, (0, 0, kernel - 1, 0))
+    conv = sum(padded[:, k : k + length, :] * w[:, k] for k in range(kernel))
+    if block.conv.bias is not None:
+        conv = conv + block.conv.bias.detach().double()
+    return _linear(c_gate * conv, block.out_proj)
 
 
 def fused_swiglu(hidden: torch.Tensor, input_linear: torch.nn.Linear, output_linear: torch.nn.Linear) -> torch.Tensor:
