@@ -180,7 +180,7 @@ def relu2_mlp(mlp: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
 def rms_norm(x: torch.Tensor, norm: torch.nn.Module) -> torch.Tensor:
     """An RMS norm module's output in float64: x / rms(x) times its weight (its eps: ``variance_epsilon`` or
     ``eps``)."""
-    eps = getattr(norm, "variance_epsilon", None) or getattr(norm, "eps")
+    eps = getattr(norm, "variance_epsilon", None) or norm.eps
     return _rms(x.double(), eps) * norm.weight.detach().double()
 
 
