@@ -1,7 +1,8 @@
 """Independent float64 reference implementations: Mamba's selective scan and Mamba-2's SSD as sequential
 recurrences, causal softmax attention (rotary: Phi's partial, grouped-query for Qwen2 and Llama; or none, as
-Nemotron-H's), the squared-ReLU MLP, SwiGLU MLPs, a top-k mixture of experts and LFM2's gated short convolution.
-They read only module weights and config values, never transformers' own helper functions."""
+Nemotron-H's), the squared-ReLU MLP, SwiGLU MLPs, a top-k mixture of experts, LFM2's gated short convolution and
+Zamba2's shared attention and MLP with their per-use adapters. They read only module weights and config values,
+never transformers' own helper functions."""
 
 from __future__ import annotations
 
@@ -58,11 +59,13 @@ def mamba_mixer(mixer: torch.nn.Module, hidden: torch.Tensor, bcdt_rms_eps: floa
     return _linear(y, mixer.out_proj)
 
 
-def mamba2_mixer(mixer: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+def mamba2_mixer(mixer: torch.nn.Module, hidden: torch.Tensor,
+                 dt_limit: tuple[float, float] | None = None) -> torch.Tensor:
     """Output of a Mamba-2 (SSD) mixer for ``hidden`` [batch, length, hidden], as the sequential recurrence
     over each head's [head_dim x state] matrix: h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t^T, y_t = h_t C_t + D x_t
     (A, dt and D scalars per head; B and C shared by the heads of a group), then the gated grouped RMS norm.
-    Sizes are the mixer's own (Mamba-2's and the hybrids' Mamba-2 mixers name them alike)."""
+    Sizes are the mixer's own (Mamba-2's and the hybrids' Mamba-2 mixers name them alike). dt is clamped to
+    ``dt_limit`` (Zamba2's: (time_step_min, inf), from its config), else to the mixer's ``time_step_limit``."""
     if mixer.activation not in ("silu", "swish"):
         raise NotImplementedError(f"Mamba-2 reference: activation {mixer.activation!r}")
     x = hidden.double()
@@ -82,7 +85,7 @@ def mamba2_mixer(mixer: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     per_group = heads // groups
     b_ssm = b_ssm.view(batch, length, groups, n).repeat_interleave(per_group, dim=2)  # [B, L, H, N]
     c_ssm = c_ssm.view(batch, length, groups, n).repeat_interleave(per_group, dim=2)
-    low, high = getattr(mixer, "time_step_limit", (0.0, float("inf")))
+    low, high = dt_limit or getattr(mixer, "time_step_limit", (0.0, float("inf")))
     dt = F.softplus(dt + mixer.dt_bias.detach().double()).clamp(low, high)  # [B, L, H]
     a = -torch.exp(mixer.A_log.detach().double())  # [H]
     d = mixer.D.detach().double()
@@ -170,6 +173,56 @@ def attention(attn: torch.nn.Module, hidden: torch.Tensor, config, out_proj: str
     probs = scores.masked_fill(~causal, float("-inf")).softmax(-1)
     out = (probs @ v).transpose(1, 2).reshape(batch, length, heads * head_dim)
     return _linear(out, getattr(attn, out_proj))
+
+
+def _adapter(adapters: torch.nn.ModuleList, use: int, what: str) -> tuple[torch.nn.Linear, torch.nn.Linear]:
+    """The rank-r adapter (down, up) of one use of a shared block: entry ``use`` of its adapter list, which must be
+    two bias-free linears (an Identity there means the block was built without this use's adapter)."""
+    entry = adapters[use]
+    linears = list(entry) if isinstance(entry, torch.nn.Sequential) else []
+    if len(linears) != 2 or not all(isinstance(m, torch.nn.Linear) for m in linears):
+        raise LookupError(f"{what}: use {use} of the shared block has no rank-r adapter ({type(entry).__name__})")
+    return linears[0], linears[1]
+
+
+def zamba2_attention(attn: torch.nn.Module, hidden: torch.Tensor, config, use: int) -> torch.Tensor:
+    """Output of Zamba2's shared attention in its ``use``-th use (hybrid layer ``use`` in hybrid-layer order) for
+    ``hidden`` [batch, length, 2 x hidden_size], the RMS-normed concatenation of the layer's input and the
+    original embeddings: q, k and v (each plus that use's rank-r adapter, up(down(x)), where
+    ``use_shared_attention_adapter``), head_dim = 2 x hidden_size / heads, key/value head h // (heads / kv_heads),
+    scores scaled by (head_dim / 2)^-0.5 (not head_dim^-0.5), causal softmax, no position encoding, o_proj."""
+    if getattr(config, "use_mem_rope", False):
+        raise NotImplementedError("the Zamba2 attention reference models use_mem_rope=False only (no RoPE)")
+    x = hidden.double()
+    batch, length, _ = x.shape
+    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads or config.num_attention_heads
+    head_dim = 2 * config.hidden_size // heads
+    projected = []
+    for name in ("q", "k", "v"):
+        y = _linear(x, getattr(attn, f"{name}_proj"))
+        if config.use_shared_attention_adapter:
+            down, up = _adapter(getattr(attn, f"linear_{name}_adapter_list"), use, f"{name} adapter")
+            y = y + _linear(_linear(x, down), up)
+        projected.append(y.view(batch, length, -1, head_dim).transpose(1, 2))  # [B, heads, L, D]
+    q, k, v = projected
+    group = heads // kv_heads
+    k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+    scores = q @ k.transpose(-1, -2) / math.sqrt(head_dim / 2)
+    causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
+    probs = scores.masked_fill(~causal, float("-inf")).softmax(-1)
+    out = (probs @ v).transpose(1, 2).reshape(batch, length, heads * head_dim)
+    return _linear(out, attn.o_proj)
+
+
+def zamba2_mlp(mlp: torch.nn.Module, hidden: torch.Tensor, config, use: int) -> torch.Tensor:
+    """Output of Zamba2's shared gated MLP in its ``use``-th use for ``hidden``: gate and up from one projection
+    plus that use's rank-r adapter (gate_up(x) + up(down(x))), then down(gelu(gate) * up) (exact, erf GELU)."""
+    if config.hidden_act != "gelu":
+        raise NotImplementedError(f"the Zamba2 MLP reference models hidden_act 'gelu' only, not {config.hidden_act!r}")
+    x = hidden.double()
+    down, up = _adapter(mlp.gate_up_proj_adapter_list, use, "MLP adapter")
+    gate, value = (_linear(x, mlp.gate_up_proj) + _linear(_linear(x, down), up)).chunk(2, dim=-1)
+    return _linear(F.gelu(gate) * value, mlp.down_proj)
 
 
 def relu2_mlp(mlp: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
