@@ -77,12 +77,17 @@ def train(model, ids: torch.Tensor, *, steps: int, seq_len: int = 32, batch: int
     return loss_value
 
 
+# 5.13's layer-kind names -> the names releases before it read (5.13+ read both: remap_legacy_layer_types)
+LEGACY_LAYER_NAMES = {"linear_attention": "mamba", "full_attention": "attention"}
+
+
 def make_portable(folder: Path, config=None, arch_key: str | None = None) -> None:
     """Rewrite what transformers 5.x saves so that 4.46 (the oldest supported) reads it too: the generic
     tokenizer class both know, and the config keys 4.x looks for at the top level. A list of layer kinds that
     ``config`` can also say as a pattern string is saved as the pattern, which every release reads (Nemotron-H's
-    kinds were renamed in 5.13: a 5.25 list fails validation on 5.6 ... 5.12). Then the architecture's own rewrite
-    (``Arch.portable``), where ``arch_key`` names one that has it."""
+    kinds were renamed in 5.13: a 5.25 list fails validation on 5.6 ... 5.12); a list kept as a list (Zamba2's
+    layers_block_type) goes back to the old names, which 5.13 and later map to the new ones as they load. Then the
+    architecture's own rewrite (``Arch.portable``), where ``arch_key`` names one that has it."""
     tok_cfg = folder / "tokenizer_config.json"
     data = json.loads(tok_cfg.read_text())
     data["tokenizer_class"] = "PreTrainedTokenizerFast"
@@ -95,6 +100,8 @@ def make_portable(folder: Path, config=None, arch_key: str | None = None) -> Non
     if isinstance(pattern, str) and "layers_block_type" in data:
         del data["layers_block_type"]
         data["hybrid_override_pattern"] = pattern
+    if isinstance(data.get("layers_block_type"), list):  # Zamba2's: 5.13 renamed "mamba" linear_attention and
+        data["layers_block_type"] = [LEGACY_LAYER_NAMES.get(k, k) for k in data["layers_block_type"]]  # reads both
     if data.get("time_step_limit") == [0.0, {"__float__": "Infinity"}]:  # 5.x's JSON for (0, inf), unreadable
         del data["time_step_limit"]  # to 4.x: (0, inf) is every version's default
     rope = data.get("rope_parameters") or {}
