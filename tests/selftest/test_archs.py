@@ -149,3 +149,57 @@ def test_a_hybrid_whose_attention_is_broken_fails_the_numerics_check(monkeypatch
     with pytest.raises(Mismatch, match="attention first"):
         compare("attention")
     compare("mamba2")  # the other kind is not affected
+
+
+def test_a_zamba2_whose_shared_block_is_broken_fails_the_numerics_check(monkeypatch):
+    """Zamba2's shared blocks are one module reused at several layers (4.49 ... 5.0) or one module per layer with
+    tied weights (5.1 on), each use with adapters of its own: the attention check follows each use. An attention
+    with the wrong scale fails the attention check at its first use; an MLP that picks another use's adapter at
+    its last use (the kind of slip 5.1 ... 5.16 made, huggingface/transformers#48150) fails the MLP check there;
+    each time the other kinds still pass (the mixer's only where it matches its reference: not on 4.x)."""
+    from ssmbench import reference
+    from ssmbench.compare import Mismatch, assert_logits_close
+    from ssmbench.compat import TRANSFORMERS_VERSION
+    from ssmbench.inputs import PROMPTS
+    from ssmbench.loading import load
+    from ssmbench.registry import resolve_model_set
+
+    arch = ARCHS["zamba2"]
+    if arch.unsupported():
+        pytest.skip(arch.unsupported())
+    lm = load(resolve_model_set("tiny", archs=["zamba2"])[0], torch.device("cpu"), torch.float32)
+    ids = lm.encode(PROMPTS[0])["input_ids"]
+    known = {kind: [k.key for k in arch.known
+                    if k.matches("test_layer_matches_float64_reference", {"layer_kind": kind})
+                    and k.holds(TRANSFORMERS_VERSION, lm.model.config)] for kind in arch.layers}
+    if known["attention"] or known["mlp"]:
+        pytest.skip(f"this transformers' Zamba2 differs from the float64 reference already "
+                    f"({', '.join(known['attention'] + known['mlp'])}): a break on top of it shows nothing")
+    kinds = [kind for kind in ("attention", "mlp", "mamba2") if not known[kind]]  # 4.x: its mixer is wrong already
+
+    def compare(kind):
+        for where, (_, output, expected) in reference.layer_pairs(
+                lm.model, arch.layers[kind], lambda: lm.model(input_ids=ids, use_cache=False)).items():
+            assert_logits_close(f"{kind} {where}", output, expected, lm.dtype)
+
+    for kind in kinds:
+        compare(kind)
+    with monkeypatch.context() as patch:
+        for hook, _ in arch.layers["attention"].find(lm.model):
+            attention = getattr(hook, "module", hook)  # the module behind a SharedUse
+            patch.setattr(attention, "scaling", attention.scaling * 1.25)  # softmax over wrongly scaled scores
+        with pytest.raises(Mismatch, match="attention first"):
+            compare("attention")
+        for kind in kinds[1:]:
+            compare(kind)
+    hybrid = [i for i, kind in enumerate(lm.model.config.layers_block_type) if kind == "hybrid"]
+    with monkeypatch.context() as patch:
+        for hook, _ in arch.layers["mlp"].find(lm.model):
+            mlp = getattr(hook, "module", hook)
+            # the last use reads the adapter of the use two before it (same block, so a real adapter too)
+            patch.setattr(mlp, "layer_dic", {**mlp.layer_dic, hybrid[-1]: len(hybrid) - 3})
+        with pytest.raises(Mismatch, match="mlp last"):
+            compare("mlp")
+        for kind in kinds:
+            if kind != "mlp":
+                compare(kind)
