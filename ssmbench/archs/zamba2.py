@@ -13,7 +13,7 @@ From 5.15 the mixer clamps dt at time_step_min in prefill but not in the one-tok
 the same (its docstring), where 4-6 % of the tiny model's dt fall under time_step_min 0.001 and the step check
 reads 0.3-1.5e-6. Here the tiny config sets time_step_min 0.1, so the clamp binds on about half of the tiny model's
 dt (median 0.10) and the asymmetry fails the decode checks (5.4e-4 against the check's 1e-4, 3.6e-7 with both
-paths unclamped); at 0.01 ... 0.05 it read 2.4e-5 ... 1.8e-4 from one trained model to the next, too close to
+paths unclamped); at 0.01 ... 0.05 it read 1.7e-5 ... 1.8e-4 from one trained model to the next, too close to
 the tolerance either way for a strict Known. Zamba2-2.7B's own dt against 0.001 was not seen here: whether the
 real checkpoint's decode drifts is open. Its CUDA path (4.x's cuda_kernels_forward and 5.x's kernels) clamps
 differently again (4.x passes config.time_step_limit, None by default: no clamp in either path); not run here.
