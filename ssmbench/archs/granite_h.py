@@ -154,12 +154,13 @@ ARCH = Arch(
     published_params=6.94e9,  # "7B" total; 6,939,037,248 in the safetensors, and the configuration above builds
     published_digits=3,       # exactly that
     # Mamba at 0, 2, 4 and attention at 1, 3 (each kind's first and last layer apart; MoE and shared MLP in every
-    # layer); 4 experts, 2 a token; n_groups 2 and a chunk of 8; the multipliers as the real model's (the attention
-    # one as 1/head_dim, not 1/sqrt(head_dim), so a reference that drops it fails) but the logits divisor: at 6
-    # the tiny model was still degenerate after make-tiny's 600 steps (loss 3.5), at 1 it passes in 500 (54 s).
+    # layer); 4 experts of 32, 2 a token (with experts of 64 the checkpoint was 1.8 MB of the fixtures' 12); n_groups
+    # 2 and a chunk of 8; the multipliers as the real model's (the attention one as 1/head_dim, not
+    # 1/sqrt(head_dim), so a reference that drops it fails) but the logits divisor: at 6 the tiny model was still
+    # degenerate after make-tiny's 600 steps (loss 3.5), at 1 it passes in 550 (32 s).
     tiny_config=dict(hidden_size=64, num_hidden_layers=5, layer_types=list(_TINY_PATTERN), num_attention_heads=4,
-                     num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2, intermediate_size=64,
-                     shared_intermediate_size=64, mamba_n_heads=8, mamba_d_head=16, mamba_n_groups=2,
+                     num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2, intermediate_size=32,
+                     shared_intermediate_size=32, mamba_n_heads=8, mamba_d_head=16, mamba_n_groups=2,
                      mamba_d_state=16, mamba_d_conv=4, mamba_expand=2, mamba_chunk_size=8,
                      position_embedding_type="nope", embedding_multiplier=12.0, logits_scaling=1.0,
                      residual_multiplier=0.22, attention_multiplier=0.0625, max_position_embeddings=2048,
