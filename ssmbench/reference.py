@@ -1,8 +1,10 @@
 """Independent float64 reference implementations: Mamba's selective scan and Mamba-2's SSD as sequential
-recurrences, causal softmax attention (rotary: Phi's partial, grouped-query for Qwen2 and Llama; or none, as
-Nemotron-H's), the squared-ReLU MLP, SwiGLU MLPs, a top-k mixture of experts, LFM2's gated short convolution and
-Zamba2's shared attention and MLP with their per-use adapters. They read only module weights and config values,
-never transformers' own helper functions."""
+recurrences (Falcon-H1's muP multipliers and norm placements as parameters), causal softmax attention (rotary:
+Phi's partial, grouped-query for Qwen2 and Llama; or none, as Nemotron-H's; a key multiplier, as Falcon-H1's; a
+QK norm, as LFM2's), the squared-ReLU MLP, SwiGLU MLPs (fused, or separate gate and up with Falcon-H1's
+multipliers), a top-k mixture of experts, LFM2's gated short convolution and Zamba2's shared attention and MLP with
+their per-use adapters. They read only module weights and config values, never transformers' own helper
+functions."""
 
 from __future__ import annotations
 
@@ -59,13 +61,19 @@ def mamba_mixer(mixer: torch.nn.Module, hidden: torch.Tensor, bcdt_rms_eps: floa
     return _linear(y, mixer.out_proj)
 
 
-def mamba2_mixer(mixer: torch.nn.Module, hidden: torch.Tensor,
-                 dt_limit: tuple[float, float] | None = None) -> torch.Tensor:
+def mamba2_mixer(mixer: torch.nn.Module, hidden: torch.Tensor, *, in_multiplier: float = 1.0,
+                 zxbcdt_multipliers: tuple[float, float, float, float, float] | None = None,
+                 norm: str | None = "after_gate", dt_limit: tuple[float, float] | None = None) -> torch.Tensor:
     """Output of a Mamba-2 (SSD) mixer for ``hidden`` [batch, length, hidden], as the sequential recurrence
     over each head's [head_dim x state] matrix: h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t^T, y_t = h_t C_t + D x_t
     (A, dt and D scalars per head; B and C shared by the heads of a group), then the gated grouped RMS norm.
     Sizes are the mixer's own (Mamba-2's and the hybrids' Mamba-2 mixers name them alike). dt is clamped to
-    ``dt_limit`` (Zamba2's: (time_step_min, inf), from its config), else to the mixer's ``time_step_limit``."""
+    ``dt_limit`` (Zamba2's: (time_step_min, inf), from its config), else to the mixer's ``time_step_limit``.
+
+    Falcon-H1's mixer, from its config: ``in_multiplier`` scales the input before in_proj, ``zxbcdt_multipliers``
+    each of in_proj's five segments (gate z, x, B, C, dt) after it; ``norm`` is where the gated RMS norm sits:
+    "after_gate" (Mamba-2's: norm(y * silu(z)) per group), "before_gate" (norm(y) * silu(z)) or None (no norm:
+    y * silu(z))."""
     if mixer.activation not in ("silu", "swish"):
         raise NotImplementedError(f"Mamba-2 reference: activation {mixer.activation!r}")
     x = hidden.double()
@@ -73,7 +81,12 @@ def mamba2_mixer(mixer: torch.nn.Module, hidden: torch.Tensor,
     heads, head_dim, groups, n = mixer.num_heads, mixer.head_dim, mixer.n_groups, mixer.ssm_state_size
     inner = heads * head_dim
     conv_dim = inner + 2 * groups * n
-    gate, xbc, dt = torch.split(_linear(x, mixer.in_proj), [inner, conv_dim, heads], dim=-1)
+    projected = _linear(x * in_multiplier, mixer.in_proj)
+    if zxbcdt_multipliers is not None:
+        sizes = [inner, inner, groups * n, groups * n, heads]
+        projected = torch.cat([part * m for part, m in zip(projected.split(sizes, dim=-1), zxbcdt_multipliers,
+                                                             strict=True)], dim=-1)
+    gate, xbc, dt = torch.split(projected, [inner, conv_dim, heads], dim=-1)
     kernel = mixer.conv1d.weight.shape[-1]
     w = mixer.conv1d.weight.detach().double()[:, 0, :]  # [conv_dim, K]
     padded = F.pad(xbc, (0, 0, kernel - 1, 0))
@@ -95,11 +108,18 @@ def mamba2_mixer(mixer: torch.nn.Module, hidden: torch.Tensor,
         decay = torch.exp(dt[:, t] * a)[:, :, None, None]  # [B, H, 1, 1]
         h = decay * h + (dt[:, t, :, None] * xs[:, t])[..., None] * b_ssm[:, t, :, None, :]
         ys.append((h * c_ssm[:, t, :, None, :]).sum(-1) + d[:, None] * xs[:, t])
-    y = torch.stack(ys, dim=1).reshape(batch, length, inner) * F.silu(gate)
-    grouped = y.view(batch, length, groups, inner // groups)
-    eps = mixer.norm.variance_epsilon
-    y = (grouped * torch.rsqrt(grouped.pow(2).mean(-1, keepdim=True) + eps)).view(batch, length, inner)
-    y = y * mixer.norm.weight.detach().double()
+    y = torch.stack(ys, dim=1).reshape(batch, length, inner)
+    if norm not in ("after_gate", "before_gate", None):
+        raise ValueError(f"Mamba-2 reference: norm {norm!r}")
+    if norm != "before_gate":
+        y = y * F.silu(gate)
+    if norm is not None:
+        grouped = y.view(batch, length, groups, inner // groups)
+        eps = mixer.norm.variance_epsilon
+        y = (grouped * torch.rsqrt(grouped.pow(2).mean(-1, keepdim=True) + eps)).view(batch, length, inner)
+        y = y * mixer.norm.weight.detach().double()
+    if norm == "before_gate":
+        y = y * F.silu(gate)
     return _linear(y, mixer.out_proj)
 
 
@@ -133,13 +153,13 @@ def llama3_scaled(inv_freq: torch.Tensor, config) -> torch.Tensor:
 
 def attention(attn: torch.nn.Module, hidden: torch.Tensor, config, out_proj: str, rotary: bool = True,
               scale: float | None = None, qk_norm: tuple[torch.nn.Module, torch.nn.Module] | None = None,
-              ) -> torch.Tensor:
+              key_multiplier: float = 1.0) -> torch.Tensor:
     """Output of a causal self-attention block for ``hidden`` [batch, length, hidden] at positions 0..L-1:
     multi-head or grouped-query (query head h reads key/value head h // (heads / kv_heads)), rotary on the first
     ``partial_rotary_factor`` of each head in the GPT-NeoX half layout (``rotary=False``: no position encoding at
     all, as Nemotron-H's attention), then ``out_proj``. Scores are scaled by ``scale``, else 1/sqrt(head_dim)
     (Granite's attention_multiplier replaces it). ``qk_norm``: RMS norms (weight, ``variance_epsilon``) applied to
-    each head's query and key before the rotation (LFM2's)."""
+    each head's query and key before the rotation (LFM2's). ``key_multiplier`` scales the keys (Falcon-H1's muP)."""
     x = hidden.double()
     batch, length, _ = x.shape
     heads = config.num_attention_heads
@@ -151,7 +171,8 @@ def attention(attn: torch.nn.Module, hidden: torch.Tensor, config, out_proj: str
     def split(t):
         return t.view(batch, length, -1, head_dim).transpose(1, 2)  # [B, heads, L, D]
 
-    q, k, v = split(_linear(x, attn.q_proj)), split(_linear(x, attn.k_proj)), split(_linear(x, attn.v_proj))
+    q, v = split(_linear(x, attn.q_proj)), split(_linear(x, attn.v_proj))
+    k = split(_linear(x, attn.k_proj) * key_multiplier)
     if qk_norm is not None:
         q, k = (rms_norm(t, norm) for t, norm in zip((q, k), qk_norm, strict=True))
     inv_freq = 1.0 / theta ** (torch.arange(0, rot, 2, dtype=torch.float64, device=x.device) / max(rot, 1))
@@ -237,10 +258,12 @@ def rms_norm(x: torch.Tensor, norm: torch.nn.Module) -> torch.Tensor:
     return _rms(x.double(), eps) * norm.weight.detach().double()
 
 
-def gated_mlp(hidden: torch.Tensor, gate: torch.nn.Linear, up: torch.nn.Linear, down: torch.nn.Linear) -> torch.Tensor:
-    """A SwiGLU MLP with separate gate and up projections: down(SiLU(gate(x)) * up(x))."""
+def gated_mlp(hidden: torch.Tensor, gate: torch.nn.Linear, up: torch.nn.Linear, down: torch.nn.Linear, *,
+              gate_multiplier: float = 1.0, down_multiplier: float = 1.0) -> torch.Tensor:
+    """A SwiGLU MLP with separate gate and up projections: down(SiLU(gate(x)) * up(x)); with Falcon-H1's muP
+    multipliers, down(SiLU(gate(x) * gate_multiplier) * up(x)) * down_multiplier."""
     x = hidden.double()
-    return _linear(F.silu(_linear(x, gate)) * _linear(x, up), down)
+    return _linear(F.silu(_linear(x, gate) * gate_multiplier) * _linear(x, up), down) * down_multiplier
 
 
 def short_conv(block: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
@@ -293,8 +316,10 @@ def capture(module: torch.nn.Module, run) -> tuple[torch.Tensor, torch.Tensor]:
 
     def hook(mod, args, kwargs, output):
         if "input" not in seen:
-            seen["input"] = args[0] if args else kwargs["hidden_states"]
-            seen["output"] = output[0] if isinstance(output, tuple) else output
+            # a layer takes hidden_states; a whole model (a kind that checks the model end to end) input_ids
+            seen["input"] = args[0] if args else kwargs.get("hidden_states", kwargs.get("input_ids"))
+            logits = getattr(output, "logits", None)  # a model's output: its logits
+            seen["output"] = logits if logits is not None else output[0] if isinstance(output, tuple) else output
 
     handle = module.register_forward_hook(hook, with_kwargs=True)
     try:
