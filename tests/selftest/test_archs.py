@@ -203,3 +203,43 @@ def test_a_zamba2_whose_shared_block_is_broken_fails_the_numerics_check(monkeypa
         for kind in kinds:
             if kind != "mlp":
                 compare(kind)
+
+
+def test_a_falcon_h1_whose_key_multiplier_is_dropped_fails_the_numerics_check(monkeypatch):
+    """Falcon-H1 runs attention and a Mamba-2 mixer side by side in every layer, each under muP multipliers: a
+    release that drops the attention's key multiplier (0.7 on the tiny model) must fail the attention's check and
+    the whole model's, while the mixer's and the MLP's, each on its own input, still pass."""
+    from ssmbench import reference
+    from ssmbench.compare import Mismatch, assert_logits_close
+    from ssmbench.compat import TRANSFORMERS_VERSION
+    from ssmbench.inputs import PROMPTS
+    from ssmbench.loading import load
+    from ssmbench.registry import resolve_model_set
+
+    arch = ARCHS["falcon_h1"]
+    if arch.unsupported():
+        pytest.skip(arch.unsupported())
+    lm = load(resolve_model_set("tiny", archs=["falcon_h1"])[0], torch.device("cpu"), torch.float32)
+    ids = lm.encode(PROMPTS[0])["input_ids"]
+    known = [k.key for k in arch.known for kind in arch.layers
+             if k.matches("test_layer_matches_float64_reference", {"layer_kind": kind})
+             and k.holds(TRANSFORMERS_VERSION, lm.model.config)]
+    if known:
+        pytest.skip(f"this transformers' Falcon-H1 differs from the float64 reference already ({', '.join(known)})")
+
+    def compare(kind):
+        for where, (_, output, expected) in reference.layer_pairs(
+                lm.model, arch.layers[kind], lambda: lm.model(input_ids=ids, use_cache=False)).items():
+            assert_logits_close(f"{kind} {where}", output, expected, lm.dtype)
+
+    for kind in ("attention", "mamba2", "mlp", "model"):
+        compare(kind)
+    assert lm.model.config.key_multiplier != 1.0
+    for attention, _ in arch.layers["attention"].find(lm.model):
+        monkeypatch.setattr(attention, "key_multiplier", 1.0)  # the keys unscaled: softmax over wrong scores
+    with pytest.raises(Mismatch, match="attention first"):
+        compare("attention")
+    with pytest.raises(Mismatch, match="model first"):
+        compare("model")
+    compare("mamba2")  # the other kinds are not affected
+    compare("mlp")
