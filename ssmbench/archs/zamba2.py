@@ -109,8 +109,7 @@ _WRONG_PREFILL = (
     'test_step_decode_logits_match_full_forward',
     'test_scores_and_logits_of_a_cached_run_equal_an_uncached_runs',
     'test_decode_on_both_sides_of_every_block_boundary',
-    'test_beam_search_with_cache_equals_without',
-)
+)  # beam search too with the first, 8-layer tiny checkpoint; its tokens agree with the 6-layer one (4.49 ... 4.57)
 
 KNOWN = (
     Known(
