@@ -91,10 +91,7 @@ def _no_figure_note(store: ResultStore, model: str, kind: str, metric: str, back
 def sizes(store: ResultStore) -> dict[str, float]:
     """Each model's size for pairing: the published parameter count of the model it stands for (a tiny model
     stands for its full-size architecture), else the parameters it ran with; 0 where neither is known."""
-    out: dict[str, float] = {}
-    for p in store.points:
-        out[p.model] = max(out.get(p.model, 0.0), p.size_params or 0.0) or float(p.params or 0)
-    return out
+    return {p.model: p.size_params or float(p.params or 0) for p in store.points}
 
 
 def pairs(store: ResultStore) -> list[tuple[str, str]]:

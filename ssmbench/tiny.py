@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from .archs.base import LEGACY_LAYER_NAMES
 from .compat import dtype_kwargs
 from .corpus import make_corpus
 from .registry import ARCHS, TINY_DIR
@@ -75,10 +76,6 @@ def train(model, ids: torch.Tensor, *, steps: int, seq_len: int = 32, batch: int
             log(f"  step {step:4d} loss {loss_value:.3f} ({time.time() - t0:.0f} s)")
     model.eval()
     return loss_value
-
-
-# 5.13's layer-kind names -> the names releases before it read (5.13+ read both: remap_legacy_layer_types)
-LEGACY_LAYER_NAMES = {"linear_attention": "mamba", "full_attention": "attention"}
 
 
 def make_portable(folder: Path, config=None, arch_key: str | None = None) -> None:

@@ -156,6 +156,18 @@ def attention_cache_bytes(config, context: int, dtype: torch.dtype, batch: int =
     return batch * 2 * layers * heads * head_dim * context * elem
 
 
+# transformers 5.13's names of layer kinds -> the names releases before it read (5.13 on map them back as they load)
+LEGACY_LAYER_NAMES = {"linear_attention": "mamba", "full_attention": "attention"}
+
+
+def mamba2_layer_bytes(heads: int, head_dim: int, groups: int, state_size: int, conv_kernel: int,
+                       dtype: torch.dtype) -> int:
+    """One Mamba-2 mixer's fixed state for one sequence: the conv window over ``heads x head_dim + 2 x groups x
+    state_size`` channels and a [head_dim x state_size] SSM state per head (``ssm_layer_bytes``)."""
+    inner = heads * head_dim
+    return ssm_layer_bytes(inner + 2 * groups * state_size, conv_kernel, inner * state_size, dtype)
+
+
 def ssm_layer_bytes(conv_channels: int, conv_kernel: int, state_values: int, dtype: torch.dtype) -> int:
     """One SSM layer's fixed state for one sequence, whatever the context: the conv window over its channels in
     the model dtype, and the SSM state (float32 on transformers 5.x, see compat)."""

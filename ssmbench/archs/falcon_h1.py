@@ -23,22 +23,16 @@ from __future__ import annotations
 import torch
 
 from .. import reference
-from .base import Arch, Kernels, Known, Layer, attention_cache_bytes, ssm_layer_bytes
+from .base import Arch, Kernels, Known, Layer, attention_cache_bytes, mamba2_layer_bytes
 from .mamba2 import MAMBA2_KERNEL_OPS
-
-
-def _inner(config) -> int:
-    """The mixer's width: mamba_d_ssm where given (the 3B's 4096), else mamba_expand x hidden."""
-    d_ssm = getattr(config, "mamba_d_ssm", None)
-    return int(d_ssm) if d_ssm is not None else int(config.mamba_expand * config.hidden_size)
 
 
 def cache_bytes(config, context: int, dtype: torch.dtype, batch: int = 1) -> int:
     """Every layer keeps both: the Mamba-2 state (conv channels ``inner + 2 x groups x state``, model dtype; a
     [head_dim x state] SSM state per head, float32 on 5.x) and K and V per token."""
-    conv_dim = _inner(config) + 2 * config.mamba_n_groups * config.mamba_d_state
-    state = config.mamba_n_heads * config.mamba_d_head * config.mamba_d_state
-    mamba = config.num_hidden_layers * ssm_layer_bytes(conv_dim, config.mamba_d_conv, state, dtype)
+    mamba = config.num_hidden_layers * mamba2_layer_bytes(
+        config.mamba_n_heads, config.mamba_d_head, config.mamba_n_groups, config.mamba_d_state, config.mamba_d_conv,
+        dtype)
     return batch * mamba + attention_cache_bytes(config, context, dtype, batch)
 
 

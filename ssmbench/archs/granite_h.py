@@ -18,10 +18,9 @@ from __future__ import annotations
 import torch
 
 from .. import reference
-from .base import Arch, Kernels, Known, Layer, attention_cache_bytes, ssm_layer_bytes
+from .bamba import HYBRID_CACHE_CHECKS, _grouped, mixers
+from .base import LEGACY_LAYER_NAMES, Arch, Kernels, Known, Layer, attention_cache_bytes, mamba2_layer_bytes
 from .mamba2 import MAMBA2_KERNEL_OPS
-
-OLD_NAMES = {"linear_attention": "mamba", "full_attention": "attention"}  # 5.13's names -> 4.52 ... 5.12's
 
 
 def _is_attention(kind: str) -> bool:
@@ -37,15 +36,10 @@ def cache_bytes(config, context: int, dtype: torch.dtype, batch: int = 1) -> int
     [head_dim x state] SSM state per head, float32 on 5.x) plus K and V per token for each attention layer; the
     experts and the shared MLP keep nothing."""
     attention = _attention_layers(config)
-    conv_dim = config.mamba_n_heads * config.mamba_d_head + 2 * config.mamba_n_groups * config.mamba_d_state
-    state = config.mamba_n_heads * config.mamba_d_head * config.mamba_d_state
-    mamba_layers = (config.num_hidden_layers - attention) * ssm_layer_bytes(conv_dim, config.mamba_d_conv, state, dtype)
+    mamba_layers = (config.num_hidden_layers - attention) * mamba2_layer_bytes(
+        config.mamba_n_heads, config.mamba_d_head, config.mamba_n_groups, config.mamba_d_state, config.mamba_d_conv,
+        dtype)
     return batch * mamba_layers + attention_cache_bytes(config, context, dtype, batch, layers=attention)
-
-
-def mixers(model) -> list:
-    return [(layer.mamba, lambda hidden, m=layer.mamba: reference.mamba2_mixer(m, hidden))
-            for layer in model.model.layers if getattr(layer, "mamba", None) is not None]
 
 
 def attention(model) -> list:
@@ -78,11 +72,7 @@ def shared_mlps(model) -> list:
 def portable(config: dict) -> None:
     """Layer kinds under the names every release from 4.52 reads."""
     if isinstance(config.get("layer_types"), list):
-        config["layer_types"] = [OLD_NAMES.get(k, k) for k in config["layer_types"]]
-
-
-def _grouped(config) -> bool:
-    return getattr(config, "mamba_n_groups", 1) > 1
+        config["layer_types"] = [LEGACY_LAYER_NAMES.get(k, k) for k in config["layer_types"]]
 
 
 # Its Mamba-2 mixer is Bamba's, copied (transformers' "Copied from"), and went wrong and right with it: each range
@@ -114,16 +104,7 @@ KNOWN = (
     ),
     Known(
         'granite_h-cache-4.54',
-        (
-            'test_cached_greedy_equals_uncached',
-            'test_step_decode_logits_match_full_forward',
-            'test_beam_search_with_cache_equals_without',
-            'test_padded_batch_of_one_equals_unpadded',
-            'test_greedy_generations_are_not_degenerate',
-            'test_scores_and_logits_of_a_cached_run_equal_an_uncached_runs',
-            'test_decode_on_both_sides_of_every_block_boundary',
-            'test_seeded_sampling_is_the_same_with_and_without_the_cache',
-        ),
+        HYBRID_CACHE_CHECKS,
         '>=4.54,<4.55',
         "transformers 4.54 (wrong on 4.54.1, right on 4.53.3 and 4.55.4): the hybrid cache, a Cache subclass in 4.54 "
         "reverted in 4.55, breaks cached decoding (each decode step's logits 58 % off the full forward pass), as "

@@ -8,15 +8,14 @@ from __future__ import annotations
 import torch
 
 from .. import reference
-from .base import Arch, Kernels, Known, Layer, ssm_layer_bytes
+from .base import Arch, Kernels, Known, Layer, mamba2_layer_bytes
 
 
 def cache_bytes(config, context: int, dtype: torch.dtype, batch: int = 1) -> int:
     """Per layer and sequence, whatever the context: the conv state over ``expand x hidden + 2 x n_groups x
     state_size`` channels (model dtype) and a [head_dim x state_size] SSM state per head (float32 on 5.x)."""
-    conv_dim = int(config.expand * config.hidden_size) + 2 * config.n_groups * config.state_size
-    state = config.num_heads * config.head_dim * config.state_size
-    return batch * config.num_hidden_layers * ssm_layer_bytes(conv_dim, config.conv_kernel, state, dtype)
+    return batch * config.num_hidden_layers * mamba2_layer_bytes(
+        config.num_heads, config.head_dim, config.n_groups, config.state_size, config.conv_kernel, dtype)
 
 
 MAMBA2_KERNEL_OPS = {"selective_scan": "mamba2_chunk_scan", "selective_state_update": "mamba2_selective_state_update",

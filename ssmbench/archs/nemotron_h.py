@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from .. import reference
-from .base import Arch, Kernels, Known, Layer, attention_cache_bytes, ssm_layer_bytes
+from .base import Arch, Kernels, Known, Layer, attention_cache_bytes, mamba2_layer_bytes
 from .mamba2 import MAMBA2_KERNEL_OPS
 
 
@@ -32,9 +32,9 @@ def cache_bytes(config, context: int, dtype: torch.dtype, batch: int = 1) -> int
     """Mamba-2 state for each Mamba layer (conv channels ``heads x head_dim + 2 x groups x state``, model dtype; a
     [head_dim x state] SSM state per head, float32 on 5.x) plus K and V per token for each attention layer; the
     MLP layers keep nothing."""
-    conv_dim = config.mamba_num_heads * config.mamba_head_dim + 2 * config.n_groups * config.ssm_state_size
-    state = config.mamba_num_heads * config.mamba_head_dim * config.ssm_state_size
-    mamba_layers = _count(config, "M") * ssm_layer_bytes(conv_dim, config.conv_kernel, state, dtype)
+    mamba_layers = _count(config, "M") * mamba2_layer_bytes(
+        config.mamba_num_heads, config.mamba_head_dim, config.n_groups, config.ssm_state_size, config.conv_kernel,
+        dtype)
     return batch * mamba_layers + attention_cache_bytes(config, context, dtype, batch, layers=_count(config, "*"))
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 
 from .. import reference
-from .base import Arch, Kernels, Known, Layer, ssm_layer_bytes
+from .base import Arch, Kernels, Known, Layer, mamba2_layer_bytes
 from .mamba2 import MAMBA2_KERNEL_OPS
 
 
@@ -40,9 +40,9 @@ def cache_bytes(config, context: int, dtype: torch.dtype, batch: int = 1) -> int
     [head_dim x state] SSM state per head, float32 on 5.x) plus, for each hybrid layer, K and V per token of its
     use of the shared attention (kv_heads x attention_head_dim, attention_head_dim = 2 x hidden / heads)."""
     elem = torch.empty((), dtype=dtype).element_size()
-    conv_dim = int(config.mamba_expand * config.hidden_size) + 2 * config.mamba_ngroups * config.mamba_d_state
-    state = config.n_mamba_heads * config.mamba_headdim * config.mamba_d_state
-    mamba = config.num_hidden_layers * ssm_layer_bytes(conv_dim, config.mamba_d_conv, state, dtype)
+    mamba = config.num_hidden_layers * mamba2_layer_bytes(
+        config.n_mamba_heads, config.mamba_headdim, config.mamba_ngroups, config.mamba_d_state, config.mamba_d_conv,
+        dtype)
     kv_heads = config.num_key_value_heads or config.num_attention_heads
     head_dim = 2 * config.hidden_size // config.num_attention_heads
     attention = len(_hybrid(config)) * 2 * kv_heads * head_dim * context * elem
