@@ -9,14 +9,15 @@ two shared blocks and 5.1 ... 5.16 give each block the adapters of the wrong use
 fixed by #48150 in 5.17): both ranges are ``unrunnable``. 4.49 ... 4.57 run it with four bugs (``KNOWN``): the
 torch SSD path's inter-chunk recurrence summed over the wrong axis (what Nemotron-H had), B and C tiled across
 groups before 4.52, save_pretrained refusing the reused blocks, and a second prompt chunk taken as a decode step.
-From 5.15 the mixer clamps dt at time_step_min in prefill but not in the one-token step; Nemotron-H's mixer does
-the same (its docstring), where 4-6 % of the tiny model's dt fall under time_step_min 0.001 and the step check
-reads 0.3-1.5e-6. Here the tiny config sets time_step_min 0.1, so the clamp binds on about half of the tiny model's
-dt (median 0.10) and the asymmetry fails the decode checks (4.8e-4 against the check's 1e-4 with the 6-layer tiny
-checkpoint on 5.25.0; the first, 8-layer one read 5.4e-4, and 3.6e-7 with both paths unclamped); at 0.01 ... 0.05 it read 1.7e-5 ... 1.8e-4 from one trained model to the next, too close to
-the tolerance either way for a strict Known. Zamba2-2.7B's own dt against 0.001 was not seen here: whether the
-real checkpoint's decode drifts is open. Its CUDA path (4.x's cuda_kernels_forward and 5.x's kernels) clamps
-differently again (4.x passes config.time_step_limit, None by default: no clamp in either path); not run here.
+From 5.15 the mixer clamps dt at time_step_min in prefill but not in the one-token step; Nemotron-H's mixer does the
+same (its docstring), where 4-6 % of the tiny model's dt fall under time_step_min 0.001 and the step check reads
+0.3-1.5e-6. Here the tiny config sets time_step_min 0.1, so the clamp binds on about half of the tiny model's dt
+(median 0.10) and the asymmetry fails the decode checks (4.8e-4 against the check's 1e-4 with the 6-layer tiny
+checkpoint on 5.25.0; the first, 8-layer one read 5.4e-4, and 3.6e-7 with both paths unclamped); at 0.01 ... 0.05 it
+read 1.7e-5 ... 1.8e-4 from one trained model to the next, too close to the tolerance either way for a strict Known.
+Zamba2-2.7B's own dt against 0.001 was not seen here: whether the real checkpoint's decode drifts is open. Its CUDA
+path (4.x's cuda_kernels_forward and 5.x's kernels) clamps differently again (4.x passes config.time_step_limit,
+None by default: no clamp in either path); not run here.
 
 Its mixer resolves its kernels as Bamba's does (4.x: a fast-path flag; 5.x: wrappers of the same names); the CPU
 runs the reference path on every release run. The shared blocks are checked per use: 4.49 ... 5.0 call one
@@ -126,8 +127,9 @@ KNOWN = (
         "gets no limit), so a cached decode step reads a different dt wherever softplus(dt) < time_step_min; 4.49 "
         '... 5.14 clamp in both paths (4.57.6 passes these checks once its inter-chunk recurrence is fixed, below). '
         'Tiny model (time_step_min 0.1): step logits 4.8e-4 off the full forward pass on 5.25.0 (the first, 8-layer '
-        'tiny model: 5.4e-4, and 3.6e-7 with both paths unclamped). No upstream issue found; repro: docs/repros/zamba2-dt-clamp.py (relative 7.6e-3 on 5.15.1 and '
-        '5.25.0; 1.1-1.3e-6 on 4.49.0, 4.57.6 and 5.14.1)',
+        'tiny model: 5.4e-4, and 3.6e-7 with both paths unclamped). No upstream issue found; repro: '
+        'docs/repros/zamba2-dt-clamp.py (relative 7.6e-3 on 5.15.1 and 5.25.0; 1.1-1.3e-6 on 4.49.0, 4.57.6 and '
+        '5.14.1)',
     ),
     Known(
         'zamba2-inter-chunk-recurrence',
