@@ -26,12 +26,14 @@ def capture(module: torch.nn.Module, run) -> tuple[torch.Tensor, torch.Tensor]:
 
 def layer_pairs(model: torch.nn.Module, layer, run) -> dict[str, tuple[torch.nn.Module, torch.Tensor, torch.Tensor]]:
     """For one kind of layer (``Arch.layers[kind]``): its first and its last layer in ``model``, each with what it
-    output in ``run()`` and what its float64 reference gives for the input it saw there."""
+    output in ``run()`` and what its float64 reference gives for the input it saw there (once where the kind has
+    one layer: its first is its last)."""
     found = layer.find(model)
     if not found:
         raise LookupError("no layer of this kind in the model")
     out = {}
-    for where, (module, expected_of) in {"first": found[0], "last": found[-1]}.items():
+    for where, (module, expected_of) in ({"first": found[0], "last": found[-1]} if len(found) > 1
+                                         else {"first": found[0]}).items():
         with torch.no_grad():
             hidden, output = capture(module, run)
             out[where] = (module, output, expected_of(hidden))
