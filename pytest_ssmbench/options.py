@@ -17,6 +17,7 @@ from ssmbench.names import BACKENDS, DTYPE_CHOICES, MODEL_SETS, arch_keys
 ARCHS = arch_keys()  # the names only: no torch here (the entry point registers these options in every run)
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+KERNEL_CONFIGS = ("auto", "pinned", "autotuned")
 
 
 def int_list(value: str) -> list[int]:
@@ -114,6 +115,11 @@ OPTIONS: dict[str, tuple[tuple[str, ...], Callable[[str], Any] | None, Any, str 
               "architectures to run (ssmbench/archs): " + ", ".join(ARCHS) + ". Default: all"),
     "ssm_device": (("--ssm-device", "--device"), choice(*DEVICE_CHOICES), "auto", "ssm_device", "DEVICE",
                    "where models run: auto (cuda when available), cpu, cuda. Default: auto"),
+    "kernel_configs": (("--ssm-kernel-configs",), choice(*KERNEL_CONFIGS), "auto", "ssm_kernel_configs", "MODE",
+                       "mamba-ssm's Triton kernels: pinned (one configuration each, the smallest tile: no autotuning; "
+                       "the first forward of a Mamba-2 model then compiles one kernel, not a dozen), autotuned (as "
+                       "mamba-ssm ships them), auto (pinned on a GPU where the run times nothing, autotuned where it "
+                       "times anything). Default: auto"),
     "ssm_dtype": (("--ssm-dtype", "--dtype"), choice(*DTYPE_CHOICES), "auto", "ssm_dtype", "DTYPE",
                   "parameter dtype; auto: checks float32 for tiny and synthetic models, bfloat16 for pretrained; "
                   "benchmarks bfloat16 for full-size models, float32 for tiny ones. Default: auto"),

@@ -12,7 +12,7 @@ import pytest
 
 from ssmbench import compare
 
-from . import baselines, gate, options, settings, summary, sweep, xdist
+from . import baselines, gate, kernels, options, settings, summary, sweep, xdist
 
 pytest_plugins = ["pytest_ssmbench.fixtures"]
 
@@ -118,6 +118,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     return result
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    kernels.collection_finish(session)
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     baselines.sessionstart(session)
 
@@ -125,6 +129,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     settings.sessionfinish(session)
+    kernels.sessionfinish(session)
     baselines.sessionfinish(session)
     gate.sessionfinish(session, settings.settings(session.config).device.type == "cuda")
     xdist.worker_report(session.config)

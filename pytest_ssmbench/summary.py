@@ -11,7 +11,7 @@ import pytest
 from ssmbench import impl, results
 from ssmbench.safeio import UnsafeOutput, printable
 
-from . import baselines, benchmark_adapter, gate, options
+from . import baselines, benchmark_adapter, gate, kernels, options
 from .settings import nothing_checked, settings
 from .sweep import bench_settings
 
@@ -66,6 +66,9 @@ def write(terminalreporter, config: pytest.Config) -> None:
     for message in refusals:
         tr.write_sep("!", "baseline comparison refused (exit code 4); this run's results were still saved", red=True)
         tr.write_line(message, red=True)
+    pinned = kernels.summary_line(config)
+    if pinned:
+        tr.write_line(f"ssmbench: {pinned}")
     slow = sorted({x.arch.key for x in s.specs if x.arch.kernels and s.device.type == "cuda"
                    and not x.arch.unsupported() and impl.scan_on_reference(x.arch, s.device)})
     if slow:

@@ -1,0 +1,51 @@
+"""mamba-ssm's Triton kernels pinned to one configuration each for a run that times nothing
+(``ssmbench.kernel_configs``, ``--ssm-kernel-configs``): decided once the run's tests are selected, applied in
+the process that runs them, undone at the session's end."""
+
+from __future__ import annotations
+
+import pytest
+
+from ssmbench import kernel_configs
+
+from . import options
+from .settings import settings
+
+decision_key = pytest.StashKey[str]()
+pinned_key = pytest.StashKey[kernel_configs.Pinned]()
+
+TIMED_MARKS = ("benchmark", "gate")
+
+
+def decide(mode: str, gpu: bool, items: list[pytest.Item]) -> str:
+    """``pinned`` or ``autotuned`` for this run: auto pins on a GPU where no selected test is timed."""
+    if mode != "auto":
+        return mode
+    timed = any(item.get_closest_marker(mark) for item in items for mark in TIMED_MARKS)
+    return "pinned" if gpu and not timed else "autotuned"
+
+
+def collection_finish(session: pytest.Session) -> None:
+    config = session.config
+    gpu = settings(config).device.type == "cuda"
+    decision = decide(options.get(config, "kernel_configs"), gpu, session.items)
+    config.stash[decision_key] = decision
+    runs_tests_here = not config.pluginmanager.hasplugin("dsession")  # an xdist controller runs none
+    if decision == "pinned" and runs_tests_here and session.items and not config.option.collectonly:
+        config.stash[pinned_key] = kernel_configs.pin()
+
+
+def sessionfinish(session: pytest.Session) -> None:
+    pinned = session.config.stash.get(pinned_key, None)
+    if pinned is not None:
+        pinned.restore()
+
+
+def summary_line(config: pytest.Config) -> str | None:
+    """What the run's Triton kernels were, where it pinned them."""
+    if config.stash.get(decision_key, None) != "pinned":
+        return None
+    pinned = config.stash.get(pinned_key, None)
+    count = f"{pinned.count} autotuned kernels" if pinned is not None else "in each worker"
+    return (f"mamba-ssm's Triton kernels ran with one configuration each, the smallest tile ({count}; nothing "
+            "was timed): --ssm-kernel-configs autotuned checks the tuned ones")
