@@ -26,11 +26,23 @@ def _hook_reference(model: Any, kernels: Kernels) -> None:
     mixers = [m for m in model.modules() if type(m).__module__ == kernels.module and (
         type(m).__name__.endswith("Mixer") or (hasattr(m, "in_proj") and hasattr(m, "conv1d")))] or [model]
     for mixer in mixers:
-        active: list[reference_path] = []
-        mixer.register_forward_pre_hook(
-            lambda _m, _a, active=active: active.append(reference_path(kernels).__enter__()))
-        mixer.register_forward_hook(lambda _m, _a, _o, active=active: active.pop().__exit__(None, None, None),
-                                    always_call=True)
+        active: list[reference_path | None] = []
+
+        def enter(module, _args, active=active):
+            # Off CUDA only: the same model moved to a GPU afterwards runs its kernels there, as any model does (a
+            # mixer forced on a GPU ran transformers' reference loop against a kernel-run original: relative
+            # error 1.2 on a padded batch, transformers 5.17).
+            first = next(module.parameters(), None)
+            on_cuda = first is not None and first.is_cuda
+            active.append(None if on_cuda else reference_path(kernels).__enter__())
+
+        def leave(_module, _args, _out, active=active):
+            forced = active.pop()
+            if forced is not None:
+                forced.__exit__(None, None, None)
+
+        mixer.register_forward_pre_hook(enter)
+        mixer.register_forward_hook(leave, always_call=True)
 
 
 def _torch_function(obj: Any) -> Any:

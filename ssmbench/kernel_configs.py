@@ -73,18 +73,22 @@ def autotuners(package: str = PACKAGE) -> list[tuple[str, Any]]:
 
 @dataclass
 class Pinned:
-    """Autotuners given one configuration; ``restore`` gives each its own list back."""
+    """Autotuners given one configuration (``count`` of them); ``restore`` gives each its own list back. Also a
+    context manager that restores on leaving."""
 
     saved: list[tuple[Any, list[Any]]] = field(default_factory=list)
-
-    @property
-    def count(self) -> int:
-        return len(self.saved)
+    count: int = 0
 
     def restore(self) -> None:
         for tuner, configs in self.saved:
             tuner.configs = configs
         self.saved = []
+
+    def __enter__(self) -> Pinned:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.restore()
 
 
 def pin(package: str = PACKAGE) -> Pinned:
@@ -104,4 +108,5 @@ def pin(package: str = PACKAGE) -> Pinned:
         if len(tuner.configs) > 1:
             pinned.saved.append((tuner, tuner.configs))
             tuner.configs = [smallest(tuner.configs)]
+    pinned.count = len(pinned.saved)
     return pinned

@@ -38,8 +38,9 @@ def test_save_load_roundtrip_is_exact(lm, tmp_path):
     lm.model.save_pretrained(tmp_path)
     reloaded, info = AutoModelForCausalLM.from_pretrained(tmp_path, local_files_only=True, output_loading_info=True,
                                                           **dtype_kwargs(lm.dtype))
-    reloaded = on_cpu_reference(lm, reloaded)
-    reloaded.to(lm.device).eval()
+    # Moved first: the reference path is forced only for a model that stays off CUDA (forced while still on the
+    # CPU, the reloaded model ran transformers' reference loop on the GPU against the kernels of the original).
+    reloaded = on_cpu_reference(lm, reloaded.to(lm.device).eval())
     # Lossless: every tensor in the file (a missing one is re-initialised, for some tensors to the same values),
     # back bit for bit in its dtype, and the configuration field for field.
     gaps = {k: sorted(info.get(k) or ()) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")}

@@ -33,10 +33,14 @@ MODES = {  # how a mode samples; each seeded before its call
 
 
 def _run(lm, mode: str, use_cache: bool, **kwargs) -> torch.Tensor:
-    """The new tokens of one call on PROMPTS[1] (one row), seeded."""
+    """The new tokens of one call on PROMPTS[1] (one row), seeded. The model's own EOS ids are suppressed in
+    every call: the reference call's min_new_tokens masks them and a call given another eos_token_id does not, so
+    sampling would otherwise draw from two distributions (on CUDA, masking one token moved every later draw)."""
     torch.manual_seed(7)
     prompt_len = lm.encode(PROMPTS[1])["input_ids"].shape[1]
-    out = lm.generate(PROMPTS[1], use_cache=use_cache, **MODES[mode], **kwargs)
+    own = lm.model.generation_config.eos_token_id
+    own = [] if own is None else [own] if isinstance(own, int) else list(own)
+    out = lm.generate(PROMPTS[1], use_cache=use_cache, **MODES[mode], suppress_tokens=own or None, **kwargs)
     return out[0, prompt_len:]
 
 

@@ -7,9 +7,9 @@
 #           (--benchmark-save=gate into /tmp/gate/store) unless BASELINE names a committed one (a folder with
 #           */0001_gate.json and maybe gate-allowances.json), which is then copied in and compared against; same
 #           reruns unchanged code against it and saves (its file is the second machine's or second run's figures);
-#           every other name is an injection, compared, never saved; quick is the quick tier (pytest -m quick, every
-#           architecture, QUICK_ARGS added, QUICK_LIMIT (480) s at most, per-test times in junit.xml and the log's
-#           --durations). Waits up to WAIT (540) s.
+#           every other name is an injection, compared, never saved; quick, quick-NAME are the quick tier (pytest -m quick,
+#           QUICK_ARGS or ARGS_quick_NAME added, QUICK_LIMIT (480) s each at most, per-test times in junit.xml and
+#           the log's --durations). Waits up to WAIT (540) s.
 #   finish: waits up to WAIT s more. Each run's folder: log, points.json, gate.md (the gate's table), exit, wall_s.
 set -u
 phase=$1
@@ -32,21 +32,24 @@ if [ "$phase" = start ]; then
   nvidia-smi --query-gpu=name,memory.total,driver_version,uuid,serial --format=csv > /tmp/gate/gpu.csv; hostname >> /tmp/gate/gpu.csv
   python3 -c "import torch, transformers, mamba_ssm, causal_conv1d; print(torch.__version__, transformers.__version__, \
 mamba_ssm.__version__, causal_conv1d.__version__)" > /tmp/gate/versions.txt 2>&1
+  for run in ${RUNS:-}; do  # a quick run's own arguments: ARGS_<run> (dashes as underscores), QUICK_ARGS for quick
+    case $run in quick*) var=ARGS_${run//-/_}; [ $run = quick ] && var=QUICK_ARGS; echo "${!var:-}" > /tmp/gate/$run.args ;; esac
+  done
   git rev-parse HEAD > /tmp/gate/commit 2>/dev/null || echo "${RUN_COMMIT:-unknown}" > /tmp/gate/commit
   cat > /tmp/gate/run.sh <<RUN
 cd $PWD
-export PYTHONPATH=/tmp/kernels PYTHONUNBUFFERED=1 QUICK_ARGS="${QUICK_ARGS:-}" QUICK_LIMIT=${QUICK_LIMIT:-480}
+export PYTHONPATH=/tmp/kernels PYTHONUNBUFFERED=1 QUICK_LIMIT=${QUICK_LIMIT:-480}
 for run in ${RUNS:-base slow-mixer prefill-memory cache same}; do
   d=/tmp/gate/\$run; mkdir -p \$d; start=\$(date +%s.%N)
   gate="-m gate --benchmark-storage=file:///tmp/gate/store --ssm-results-file \$d/points.json --ssm-gate-report \$d/gate.md"
   case \$run in
-    quick) args="-m quick --durations=60 --junitxml=\$d/junit.xml \${QUICK_ARGS:-}" ;;
+    quick*) args="-m quick --durations=60 --junitxml=\$d/junit.xml \$(cat /tmp/gate/\$run.args)" ;;
     base) args="\$gate --benchmark-save=gate" ;;
     same) args="\$gate --benchmark-compare=*/0001_gate --benchmark-save=same" ;;
     *) args="\$gate --benchmark-compare=*/0001_gate -p pytest_ssmbench.inject --ssm-inject \$run" ;;
   esac
-  limit=420; [ \$run = quick ] && limit=\${QUICK_LIMIT:-480}
-  timeout -s INT \$limit python3 -m pytest -p no:cacheprovider -rs \$args > \$d/log 2>&1
+  limit=420; case \$run in quick*) limit=\${QUICK_LIMIT:-480} ;; esac
+  eval timeout -s INT \$limit python3 -m pytest -p no:cacheprovider -rs \$args > \$d/log 2>&1
   echo \$? > \$d/exit; python3 -c "import time; print(round(time.time() - \$start, 1))" > \$d/wall_s
 done
 touch /tmp/gate/done
