@@ -226,3 +226,28 @@ def test_fake_kernel_packages_installed_on_a_cpu(key, tmp_path):
     assert "unknown" not in header and "WARNING" not in header, header
     assert model.endswith((impl.REFERENCE, impl.FORCED_SUMMARY)), model
     assert "CALLS [] " in done.stdout, done.stdout
+
+
+@pytest.mark.quick
+@pytest.mark.selftest
+@pytest.mark.parametrize("key", ["mamba", "bamba"])
+def test_forcing_hooks_leave_the_outputs_alone(key):
+    """The hooks that force the reference path (a model off CUDA on 5.17-5.24 with kernels installed) must change
+    which code runs, never what a mixer returns: a forward hook that returns a value replaces the output, and the
+    hooks once returned reference_path's __exit__ (False), which dropped every mixer from the residual stream
+    (logits 1.16 off, seen as a failed save/load check on a GPU). Here, with no kernels, forcing runs the same
+    code, so the logits must be bit-identical."""
+    from ssmbench.forcing import ReferenceUnavailable, _hook_reference
+    from ssmbench.inputs import PROMPTS
+
+    spec = next(s for s in resolve_model_set("tiny", archs=[key]))
+    lm = load(spec, torch.device("cpu"), torch.float32)
+    ids = lm.encode(PROMPTS[0])["input_ids"]
+    with torch.no_grad():
+        before = lm.model(input_ids=ids).logits
+        _hook_reference(lm.model, spec.arch.kernels)
+        try:
+            after = lm.model(input_ids=ids).logits
+        except ReferenceUnavailable as exc:
+            pytest.skip(f"{key}: the reference path cannot be forced on this transformers: {exc}")
+    assert torch.equal(before, after), f"{key}: forcing the reference path changed the logits"
