@@ -251,6 +251,9 @@ def test_decode_on_both_sides_of_every_block_boundary(lm):
                               logits_processor=LogitsProcessorList([ForceTokens(rest)]),
                               return_dict_in_generate=True, output_logits=True)
             assert torch.equal(out.sequences, seq), f"{lm.name}: forcing failed at a {length}-token prompt"
+            # the floor at these positions: past a chunk boundary a random-weight stack can be ten times more
+            # sensitive to rounding than at the short prompt the noise floor is read at (LoadedModel.rounding_floor)
+            floor = max(lm.noise_floor, lm.rounding_floor(seq, slice(length - 1, length + 2)))
             assert_logits_close(f"{lm.name}: three decode steps after a {length}-token prompt (boundary {b}) vs the "
                                 "full forward pass", torch.stack(out.logits, dim=1), full[:, length - 1: -1],
-                                lm.dtype, lm.noise_floor)
+                                lm.dtype, floor)
