@@ -26,6 +26,9 @@ def _hook_reference(model: Any, kernels: Kernels) -> None:
     mixers = [m for m in model.modules() if type(m).__module__ == kernels.module and (
         type(m).__name__.endswith("Mixer") or (hasattr(m, "in_proj") and hasattr(m, "conv1d")))] or [model]
     for mixer in mixers:
+        if getattr(mixer, "_ssmbench_forced", False):  # hooked once only: two stacked pairs would restore the
+            continue                                    # module's kernel entries in the wrong order
+        mixer._ssmbench_forced = True
         active: list[reference_path | None] = []
 
         def enter(module, _args, active=active):
