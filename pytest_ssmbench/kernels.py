@@ -36,16 +36,36 @@ def collection_finish(session: pytest.Session) -> None:
 
 
 def sessionfinish(session: pytest.Session) -> None:
-    pinned = session.config.stash.get(pinned_key, None)
+    config = session.config
+    pinned = config.stash.get(pinned_key, None)
     if pinned is not None:
         pinned.restore()
+        if hasattr(config, "workeroutput"):  # an xdist worker: its controller says it
+            config.workeroutput["ssmbench_pinned"] = {"count": pinned.count, "note": pinned.note}
+
+
+workers_key = pytest.StashKey[list]()
+
+
+def node_down(node) -> None:
+    """Controller side: what a worker pinned."""
+    pinned = getattr(node, "workeroutput", {}).get("ssmbench_pinned")
+    if pinned is not None:
+        node.config.stash.setdefault(workers_key, []).append(pinned)
 
 
 def summary_line(config: pytest.Config) -> str | None:
-    """What the run's Triton kernels were, where it pinned them."""
-    if config.stash.get(decision_key, None) != "pinned":
-        return None
+    """What the run's Triton kernels were, where it pinned them (here, or in the xdist workers)."""
     pinned = config.stash.get(pinned_key, None)
-    count = f"{pinned.count} autotuned kernels" if pinned is not None else "in each worker"
-    return (f"mamba-ssm's Triton kernels ran with one configuration each, the smallest tile ({count}; nothing "
-            "was timed): --ssm-kernel-configs autotuned checks the tuned ones")
+    reports = [{"count": pinned.count, "note": pinned.note}] if pinned is not None else \
+        config.stash.get(workers_key, [])
+    if not reports:
+        return None
+    notes = sorted({r["note"] for r in reports if r["note"]})
+    if notes:
+        return "mamba-ssm's Triton kernels were not pinned: " + "; ".join(notes)
+    counts = sorted({r["count"] for r in reports})
+    where = "" if pinned is not None else f" in each of {len(reports)} workers"
+    return (f"mamba-ssm's Triton kernels ran with one configuration each, the smallest tile "
+            f"({'/'.join(map(str, counts))} autotuned kernels{where}; nothing was timed): --ssm-kernel-configs "
+            "autotuned checks the tuned ones")

@@ -180,3 +180,4 @@ def pytest_configure_node(node) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error) -> None:
     xdist.node_down(node)
+    kernels.node_down(node)

@@ -132,8 +132,11 @@ def header(config: pytest.Config) -> list[str]:
     archs = list({spec.arch.key: spec.arch for spec in s.specs}.values())
     # The probe is no check: mamba-ssm's Triton kernels run it with one configuration each (ssmbench.kernel_configs:
     # it would autotune every Mamba-2 and hybrid tiny model's kernels before the first test), restored after.
-    with kernel_configs.pin() if s.device.type == "cuda" else contextlib.nullcontext():
+    pin = s.device.type == "cuda" and options.get(config, "kernel_configs") != "autotuned"
+    with kernel_configs.pin() if pin else contextlib.nullcontext() as pinned:
         impl_lines, impl_warnings = impl.header_lines(archs, s.device)
+    if pinned is not None and pinned.note:
+        impl_warnings.append(f"ssmbench: WARNING: {pinned.note}")
     return [
         f"ssmbench: device {dev}",
         f"ssmbench: model set {s.model_set}: {models}",

@@ -11,7 +11,7 @@ compiles that one and times none. Timed runs keep the full autotuning: a pinned 
 tuned one and would bias the SSM's figures.
 
 This reads Triton's ``Autotuner.configs`` (an internal): where no autotuner of that shape is found the run
-autotunes as usual, and says so once.
+autotunes as usual, and says so once (``Pinned.note``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import importlib
 import importlib.util
 import math
 import pkgutil
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +50,7 @@ def autotuners(package: str = PACKAGE) -> list[tuple[str, Any]]:
         if importlib.util.find_spec(package) is None:
             return []
         root = importlib.import_module(package)
-    except ImportError:
+    except Exception:  # noqa: BLE001 -- an install a new torch or Triton breaks is not ours to crash on
         return []
     modules = [root]
     for info in pkgutil.walk_packages(getattr(root, "__path__", []), prefix=package + "."):
@@ -78,6 +77,7 @@ class Pinned:
 
     saved: list[tuple[Any, list[Any]]] = field(default_factory=list)
     count: int = 0
+    note: str | None = None  # why nothing was pinned where mamba-ssm is installed
 
     def restore(self) -> None:
         for tuner, configs in self.saved:
@@ -93,8 +93,8 @@ class Pinned:
 
 def pin(package: str = PACKAGE) -> Pinned:
     """Give every autotuner of ``package`` with more than one configuration its smallest one (see the module's
-    docstring). Where mamba-ssm is installed but no autotuner is recognised (Triton renamed its class, say), one
-    warning, and nothing changes."""
+    docstring). Where mamba-ssm is installed but no autotuner is recognised (Triton renamed its class, or the
+    package does not import), nothing changes and ``note`` says so (the caller shows it once)."""
     pinned = Pinned()
     try:
         installed = importlib.util.find_spec(package.split(".")[0]) is not None
@@ -102,8 +102,8 @@ def pin(package: str = PACKAGE) -> Pinned:
         installed = False
     tuners = autotuners(package) if installed else []
     if installed and not tuners:
-        warnings.warn(f"ssmbench: no Triton autotuner recognised in {package}: its kernels autotune as usual "
-                      "(the first forward of a Mamba-2 model compiles every configuration)", stacklevel=2)
+        pinned.note = (f"no Triton autotuner recognised in {package}: its kernels autotune as usual (the first "
+                       "forward of a Mamba-2 model compiles every configuration)")
     for _, tuner in tuners:
         if len(tuner.configs) > 1:
             pinned.saved.append((tuner, tuner.configs))

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import sys
 import textwrap
+import warnings
 from types import SimpleNamespace
 
 import pytest
 
-from pytest_ssmbench.kernels import decide
+from pytest_ssmbench.kernels import decide, node_down, pinned_key, summary_line
 from ssmbench import kernel_configs
 
 pytestmark = [pytest.mark.quick, pytest.mark.selftest]
@@ -79,19 +80,41 @@ def test_pin_gives_each_its_smallest_tile_and_restore_gives_it_back(package):
     assert ssd.scan.configs is before[id(ssd.scan)]
 
 
-def test_nothing_recognised_warns_once_and_changes_nothing(tmp_path, monkeypatch):
+@pytest.mark.parametrize("body", ["scan = object()\n", "raise RuntimeError('a new Triton broke this import')\n"])
+def test_nothing_recognised_says_so_and_changes_nothing(tmp_path, monkeypatch, body):
+    """No autotuner found, or the package raising on import (any error, not only ImportError): nothing pinned, a
+    note for the header or summary, no warning (under -W error a warning would stop the run) and no exception."""
     (tmp_path / "plainssm").mkdir()
-    (tmp_path / "plainssm" / "__init__.py").write_text("scan = object()\n")
+    (tmp_path / "plainssm" / "__init__.py").write_text(body)
     monkeypatch.syspath_prepend(str(tmp_path))
     try:
-        with pytest.warns(UserWarning, match="autotune as usual"):
-            assert kernel_configs.pin("plainssm").count == 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            pinned = kernel_configs.pin("plainssm")
+        assert pinned.count == 0 and "autotune as usual" in pinned.note
     finally:
         sys.modules.pop("plainssm", None)
 
 
 def test_absent_package_is_silent():
-    assert kernel_configs.pin("no_such_ssm_package.ops").count == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pinned = kernel_configs.pin("no_such_ssm_package.ops")
+    assert pinned.count == 0 and pinned.note is None
+
+
+def test_summary_line_here_and_from_xdist_workers():
+    config = SimpleNamespace(stash=pytest.Stash())
+    assert summary_line(config) is None  # nothing pinned (a CPU, --collect-only, a timed run)
+    config.stash[pinned_key] = kernel_configs.Pinned(count=43)
+    assert "(43 autotuned kernels; nothing was timed)" in summary_line(config)
+    workers = SimpleNamespace(stash=pytest.Stash())
+    for _ in range(2):
+        node_down(SimpleNamespace(config=workers, workeroutput={"ssmbench_pinned": {"count": 43, "note": None}}))
+    assert "(43 autotuned kernels in each of 2 workers;" in summary_line(workers)
+    noted = SimpleNamespace(stash=pytest.Stash())
+    noted.stash[pinned_key] = kernel_configs.Pinned(note="no Triton autotuner recognised")
+    assert summary_line(noted) == "mamba-ssm's Triton kernels were not pinned: no Triton autotuner recognised"
 
 
 @pytest.mark.parametrize("mode, gpu, marks, expected", [
