@@ -50,13 +50,15 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return float((actual - expected).abs().max() / expected.abs().max().clamp_min(1e-12))
 
 
-def check_noise_floor(name: str, source: str, floor: float) -> float:
+def check_noise_floor(name: str, source: str, floor: float,
+                      what: str = "a prompt alone and the same prompt in a batch of two give logits") -> float:
     """A noise floor only random weights may have: a tiny or real checkpoint whose prompt alone and in a batch of
-    two differ this much has a batch-dependence bug or a broken kernel, which ``Powerless`` must not excuse."""
+    two differ this much (or whose logits a rounding-sized change of the input moves this much) has a
+    batch-dependence bug, a broken kernel or an unstable computation, which ``Powerless`` must not excuse."""
     if source != "synthetic" and NOISE_FACTOR * floor >= POWER_LIMIT:
-        raise Mismatch(f"{name}: a prompt alone and the same prompt in a batch of two give logits "
-                       f"{floor * 100:.1f} % apart: a {source} checkpoint does not do that (a batch-dependence bug "
-                       "or a broken kernel); only random-weight synthetic models are excused as chaotic")
+        raise Mismatch(f"{name}: {what} {floor * 100:.1f} % apart: a {source} checkpoint does not do that (a "
+                       "batch-dependence bug, a broken kernel or an unstable computation); only random-weight "
+                       "synthetic models are excused as chaotic")
     return floor
 
 

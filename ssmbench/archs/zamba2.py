@@ -105,11 +105,13 @@ def _grouped(config) -> bool:
 
 
 def _clamp_binds(config) -> bool:
-    """A time_step_min the decode checks can see the dt clamp at: the tiny config's 0.1 (about half its trained dt
-    fall under it). At the published 0.001 a synthetic model's dt start inside [time_step_min, time_step_max] (its
+    """A time_step_min the decode checks see the dt clamp at, every time: the tiny config's 0.1 (about half its
+    trained dt fall under it; 4.8e-4 against the checks' 1e-4). At 0.01 ... 0.05 one trained model read 1.7e-5 and
+    another 1.8e-4 (the module's docstring): too close to the tolerance for a strict xfail, so those are not held.
+    At the published 0.001 a synthetic model's dt start inside [time_step_min, time_step_max] (its
     initialisation), the clamp never binds, and the checks pass: synthetic-zamba2 on an H100 with the kernels,
     transformers 5.17.0 (2026-12-05). A trained 2.7B checkpoint against 0.001 was not seen here."""
-    return getattr(config, "time_step_min", 0.0) >= 0.01
+    return getattr(config, "time_step_min", 0.0) >= 0.1
 
 
 # the checks a wrong Mamba-2 prefill fails: the mixer against its reference, and every comparison of a cached
@@ -139,7 +141,7 @@ KNOWN = (
         'tiny model: 5.4e-4, and 3.6e-7 with both paths unclamped). No upstream issue found; repro: '
         'docs/repros/zamba2-dt-clamp.py (relative 7.6e-3 on 5.15.1 and 5.25.0; 1.1-1.3e-6 on 4.49.0, 4.57.6 and '
         '5.14.1). With mamba-ssm\'s kernels on a GPU (5.17.0) the same 4.8e-4. Held where the clamp binds '
-        '(time_step_min >= 0.01, the tiny config); the published 0.001 with synthetic weights passes',
+        'every time (time_step_min >= 0.1, the tiny config); the published 0.001 with synthetic weights passes',
         _clamp_binds,
     ),
     Known(

@@ -50,7 +50,7 @@ def test_only_random_weights_may_have_a_noise_floor_that_takes_the_power_away():
     assert compare.check_noise_floor("synthetic-mamba", "synthetic", 1.2565) == 1.2565
     assert compare.check_noise_floor("tiny-mamba", "tiny", 2e-7) == 2e-7
     for source in ("tiny", "pretrained"):
-        with pytest.raises(compare.Mismatch, match="a batch-dependence bug or a broken kernel"):
+        with pytest.raises(compare.Mismatch, match="a batch-dependence bug, a broken kernel or an unstable"):
             compare.check_noise_floor(f"{source}-mamba", source, 0.06)
 
 

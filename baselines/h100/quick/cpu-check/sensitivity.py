@@ -1,10 +1,12 @@
 """How sensitive is synthetic-mamba2 (random weights, float32) at positions 254-257: logits' relative change when
 the embeddings are perturbed by a relative 1e-7 (float32 rounding's size)?"""
-import time, torch
-from ssmbench.registry import resolve_model_set
-from ssmbench.loading import load
+import torch
+
 from ssmbench.compare import relative_error
 from ssmbench.inputs import PROMPTS
+from ssmbench.loading import load
+from ssmbench.registry import resolve_model_set
+
 torch.set_num_threads(2)
 spec = next(s for s in resolve_model_set("synthetic", archs=["mamba2"]))
 lm = load(spec, torch.device("cpu"), torch.float32)
