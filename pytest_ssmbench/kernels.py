@@ -31,7 +31,7 @@ def collection_finish(session: pytest.Session) -> None:
     decision = decide(options.get(config, "kernel_configs"), gpu, session.items)
     config.stash[decision_key] = decision
     runs_tests_here = not config.pluginmanager.hasplugin("dsession")  # an xdist controller runs none
-    if decision == "pinned" and runs_tests_here and session.items and not config.option.collectonly:
+    if decision == "pinned" and gpu and runs_tests_here and session.items and not config.option.collectonly:
         config.stash[pinned_key] = kernel_configs.pin()
 
 
@@ -62,6 +62,8 @@ def summary_line(config: pytest.Config) -> str | None:
     if not reports:
         return None
     notes = sorted({r["note"] for r in reports if r["note"]})
+    if not notes and not any(r["count"] for r in reports):  # mamba-ssm not installed: nothing to pin, nothing to say
+        return None
     if notes:
         return "mamba-ssm's Triton kernels were not pinned: " + "; ".join(notes)
     counts = sorted({r["count"] for r in reports})

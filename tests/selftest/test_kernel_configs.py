@@ -106,6 +106,8 @@ def test_absent_package_is_silent():
 def test_summary_line_here_and_from_xdist_workers():
     config = SimpleNamespace(stash=pytest.Stash())
     assert summary_line(config) is None  # nothing pinned (a CPU, --collect-only, a timed run)
+    config.stash[pinned_key] = kernel_configs.Pinned()
+    assert summary_line(config) is None  # mamba-ssm not installed: nothing to pin
     config.stash[pinned_key] = kernel_configs.Pinned(count=43)
     assert "(43 autotuned kernels; nothing was timed)" in summary_line(config)
     workers = SimpleNamespace(stash=pytest.Stash())
