@@ -53,7 +53,12 @@ def autotuners(package: str = PACKAGE) -> list[tuple[str, Any]]:
     except Exception:  # noqa: BLE001 -- an install a new torch or Triton breaks is not ours to crash on
         return []
     modules = [root]
-    for info in pkgutil.walk_packages(getattr(root, "__path__", []), prefix=package + "."):
+    try:  # walk_packages imports subpackages itself: a subpackage that raises is skipped (onerror), not fatal
+        infos = list(pkgutil.walk_packages(getattr(root, "__path__", []), prefix=package + ".",
+                                           onerror=lambda _name: None))
+    except Exception:  # noqa: BLE001
+        infos = []
+    for info in infos:
         try:
             modules.append(importlib.import_module(info.name))
         except Exception:  # noqa: BLE001 -- a kernel module this GPU or build cannot import is not ours to fix
