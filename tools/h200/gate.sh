@@ -35,7 +35,9 @@ mamba_ssm.__version__, causal_conv1d.__version__)" > /tmp/gate/versions.txt 2>&1
   for run in ${RUNS:-}; do  # a quick run's own arguments: ARGS_<run> (dashes as underscores), QUICK_ARGS for quick
     case $run in quick*) var=ARGS_${run//-/_}; [ $run = quick ] && var=QUICK_ARGS; echo "${!var:-}" > /tmp/gate/$run.args ;; esac
   done
-  git rev-parse HEAD > /tmp/gate/commit 2>/dev/null || echo "${RUN_COMMIT:-unknown}" > /tmp/gate/commit
+  # the device copy's git metadata can be stale (2026-12-05: it said bcb669d for four later commits): pass the commit
+  # that runs as RUN_COMMIT=$(git rev-parse HEAD) from here; the copy's own HEAD is kept only as what it said
+  echo "${RUN_COMMIT:-unknown} (device copy's git HEAD: $(git rev-parse HEAD 2>/dev/null || echo none))" > /tmp/gate/commit
   cat > /tmp/gate/run.sh <<RUN
 cd $PWD
 export PYTHONPATH=/tmp/kernels PYTHONUNBUFFERED=1 QUICK_LIMIT=${QUICK_LIMIT:-480}
