@@ -11,7 +11,6 @@ from ssmbench import kernel_configs
 from . import options
 from .settings import settings
 
-decision_key = pytest.StashKey[str]()
 pinned_key = pytest.StashKey[kernel_configs.Pinned]()
 
 TIMED_MARKS = ("benchmark", "gate")
@@ -29,7 +28,6 @@ def collection_finish(session: pytest.Session) -> None:
     config = session.config
     gpu = settings(config).device.type == "cuda"
     decision = decide(options.get(config, "kernel_configs"), gpu, session.items)
-    config.stash[decision_key] = decision
     runs_tests_here = not config.pluginmanager.hasplugin("dsession")  # an xdist controller runs none
     if decision == "pinned" and gpu and runs_tests_here and session.items and not config.option.collectonly:
         config.stash[pinned_key] = kernel_configs.pin()
@@ -41,7 +39,7 @@ def sessionfinish(session: pytest.Session) -> None:
     if pinned is not None:
         pinned.restore()
         if hasattr(config, "workeroutput"):  # an xdist worker: its controller says it
-            config.workeroutput["ssmbench_pinned"] = {"count": pinned.count, "note": pinned.note}
+            config.workeroutput["ssmbench_pinned"] = pinned.count
 
 
 workers_key = pytest.StashKey[list]()
@@ -57,14 +55,10 @@ def node_down(node) -> None:
 def summary_line(config: pytest.Config) -> str | None:
     """What the run's Triton kernels were, where it pinned them (here, or in the xdist workers)."""
     pinned = config.stash.get(pinned_key, None)
-    reports = [{"count": pinned.count, "note": pinned.note}] if pinned is not None else \
-        config.stash.get(workers_key, [])
-    if not reports:
-        return None
-    if not any(r["count"] for r in reports):  # mamba-ssm not installed, or nothing recognised: the header's probe,
-        return None                           # which pins the same package, has said that once already
-    counts = sorted({r["count"] for r in reports})
-    where = "" if pinned is not None else f" in each of {len(reports)} workers"
-    return (f"mamba-ssm's Triton kernels ran with one configuration each, the smallest tile "
-            f"({'/'.join(map(str, counts))} autotuned kernels{where}; nothing was timed): --ssm-kernel-configs "
-            "autotuned checks the tuned ones")
+    counts = [pinned.count] if pinned is not None else config.stash.get(workers_key, [])
+    if not any(counts):  # nothing pinned: mamba-ssm not installed, or nothing recognised (the header's probe, which
+        return None      # pins the same package, has said that once already)
+    where = "" if pinned is not None else f" in each of {len(counts)} workers"
+    kernels = "/".join(map(str, sorted(set(counts))))
+    return (f"mamba-ssm's Triton kernels ran with one configuration each, the smallest tile ({kernels} autotuned "
+            f"kernels{where}; nothing was timed): --ssm-kernel-configs autotuned checks the tuned ones")

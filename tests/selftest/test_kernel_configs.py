@@ -121,7 +121,7 @@ def test_summary_line_here_and_from_xdist_workers():
     assert "(43 autotuned kernels; nothing was timed)" in summary_line(config)
     workers = SimpleNamespace(stash=pytest.Stash())
     for _ in range(2):
-        node_down(SimpleNamespace(config=workers, workeroutput={"ssmbench_pinned": {"count": 43, "note": None}}))
+        node_down(SimpleNamespace(config=workers, workeroutput={"ssmbench_pinned": 43}))
     assert "(43 autotuned kernels in each of 2 workers;" in summary_line(workers)
     noted = SimpleNamespace(stash=pytest.Stash())
     noted.stash[pinned_key] = kernel_configs.Pinned(note="no Triton autotuner recognised")
