@@ -179,17 +179,18 @@ class LoadedModel:
         return check_noise_floor(self.name, self.spec.source, relative_error(batched, alone))
 
     @torch.no_grad()
-    def rounding_floors(self, input_ids: torch.Tensor, positions: range, seed: int = 0) -> list[float]:
+    def rounding_floors(self, input_ids: torch.Tensor, plain: torch.Tensor, positions: range,
+                        seed: int = 0) -> list[float]:
         """How far a rounding-sized change moves this model's logits at each of ``positions`` of ``input_ids``:
         the full forward pass with its input embeddings scaled by (1 + eps * N(0, 1)) (eps: the dtype's; seeded)
-        against the plain one, position by position. The noise floor above is read at a short prompt; a long one
+        against the plain one (``plain``: ``logits(input_ids, use_cache=False)``, which the caller has), position
+        by position. The noise floor above is read at a short prompt; a long one
         can sit far above it (synthetic Mamba-2, random weights, float32, on a CPU: 1.4e-4 at position 6, 3e-4 up
         to 255, 4-6e-3 at 256-257, past its first 256-token chunk), and two correct computations of such a
         position (a decode step against the full forward) differ by as much."""
         from .compare import check_noise_floor, relative_error
 
         ids = input_ids.to(self.device)
-        plain = self.model(input_ids=ids, use_cache=False).logits
         eps = torch.finfo(self.dtype).eps
         gen = torch.Generator(device="cpu").manual_seed(seed)
 

@@ -257,7 +257,7 @@ def test_decode_on_both_sides_of_every_block_boundary(lm):
             assert torch.equal(out.sequences, seq), f"{lm.name}: forcing failed at a {length}-token prompt"
             # each step against its own position's floor: past a chunk boundary a random-weight stack can be ten
             # times more sensitive to rounding than at the short prompt the noise floor is read at
-            floors = lm.rounding_floors(seq, range(length - 1, length + 2))
+            floors = lm.rounding_floors(seq, full, range(length - 1, length + 2))
             for step, floor in enumerate(floors):
                 assert_logits_close(f"{lm.name}: decode step {step + 1} of 3 after a {length}-token prompt (boundary "
                                     f"{b}) vs the full forward pass", out.logits[step], full[:, length - 1 + step],

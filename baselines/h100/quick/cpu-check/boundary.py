@@ -33,6 +33,6 @@ for length in [int(a) for a in sys.argv[1:]] or [255]:
     steps = torch.stack(out.logits, dim=1)
     ref = full[:, length - 1: -1]
     print("rounding floors at the three positions",
-          [f"{f:.2g}" for f in lm.rounding_floors(seq, range(length - 1, length + 2))], flush=True)
+          [f"{f:.2g}" for f in lm.rounding_floors(seq, full, range(length - 1, length + 2))], flush=True)
     print(length, "relative error", relative_error(steps, ref), "per step",
           [round(relative_error(steps[:, i], ref[:, i]), 5) for i in range(3)], round(time.time() - t), "s", flush=True)
