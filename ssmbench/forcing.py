@@ -32,9 +32,8 @@ def _hook_reference(model: Any, kernels: Kernels) -> None:
         active: list[reference_path | None] = []
 
         def enter(module, _args, active=active):
-            # Off CUDA only: the same model moved to a GPU afterwards runs its kernels there, as any model does (a
-            # mixer forced on a GPU ran transformers' reference loop against a kernel-run original: relative
-            # error 1.2 on a padded batch, transformers 5.17).
+            # Off CUDA only, the forcing's purpose: the same model moved to a GPU afterwards runs its kernels there,
+            # as any model does.
             first = next(module.parameters(), None)
             on_cuda = first is not None and first.is_cuda
             active.append(None if on_cuda else reference_path(kernels).__enter__())

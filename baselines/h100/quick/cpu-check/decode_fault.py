@@ -8,12 +8,13 @@ fails all three (decode_fault.out)."""
 
 
 def pytest_ssmbench_model_loaded(config, lm):
+    from ssmbench.inject import ssm_mixers
+
     def fault(_module, args, kwargs, out):
         hidden = args[0] if args else kwargs["hidden_states"]
         if hidden.shape[1] != 1:
             return None
         return (out[0] * 1.001, *out[1:]) if isinstance(out, tuple) else out * 1.001
 
-    for module in lm.model.modules():
-        if type(module).__name__.endswith("Mixer"):
-            module.register_forward_hook(fault, with_kwargs=True)
+    for mixer in ssm_mixers(lm):  # the injection plugin's mixers: every layer of a mamba* kind
+        mixer.register_forward_hook(fault, with_kwargs=True)
